@@ -1,0 +1,32 @@
+# `make test`: install what the tests need (apt + pip) and run every test.
+# Kernel tests need root (network namespaces); without root they skip with a reason.
+PYTHON ?= python3
+APT_PKGS := iptables iproute2 graphviz
+
+.PHONY: test deps lint bench fixtures
+
+test: deps
+	$(PYTHON) -m pytest -q
+
+deps:
+	@missing=""; \
+	command -v iptables-restore >/dev/null || missing="$$missing iptables"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	  else echo "missing:$$missing (apt-get install$$missing as root; kernel tests will skip)"; fi; \
+	fi
+	$(PYTHON) -m pip install -q -e '.[dev]'
+
+lint: deps
+	ruff check src tests bench
+	ruff format --check src tests bench
+	mypy src
+
+bench: deps
+	$(PYTHON) bench/run.py
+
+fixtures:
+	$(PYTHON) -m kpsim.regen

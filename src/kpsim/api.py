@@ -1,0 +1,68 @@
+"""The library API: one call per stage, usable from a notebook as from the CLI.
+
+select inputs ─▶ load (parse) ─▶ show / trace / simulate ─▶ render
+
+>>> from kpsim import api
+>>> loaded = api.load([])            # the default fixture set
+>>> report = api.show(loaded)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kpsim import fixtures
+from kpsim.fixtures import FixtureSet, NodeSource
+from kpsim.model import Format, Ruleset
+from kpsim.parse import load_file
+from kpsim.show import ShowReport, summarize
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedNode:
+    """A node's captures, parsed; ``primary`` is the one traces use."""
+
+    source: NodeSource
+    rulesets: tuple[Ruleset, ...]
+
+    @property
+    def primary(self) -> Ruleset:
+        for rs in self.rulesets:
+            if rs.path == str(self.source.primary):
+                return rs
+        return self.rulesets[0]
+
+    @property
+    def name(self) -> str:
+        node = self.primary.metadata.get("node")
+        return str(node) if node else self.source.name
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    fixture_set: FixtureSet
+    nodes: tuple[LoadedNode, ...]
+
+
+def load(
+    paths: Sequence[str] = (),
+    *,
+    fixtures_dir: str | None = None,
+    fmt: Format | None = None,
+    strict: bool = False,
+    all_files: bool = True,
+) -> Loaded:
+    """Parse every capture of the chosen nodes (or only their primary files)."""
+    chosen = fixtures.select(paths, fixtures_dir)
+    nodes = []
+    for src in chosen.nodes:
+        files = src.files if all_files else (src.primary,)
+        nodes.append(LoadedNode(src, tuple(load_file(f, fmt=fmt, strict=strict) for f in files)))
+    return Loaded(chosen, tuple(nodes))
+
+
+def show(loaded: Loaded) -> ShowReport:
+    """Summaries of every capture of every node loaded."""
+    inputs = tuple(summarize(rs, node.name) for node in loaded.nodes for rs in node.rulesets)
+    return ShowReport(loaded.fixture_set.label, loaded.fixture_set.origin, inputs)

@@ -1,0 +1,312 @@
+"""kube-proxy meaning of a ruleset: services, their frontends and endpoints.
+
+    KUBE-SERVICES ─ -d ClusterIP --dport P ─▶ KUBE-SVC-H ─ statistic ─▶ KUBE-SEP-E ─ DNAT ip:port
+    KUBE-NODEPORTS ─ --dport NP ─▶ KUBE-EXT-H (≥1.24) / KUBE-XLB-H (<1.24) / KUBE-SVC-H (older)
+    KUBE-EXT-H ─▶ KUBE-SVL-H (externalTrafficPolicy Local: local endpoints only)
+    KUBE-FW-H  ─▶ LoadBalancer IP with source ranges
+
+All chains of one service port share the hash suffix H = base32(sha256(name + proto))[:16],
+so they are grouped by H; names come from kube-proxy's comments, or from the hash when a
+candidate name is known.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from kpsim.model import (
+    Address,
+    CommentMatch,
+    Dnat,
+    Jump,
+    PortMatch,
+    RecentCommand,
+    RecentMatch,
+    Reject,
+    Rule,
+    Ruleset,
+    StatisticMatch,
+    StatisticMode,
+)
+
+SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-XLB-", "KUBE-FW-")
+_FRONTEND_SUFFIXES = {
+    " cluster IP": "cluster-ip",
+    " external IP": "external-ip",
+    " loadbalancer IP": "load-balancer",
+}
+IPVS_CHAINS = frozenset({"KUBE-LOAD-BALANCER", "KUBE-NODE-PORT"})
+
+
+def port_proto_hash(service_port_name: str, protocol: str) -> str:
+    """kube-proxy's chain-name hash: base32(sha256(name + protocol))[:16]."""
+    digest = hashlib.sha256((service_port_name + protocol.lower()).encode()).digest()
+    return base64.b32encode(digest).decode()[:16]
+
+
+def endpoint_hash(service_port_name: str, protocol: str, endpoint: str) -> str:
+    """KUBE-SEP- suffix: the same hash over name + protocol + ``ip:port``."""
+    digest = hashlib.sha256((service_port_name + protocol.lower() + endpoint).encode()).digest()
+    return base64.b32encode(digest).decode()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    """An address:port a client can use: ``kind`` is cluster-ip, node-port,
+    external-ip or load-balancer."""
+
+    kind: str
+    address: str | None
+    port: int | None
+    protocol: str | None
+    rule: Rule = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A KUBE-SEP chain's DNAT destination and its chance for a new client."""
+
+    chain: str
+    destination: str | None
+    probability: Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One service port as kube-proxy laid it out on this node."""
+
+    name: str
+    hash: str
+    protocol: str | None
+    frontends: tuple[Frontend, ...]
+    endpoints: tuple[Endpoint, ...]
+    local_endpoints: tuple[Endpoint, ...] = ()
+    affinity_seconds: int | None = None
+    traffic_policy_local: bool = False
+    no_endpoints: bool = False
+    named_by: str = "comment"  # comment | hash | chain
+
+    @property
+    def cluster_ips(self) -> tuple[str, ...]:
+        return tuple(f.address for f in self.frontends if f.kind == "cluster-ip" and f.address)
+
+    @property
+    def node_ports(self) -> tuple[int, ...]:
+        return tuple(f.port for f in self.frontends if f.kind == "node-port" and f.port)
+
+
+def clean_name(comment: str) -> str:
+    """``ns/svc:port cluster IP``, ``ns/svc:port -> 10.0.0.1:80``, ``ns/svc:`` → ``ns/svc:port``."""
+    text = comment.split(" -> ")[0]
+    for suffix in (*_FRONTEND_SUFFIXES, " has no endpoints", " has no local endpoints"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    for prefix in ("masquerade traffic for ", "pod traffic for ", "route LOCAL traffic for "):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text.split(" ")[0].rstrip(":")
+
+
+def _hash_of(chain: str) -> str | None:
+    for prefix in SERVICE_PREFIXES:
+        if chain.startswith(prefix):
+            return chain[len(prefix) :]
+    return None
+
+
+def _dport(rule: Rule) -> int | None:
+    for m in rule.matches:
+        if isinstance(m, PortMatch) and m.dport is not None and m.dport.lo == m.dport.hi:
+            return m.dport.lo
+    return None
+
+
+def _addr(a: Address | None) -> str | None:
+    if a is None or a.negated:
+        return None
+    if a.network is None:
+        return a.unresolved
+    net = a.network
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _comment_name(rule: Rule) -> str | None:
+    for m in rule.matches:
+        if isinstance(m, CommentMatch) and "/" in m.text:
+            return clean_name(m.text)
+    return None
+
+
+def endpoint_shares(rules: Iterable[Rule]) -> tuple[tuple[Rule, Fraction], ...]:
+    """Each KUBE-SEP jump's exact chance for a new client (no affinity history):
+    p_i · Π_{j<i} (1 − p_j), with p = threshold / 2^31 as the kernel draws it."""
+    remaining = Fraction(1)
+    out: list[tuple[Rule, Fraction]] = []
+    for rule in rules:
+        if not isinstance(rule.target, Jump) or not rule.target.chain.startswith("KUBE-SEP-"):
+            continue
+        if any(isinstance(m, RecentMatch) for m in rule.matches):
+            continue  # affinity: only a client with history matches
+        p = Fraction(1)
+        for m in rule.matches:
+            if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
+                p = m.probability if not m.negated else 1 - m.probability
+        out.append((rule, remaining * p))
+        remaining *= 1 - p
+    return tuple(out)
+
+
+def _sep_destination(ruleset: Ruleset, chain: str) -> str | None:
+    sep = ruleset.chain("nat", chain)
+    if sep is None:
+        return None
+    for rule in sep.rules:
+        if isinstance(rule.target, Dnat) and rule.target.to:
+            return str(rule.target.to[0])
+    return None
+
+
+@dataclass
+class _Draft:
+    hash: str
+    names: list[str] = field(default_factory=list)
+    protocol: str | None = None
+    frontends: list[Frontend] = field(default_factory=list)
+    no_endpoints: bool = False
+
+
+def _draft(drafts: dict[str, _Draft], h: str) -> _Draft:
+    return drafts.setdefault(h, _Draft(h))
+
+
+def _collect_frontends(ruleset: Ruleset, drafts: dict[str, _Draft]) -> None:
+    for chain_name, kind_default in (
+        ("KUBE-SERVICES", "cluster-ip"),
+        ("KUBE-NODEPORTS", "node-port"),
+    ):
+        chain = ruleset.chain("nat", chain_name)
+        if chain is None:
+            continue
+        for rule in chain.rules:
+            if not isinstance(rule.target, Jump):
+                continue
+            h = _hash_of(rule.target.chain)
+            if h is None:
+                continue
+            d = _draft(drafts, h)
+            kind = kind_default
+            text = rule.comment or ""
+            for suffix, k in _FRONTEND_SUFFIXES.items():
+                if text.endswith(suffix):
+                    kind = k
+            proto = rule.protocol.name if rule.protocol else None
+            d.protocol = d.protocol or proto
+            d.frontends.append(Frontend(kind, _addr(rule.destination), _dport(rule), proto, rule))
+            if (name := _comment_name(rule)) is not None:
+                d.names.append(name)
+
+
+def _collect_rejects(ruleset: Ruleset) -> dict[str, list[Rule]]:
+    """Filter-table REJECTs kube-proxy writes for services without endpoints."""
+    out: dict[str, list[Rule]] = {}
+    table = ruleset.table("filter")
+    if table is None:
+        return out
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            text = rule.comment or ""
+            if isinstance(rule.target, Reject) and text.endswith("has no endpoints"):
+                out.setdefault(clean_name(text), []).append(rule)
+    return out
+
+
+def services(ruleset: Ruleset) -> tuple[Service, ...]:
+    """Every service port the nat (and filter) table shows, sorted by name."""
+    drafts: dict[str, _Draft] = {}
+    _collect_frontends(ruleset, drafts)
+    nat = ruleset.table("nat")
+    for name in nat.chains if nat else ():
+        h = _hash_of(name)
+        if h is not None:
+            d = _draft(drafts, h)
+            for rule in nat.chains[name].rules if nat else ():
+                if (n := _comment_name(rule)) is not None:
+                    d.names.append(n)
+    result = [_finish(ruleset, d) for d in drafts.values()]
+    known = {s.name for s in result}
+    for name, rules in _collect_rejects(ruleset).items():
+        if name in known:
+            continue
+        fronts = tuple(
+            Frontend(
+                "node-port" if r.destination is None else "cluster-ip",
+                _addr(r.destination),
+                _dport(r),
+                r.protocol.name if r.protocol else None,
+                r,
+            )
+            for r in rules
+        )
+        proto = fronts[0].protocol if fronts else None
+        result.append(
+            Service(
+                name, port_proto_hash(name, proto or "tcp"), proto, fronts, (), no_endpoints=True
+            )
+        )
+    return tuple(sorted(result, key=lambda s: (s.name, s.protocol or "")))
+
+
+def _finish(ruleset: Ruleset, d: _Draft) -> Service:
+    svc = ruleset.chain("nat", f"KUBE-SVC-{d.hash}")
+    svl = ruleset.chain("nat", f"KUBE-SVL-{d.hash}")
+    endpoints = tuple(
+        Endpoint(r.target.chain, _sep_destination(ruleset, r.target.chain), p)
+        for r, p in endpoint_shares(svc.rules if svc else ())
+        if isinstance(r.target, Jump)
+    )
+    local = tuple(
+        Endpoint(r.target.chain, _sep_destination(ruleset, r.target.chain), p)
+        for r, p in endpoint_shares(svl.rules if svl else ())
+        if isinstance(r.target, Jump)
+    )
+    affinity = None
+    for chain in (svc, svl):
+        for rule in chain.rules if chain else ():
+            for m in rule.matches:
+                if isinstance(m, RecentMatch) and m.command is RecentCommand.RCHECK:
+                    affinity = m.seconds
+    policy_local = svl is not None or ruleset.chain("nat", f"KUBE-XLB-{d.hash}") is not None
+    name, named_by = _choose_name(d)
+    return Service(
+        name=name,
+        hash=d.hash,
+        protocol=d.protocol,
+        frontends=tuple(d.frontends),
+        endpoints=endpoints,
+        local_endpoints=local,
+        affinity_seconds=affinity,
+        traffic_policy_local=policy_local,
+        no_endpoints=not endpoints and not local,
+        named_by=named_by,
+    )
+
+
+def _choose_name(d: _Draft) -> tuple[str, str]:
+    """Prefer a comment name whose hash matches the chain suffix (it proves the label)."""
+    for candidate in dict.fromkeys(d.names):
+        for proto in (d.protocol, "tcp", "udp", "sctp"):
+            if proto and port_proto_hash(candidate, proto) == d.hash:
+                return candidate, "hash"
+    if d.names:
+        return d.names[0], "comment"
+    return f"KUBE-SVC-{d.hash}", "chain"
+
+
+def is_ipvs(ruleset: Ruleset) -> bool:
+    """kube-proxy in IPVS mode keeps its balancing out of iptables."""
+    nat = ruleset.table("nat")
+    return bool(nat and IPVS_CHAINS & set(nat.chains))
