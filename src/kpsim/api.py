@@ -9,6 +9,7 @@ select inputs ─▶ load (parse) ─▶ show / trace / simulate ─▶ render
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from kpsim import fixtures
 from kpsim.fixtures import FixtureSet, NodeSource
 from kpsim.model import Format, Ruleset
 from kpsim.parse import load_file
+from kpsim.scenario import NodeInput, TraceReport, TraceRequest, trace_nodes
 from kpsim.show import ShowReport, summarize
 
 
@@ -59,6 +61,10 @@ def load(
     for src in chosen.nodes:
         files = src.files if all_files else (src.primary,)
         nodes.append(LoadedNode(src, tuple(load_file(f, fmt=fmt, strict=strict) for f in files)))
+    # The model is immutable and lives as long as the command: move it out of the cyclic
+    # collector's sight. Without this, full collections re-scan millions of objects and
+    # make later stages ~10× slower on a 10,000-service dump (measured: 1.0 s → 0.1 s).
+    gc.freeze()
     return Loaded(chosen, tuple(nodes))
 
 
@@ -66,3 +72,9 @@ def show(loaded: Loaded) -> ShowReport:
     """Summaries of every capture of every node loaded."""
     inputs = tuple(summarize(rs, node.name) for node in loaded.nodes for rs in node.rulesets)
     return ShowReport(loaded.fixture_set.label, loaded.fixture_set.origin, inputs)
+
+
+def trace(loaded: Loaded, request: TraceRequest) -> TraceReport:
+    """Trace one connection on every loaded node (their primary captures)."""
+    inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
+    return trace_nodes(inputs, request)

@@ -5,6 +5,8 @@ The only module that prints or chooses an exit code (see errors.ExitCode).
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -13,8 +15,16 @@ from typing import Any, TypeVar
 import click
 
 from kpsim import api
-from kpsim.errors import ExitCode, KpsimError
+from kpsim.errors import ExitCode, KpsimError, UsageError
 from kpsim.model import Format
+from kpsim.scenario import TraceRequest
+from kpsim.trace import UnknownMode
+
+UNKNOWN_MODES: dict[str, UnknownMode] = {
+    "stop": "stop",
+    "no-match": "assume-no-match",
+    "match": "assume-match",
+}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +47,15 @@ def handles_errors(func: F) -> F:
             _fail(exc)
         except BrokenPipeError:  # `kpsim show | head`
             sys.exit(int(ExitCode.OK))
+        except Exception as exc:  # a bug: say so plainly, traceback only on request
+            if os.environ.get("KPSIM_DEBUG"):
+                raise
+            click.echo(
+                f"kpsim: internal error: {type(exc).__name__}: {exc} "
+                "(set KPSIM_DEBUG=1 for the traceback, and please report it)",
+                err=True,
+            )
+            sys.exit(int(ExitCode.FAILURE))
 
     return wrapper  # type: ignore[return-value]
 
@@ -65,6 +84,55 @@ def input_options(func: F) -> F:
 
 def _color(output: str) -> bool:
     return output == "text" and sys.stdout.isatty()
+
+
+def _ip(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not an IP address") from None
+
+
+def trace_request(
+    port: int,
+    dest: str | None,
+    proto: str,
+    source: str | None,
+    node_ips: tuple[str, ...],
+    node: str | None,
+    assumptions: tuple[str, ...],
+) -> TraceRequest:
+    """Options → a validated TraceRequest (bad values: exit 2 with the value named)."""
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: not a port (1-65535)")
+    extra: dict[str, object] = {}
+    if source:
+        host, _, sport = source.rpartition(":") if source.count(":") == 1 else (source, "", "")
+        extra["source"] = _ip(host or source, "--source")
+        if sport:
+            if not sport.isdigit() or not 0 < int(sport) < 65536:
+                raise UsageError(f"--source {source}: bad port {sport!r}")
+            extra["source_port"] = int(sport)
+    affinity: list[str] = []
+    for a in assumptions:
+        key, _, value = a.partition("=")
+        if key == "affinity" and value:
+            affinity.append(value)
+        elif key == "unknown" and value in UNKNOWN_MODES:
+            extra["unknown"] = UNKNOWN_MODES[value]
+        else:
+            raise UsageError(
+                f"--assume {a}: expected affinity=IP:PORT or unknown=stop|no-match|match"
+            )
+    return TraceRequest(
+        port=port,
+        dest=_ip(dest, "--dest") if dest else None,
+        protocol=proto,
+        node_ips=tuple(_ip(i, "--node-ip") for i in node_ips),
+        node=node,
+        affinity=tuple(affinity),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,6 +167,68 @@ def show(
     else:
         click.echo(show_text(report, color=_color(output), chains=chains), nl=False)
 
+
+@main.command()
+@input_options
+@click.option("--port", type=int, required=True, help="Destination port (a NodePort when alone).")
+@click.option("--dest", help="Destination address (default: each node's own address).")
+@click.option("--proto", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp")
+@click.option("--source", default=None, help="Client IP[:PORT] (default 203.0.113.10:40000).")
+@click.option("--node-ip", "node_ips", multiple=True, help="Add a local address of the node.")
+@click.option("--node", help="Only this node (name or short name).")
+@click.option(
+    "--assume",
+    "assumptions",
+    multiple=True,
+    help="What-if: affinity=IP:PORT (the client already sticks to that endpoint), "
+    "unknown=stop|no-match|match (how to treat matches kpsim cannot decide).",
+)
+@click.option("--tree/--no-tree", default=None, help="Trees for every node (default: first).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@handles_errors
+def trace(
+    paths: tuple[str, ...],
+    fixtures_dir: str | None,
+    fmt: str | None,
+    strict: bool,
+    port: int,
+    dest: str | None,
+    proto: str,
+    source: str | None,
+    node_ips: tuple[str, ...],
+    node: str | None,
+    assumptions: tuple[str, ...],
+    tree: bool | None,
+    output: str,
+) -> None:
+    """Follow a connection's first packet through each node's rules: every outcome,
+    its exact probability, the rules on its path, and whether the client IP survives."""
+    from kpsim.render.json import trace_json
+    from kpsim.render.trace_text import trace_text
+
+    request = trace_request(port, dest, proto, source, node_ips, node, assumptions)
+    loaded = api.load(
+        paths,
+        fixtures_dir=fixtures_dir,
+        fmt=Format(fmt) if fmt else None,
+        strict=strict,
+        all_files=False,
+    )
+    report = api.trace(loaded, request)
+    label = f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})"
+    if output == "json":
+        click.echo(trace_json(report, label), nl=False)
+    else:
+        click.echo(trace_text(report, label, color=_color(output), tree=tree), nl=False)
+
+
+def _register() -> None:
+    from kpsim.cli_fetch import fetch_command
+
+    main.add_command(fetch_command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

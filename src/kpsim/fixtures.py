@@ -114,13 +114,13 @@ def default_set(
 ) -> FixtureSet:
     """The fixture set used when no PATH is given (see module doc for the order)."""
     env = os.environ if env is None else env
-    cwd = Path.cwd() if cwd is None else cwd
+    here = Path() if cwd is None else cwd  # relative paths read better in every message
     if fixtures_dir:
         root, origin = Path(fixtures_dir), "--fixtures"
     elif env.get("KPSIM_FIXTURES"):
         root, origin = Path(env["KPSIM_FIXTURES"]), "$KPSIM_FIXTURES"
-    elif (cwd / "fixtures" / "iptables").is_dir():
-        root, origin = cwd / "fixtures" / "iptables", "./fixtures/iptables"
+    elif (here / "fixtures" / "iptables").is_dir():
+        root, origin = here / "fixtures" / "iptables", "./fixtures/iptables"
     else:
         root, origin = packaged_fixtures(), "kpsim's packaged samples"
     if not root.is_dir():

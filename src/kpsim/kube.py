@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from kpsim.model import (
+    PROBABILITY_SCALE,
     Address,
     CommentMatch,
     Dnat,
@@ -143,20 +144,25 @@ def _comment_name(rule: Rule) -> str | None:
 
 def endpoint_shares(rules: Iterable[Rule]) -> tuple[tuple[Rule, Fraction], ...]:
     """Each KUBE-SEP jump's exact chance for a new client (no affinity history):
-    p_i · Π_{j<i} (1 − p_j), with p = threshold / 2^31 as the kernel draws it."""
-    remaining = Fraction(1)
+    p_i · Π_{j<i} (1 − p_j), with p = threshold / 2^31 as the kernel draws it.
+
+    Kept as one integer numerator over 2^(31·k) until the end: Fraction arithmetic
+    per step took ~1 s on a 10,000-service dump (measured)."""
+    remaining, scale = 1, 1  # remaining / scale: chance no earlier rule matched
     out: list[tuple[Rule, Fraction]] = []
     for rule in rules:
         if not isinstance(rule.target, Jump) or not rule.target.chain.startswith("KUBE-SEP-"):
             continue
         if any(isinstance(m, RecentMatch) for m in rule.matches):
             continue  # affinity: only a client with history matches
-        p = Fraction(1)
+        hit, total = 1, 1  # this rule matches with chance hit / total
         for m in rule.matches:
             if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
-                p = m.probability if not m.negated else 1 - m.probability
-        out.append((rule, remaining * p))
-        remaining *= 1 - p
+                threshold = m.threshold or 0
+                hit = PROBABILITY_SCALE - threshold if m.negated else threshold
+                total = PROBABILITY_SCALE
+        out.append((rule, Fraction(remaining * hit, scale * total)))
+        remaining, scale = remaining * (total - hit), scale * total
     return tuple(out)
 
 

@@ -201,7 +201,8 @@ class RecentCommand(Enum):
 
 @dataclass(frozen=True, slots=True)
 class RecentMatch:
-    """``-m recent``: the state behind session affinity."""
+    """``-m recent``: the state behind session affinity. ``mask`` None is the kernel's
+    default (255.255.255.255), so a capture that omits it and one that prints it agree."""
 
     command: RecentCommand
     name: str = "DEFAULT"
@@ -242,11 +243,13 @@ class ConnmarkMatch:
 
 @dataclass(frozen=True, slots=True)
 class ConntrackMatch:
-    """``-m conntrack`` / ``-m state``; options other than ``--ctstate`` in ``extra``."""
+    """``-m conntrack`` / ``-m state``; options other than ``--ctstate`` in ``extra``.
+    ``module`` keeps which of the two was written, so a re-render says the same."""
 
     ctstate: tuple[str, ...] = ()
     negated: bool = False
     extra: tuple[Option, ...] = ()
+    module: str = "conntrack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +323,8 @@ class Jump:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """``with_`` None is the family's default (icmp-port-unreachable)."""
+
     with_: str | None = None
 
 
@@ -404,6 +409,8 @@ class ConnmarkTarget:
 
 @dataclass(frozen=True, slots=True)
 class Log:
+    """``level`` None is the default level 4."""
+
     prefix: str | None = None
     level: str | None = None
     extra: tuple[Option, ...] = ()
@@ -411,10 +418,11 @@ class Log:
 
 @dataclass(frozen=True, slots=True)
 class Ct:
-    """``-j CT`` (``--notrack`` etc.) and the old ``-j NOTRACK``."""
+    """``-j CT`` (``--notrack`` etc.) and the old ``-j NOTRACK`` (``legacy=True``)."""
 
     notrack: bool = False
     options: tuple[Option, ...] = ()
+    legacy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

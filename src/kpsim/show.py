@@ -42,8 +42,7 @@ class ShowReport:
 
 
 def summarize(ruleset: Ruleset, node: str) -> InputSummary:
-    g = graph.chain_graph(ruleset)
-    refs = graph.references(g)
+    refs, missing = graph.references(ruleset)
     chains = tuple(
         ChainSummary(
             tname,
@@ -69,7 +68,7 @@ def summarize(ruleset: Ruleset, node: str) -> InputSummary:
         family=ruleset.family.value,
         tables={n: (len(t.chains), t.rule_count) for n, t in ruleset.tables.items()},
         chains=chains,
-        missing_chains=tuple(graph.missing_chains(g)),
+        missing_chains=tuple(missing),
         services=kube.services(ruleset),
         ipvs=ipvs,
         notes=notes,

@@ -11,10 +11,10 @@ from rich.text import Text
 from kpsim.kube import Service
 from kpsim.show import InputSummary, ShowReport
 
-WIDTH = 120
+WIDTH = 140
 
 
-def _console(buf: io.StringIO, color: bool) -> Console:
+def make_console(buf: io.StringIO, color: bool) -> Console:
     return Console(
         file=buf,
         width=WIDTH,
@@ -22,6 +22,7 @@ def _console(buf: io.StringIO, color: bool) -> Console:
         no_color=not color,
         color_system="standard" if color else None,
         highlight=False,
+        markup=False,
         emoji=False,
     )
 
@@ -79,7 +80,7 @@ def _input(console: Console, i: InputSummary) -> None:
 
 def show_text(report: ShowReport, *, color: bool = False, chains: bool = False) -> str:
     buf = io.StringIO()
-    console = _console(buf, color)
+    console = make_console(buf, color)
     console.print(f"fixture set: {report.fixture_set} ({report.origin})")
     console.print()
     for i in report.inputs:
