@@ -50,7 +50,7 @@ def generate(path: Path, services: int, endpoints: int) -> int:
 
 
 def bench_parse(path: Path, repeat: int) -> None:
-    kpsim_argv = [sys.executable, "-m", "kpsim.cli", "show", str(path), "-o", "json"]
+    kpsim_argv = [sys.executable, "-m", "kpsim", "show", str(path), "-o", "json"]
     show_s = best_of(
         repeat, lambda: subprocess.run(kpsim_argv, check=True, stdout=subprocess.DEVNULL)
     )

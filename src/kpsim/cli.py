@@ -6,16 +6,12 @@ The only module that prints or chooses an exit code (see errors.ExitCode).
 from __future__ import annotations
 
 import ipaddress
-import os
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
 
 from kpsim import api
-from kpsim.errors import ExitCode, KpsimError, UsageError
+from kpsim.cli_common import color, handles_errors, input_options
+from kpsim.errors import UsageError
 from kpsim.model import Format
 from kpsim.scenario import TraceRequest
 from kpsim.trace import UnknownMode
@@ -25,65 +21,6 @@ UNKNOWN_MODES: dict[str, UnknownMode] = {
     "no-match": "assume-no-match",
     "match": "assume-match",
 }
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-FORMAT_CHOICES = [f.value for f in Format if f is not Format.UNKNOWN]
-
-
-def _fail(exc: KpsimError) -> None:
-    click.echo(f"kpsim: {exc}", err=True)
-    sys.exit(int(exc.exit_code))
-
-
-def handles_errors(func: F) -> F:
-    """Turn kpsim's errors into a message and the error's exit code — never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except KpsimError as exc:
-            _fail(exc)
-        except BrokenPipeError:  # `kpsim show | head`
-            sys.exit(int(ExitCode.OK))
-        except Exception as exc:  # a bug: say so plainly, traceback only on request
-            if os.environ.get("KPSIM_DEBUG"):
-                raise
-            click.echo(
-                f"kpsim: internal error: {type(exc).__name__}: {exc} "
-                "(set KPSIM_DEBUG=1 for the traceback, and please report it)",
-                err=True,
-            )
-            sys.exit(int(ExitCode.FAILURE))
-
-    return wrapper  # type: ignore[return-value]
-
-
-def input_options(func: F) -> F:
-    """PATH… plus the options every reading command shares."""
-    func = click.argument("paths", nargs=-1, type=click.Path())(func)
-    func = click.option(
-        "--fixtures",
-        "fixtures_dir",
-        type=click.Path(),
-        help="Fixture folder to use when no PATH is given (else $KPSIM_FIXTURES, "
-        "./fixtures/iptables, or the packaged samples).",
-    )(func)
-    func = click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMAT_CHOICES),
-        help="Input format; auto-detected when omitted.",
-    )(func)
-    func = click.option(
-        "--strict", is_flag=True, help="Stop at the first line that does not parse (exit 2)."
-    )(func)
-    return func
-
-
-def _color(output: str) -> bool:
-    return output == "text" and sys.stdout.isatty()
 
 
 def _ip(text: str, what: str) -> str:
@@ -165,7 +102,7 @@ def show(
     if output == "json":
         click.echo(show_json(report), nl=False)
     else:
-        click.echo(show_text(report, color=_color(output), chains=chains), nl=False)
+        click.echo(show_text(report, color=color(output), chains=chains), nl=False)
 
 
 @main.command()
@@ -219,13 +156,15 @@ def trace(
     if output == "json":
         click.echo(trace_json(report, label), nl=False)
     else:
-        click.echo(trace_text(report, label, color=_color(output), tree=tree), nl=False)
+        click.echo(trace_text(report, label, color=color(output), tree=tree), nl=False)
 
 
 def _register() -> None:
     from kpsim.cli_fetch import fetch_command
+    from kpsim.cli_graph import graph_command
 
     main.add_command(fetch_command)
+    main.add_command(graph_command)
 
 
 _register()

@@ -46,13 +46,15 @@ IPVS_CHAINS = frozenset({"KUBE-LOAD-BALANCER", "KUBE-NODE-PORT"})
 def port_proto_hash(service_port_name: str, protocol: str) -> str:
     """kube-proxy's chain-name hash: base32(sha256(name + protocol))[:16]."""
     digest = hashlib.sha256((service_port_name + protocol.lower()).encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
+    # 16 base32 characters are exactly the first 10 bytes: encoding only those is the
+    # same string, ~3x cheaper (it runs once per service of a 10,000-service dump).
+    return base64.b32encode(digest[:10]).decode()
 
 
 def endpoint_hash(service_port_name: str, protocol: str, endpoint: str) -> str:
     """KUBE-SEP- suffix: the same hash over name + protocol + ``ip:port``."""
     digest = hashlib.sha256((service_port_name + protocol.lower() + endpoint).encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
+    return base64.b32encode(digest[:10]).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,11 +304,15 @@ def _finish(ruleset: Ruleset, d: _Draft) -> Service:
 
 
 def _choose_name(d: _Draft) -> tuple[str, str]:
-    """Prefer a comment name whose hash matches the chain suffix (it proves the label)."""
+    """Prefer a comment name whose hash matches the chain suffix (it proves the label).
+
+    kube-proxy before 1.x wrote an unnamed port as ``ns/svc:`` and hashed that form,
+    so both spellings are tried."""
     for candidate in dict.fromkeys(d.names):
-        for proto in (d.protocol, "tcp", "udp", "sctp"):
-            if proto and port_proto_hash(candidate, proto) == d.hash:
-                return candidate, "hash"
+        for spelled in (candidate, candidate + ":"):
+            for proto in (d.protocol, "tcp", "udp", "sctp"):
+                if proto and port_proto_hash(spelled, proto) == d.hash:
+                    return candidate, "hash"
     if d.names:
         return d.names[0], "comment"
     return f"KUBE-SVC-{d.hash}", "chain"

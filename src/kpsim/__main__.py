@@ -1,0 +1,5 @@
+"""``python -m kpsim``."""
+
+from kpsim.cli import main
+
+main()
