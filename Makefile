@@ -27,6 +27,8 @@ lint: deps
 
 bench: deps
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/sim_bench.py
+	$(PYTHON) bench/fetch_bench.py
 
 fixtures:
 	$(PYTHON) -m kpsim.regen

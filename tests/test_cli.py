@@ -134,3 +134,15 @@ def test_every_corpus_file_loads_leniently_and_finds_rules() -> None:
             assert doc["format"] == "nft" and any("nft" in n for n in doc["notes"])
         if path.name.startswith("028"):
             assert doc["ipvs"] is True
+
+
+def test_trace_dot_renders_with_graphviz(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz not installed")
+    code, out, err = run("trace", "--port", "30080", "-o", "dot")
+    assert code == 0, err
+    svg = subprocess.run(["dot", "-Tsvg"], input=out, capture_output=True, text=True, check=True)
+    assert "KUBE&#45;NODEPORTS" in svg.stdout or "KUBE-NODEPORTS" in svg.stdout

@@ -10,8 +10,9 @@ select inputs ─▶ load (parse) ─▶ show / trace / simulate ─▶ render
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kpsim import fixtures
 from kpsim.fixtures import FixtureSet, NodeSource
@@ -19,6 +20,11 @@ from kpsim.model import Format, Ruleset
 from kpsim.parse import load_file
 from kpsim.scenario import NodeInput, TraceReport, TraceRequest, trace_nodes
 from kpsim.show import ShowReport, summarize
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from kpsim.simulate import SimReport, SimRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +84,16 @@ def trace(loaded: Loaded, request: TraceRequest) -> TraceReport:
     """Trace one connection on every loaded node (their primary captures)."""
     inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
     return trace_nodes(inputs, request)
+
+
+def simulate(
+    loaded: Loaded,
+    request: SimRequest,
+    rng: np.random.Generator,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimReport:
+    """Many simulated connections through every loaded node, drawn as the kernel draws."""
+    from kpsim.simulate import simulate as run
+
+    inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
+    return run(inputs, request, rng, progress)

@@ -121,7 +121,14 @@ def show(
     "unknown=stop|no-match|match (how to treat matches kpsim cannot decide).",
 )
 @click.option("--tree/--no-tree", default=None, help="Trees for every node (default: first).")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json", "dot"]),
+    default="text",
+    help="dot: the service's chain graph with the traced paths highlighted (first node, "
+    "or --node).",
+)
 @handles_errors
 def trace(
     paths: tuple[str, ...],
@@ -151,6 +158,13 @@ def trace(
         strict=strict,
         all_files=False,
     )
+    if output == "dot":
+        from kpsim.cli_graph import build_view, pick_node
+        from kpsim.render.dot import graph_dot
+
+        chosen = pick_node(loaded, node)
+        click.echo(graph_dot(build_view(loaded, chosen, port, None)), nl=False)
+        return
     report = api.trace(loaded, request)
     label = f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})"
     if output == "json":
@@ -162,9 +176,11 @@ def trace(
 def _register() -> None:
     from kpsim.cli_fetch import fetch_command
     from kpsim.cli_graph import graph_command
+    from kpsim.cli_simulate import simulate_command
 
     main.add_command(fetch_command)
     main.add_command(graph_command)
+    main.add_command(simulate_command)
 
 
 _register()

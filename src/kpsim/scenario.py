@@ -144,7 +144,7 @@ def node_context(meta: Mapping[str, object], extra: Sequence[str]) -> tuple[Node
 # ---------------------------------------------------------------- naming
 
 
-def _pods(meta: Mapping[str, object]) -> dict[str, Pod]:
+def pods_of(meta: Mapping[str, object]) -> dict[str, Pod]:
     pods = meta.get("pods")
     out: dict[str, Pod] = {}
     if isinstance(pods, list):
@@ -216,7 +216,7 @@ def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     )
     state = State.with_affinity(*_affinity_lists(node.ruleset, request.affinity))
     result = Tracer(node.ruleset, ctx, unknown=request.unknown).trace(packet, state)
-    named = _name(result.outcomes, node.ruleset, _pods(meta))
+    named = _name(result.outcomes, node.ruleset, pods_of(meta))
     return NodeTrace(node.name, dest, tuple(notes), result, tuple(named))
 
 

@@ -196,9 +196,7 @@ def masquerade_reason(n: NamedOutcome) -> str:
         m = marks[0]
         parts.append(f"marked by {m.chain} #{m.number} (:{_line(m)})")
     last = nat[-1]
-    parts.append(
-        f"rewritten by {last.chain} #{last.number} [{last.rule.origin if last.rule else ''}]"
-    )
+    parts.append(f"rewritten by {last.chain} #{last.number} (:{_line(last)})")
     return "the pod sees the node's address, not the client's: " + ", then ".join(parts)
 
 
