@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from _paths import CORPUS
 from kpsim.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden"
 SEED = "fixtures/iptables/eks-nodeport-workshop"
-CORPUS = REPO.parent / "shared" / "corpus" / "real-dumps"
 
 
 @pytest.fixture(autouse=True)

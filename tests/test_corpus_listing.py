@@ -28,7 +28,7 @@ from kpsim.parse.listing import parse_list
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real-dumps"
 if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus/real-dumps")
+    from _paths import CORPUS
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 
 FLANNEL_CHAINS = {  # 001 and 002: the same cluster, complete nat table

@@ -3,16 +3,13 @@ rule counts counted by hand from each file and the diagnostics their noise deser
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from _paths import CORPUS
 from kpsim.errors import ParseError
 from kpsim.model import Dnat, Format, Jump, MarkTarget, Masquerade, StatisticMatch
 from kpsim.parse.nft import NOTE, parse_nft
 from kpsim.parse.save import parse_save
-
-CORPUS = Path("/work/shared/corpus/real-dumps")
 
 
 def _load(prefix: str) -> tuple[str, str]:

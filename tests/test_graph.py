@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _paths import CORPUS
 from kpsim import api, graph
 from kpsim.cli import main
 from kpsim.cli_graph import build_view, pick_node
@@ -40,7 +41,7 @@ from kpsim.render.mermaid import graph_mermaid
 REPO = Path(__file__).resolve().parents[1]
 SEED = "fixtures/iptables/eks-nodeport-workshop"
 NODE = REPO / SEED / "ip-10-11-28-53" / "iptables-save.txt"
-OLD = REPO.parent / "shared/corpus/real-dumps/007-kube-fw-loadbalancer-save-fragment-annotated.txt"
+OLD = CORPUS / "007-kube-fw-loadbalancer-save-fragment-annotated.txt"
 H = "6FADE4ADMXCZ7ACT"  # node-test-01/node-test-01-svc, NodePort 30080
 THIRD = Fraction(715827883, 2**31)  # round(2^31 · 0.33333333349) / 2^31
 HALF_REST = Fraction(2**31 - 715827883, 2**32)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from _paths import CORPUS
 from kpsim import kube
 from kpsim.parse import load_file
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus" / "real-dumps"
+
 SEED = REPO / "fixtures" / "iptables" / "eks-nodeport-workshop"
 
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _paths import CORPUS
 from kpsim import synth
 from kpsim.errors import ParseError
 from kpsim.model import (
@@ -34,7 +35,7 @@ from kpsim.render.save import render_save, save_string
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures" / "iptables").glob("**/iptables-save.txt"))
-CORPUS = Path("/work/shared/corpus/real-dumps")
+
 CORPUS_FILES = sorted(p for pre in ("005", "007", "028") for p in CORPUS.glob(f"{pre}-*"))
 
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _paths import CORPUS
 from kpsim.errors import ParseError
 from kpsim.model import (
     Address,
@@ -57,7 +58,6 @@ from kpsim.model import (
 from kpsim.parse.save import parse_save
 from kpsim.parse.tokens import LineError, tokenize, tokenize_grammar
 
-CORPUS = Path("/work/shared/corpus/real-dumps")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 

@@ -10,13 +10,13 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _paths import CORPUS
 from kpsim.model import (
     BUILTIN_CHAINS,
     Address,
@@ -67,8 +67,6 @@ from kpsim.model import (
 from kpsim.parse.matches import ADDRTYPES, CTSTATES
 from kpsim.parse.save import parse_save
 from kpsim.render.save import render_save, save_string
-
-CORPUS = Path("/work/shared/corpus/real-dumps")
 
 
 def _same_model(a: Ruleset, b: Ruleset) -> None:
