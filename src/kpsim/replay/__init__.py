@@ -52,11 +52,13 @@ def replay(
     from_pod: str | None = None,
     connect_timeout_s: float = 1.0,
     timeout_s: float = 60.0,
+    order: Sequence[int] | None = None,
 ) -> KernelResult:
     """One probe in fresh namespaces: ``n`` TCP connections to ``dest:port`` (original
     addresses; ``dest=None`` is the node's own address, i.e. NodePort traffic like
     ``kpsim trace --port P``) from ``clients`` client addresses starting at ``source``
-    (default the trace's outside client), or from the node itself, or from a pod."""
+    (default the trace's outside client) in turn — or connection i from client
+    ``order[i]`` — or from the node itself, or from a pod."""
     if protocol.lower() != "tcp":
         raise ReplayError(f"protocol {protocol}: only tcp is replayed")
     with open_replay(
@@ -69,4 +71,5 @@ def replay(
             from_node=from_node,
             from_pod=from_pod,
             connect_timeout_s=connect_timeout_s,
+            order=order,
         )

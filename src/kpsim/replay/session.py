@@ -40,6 +40,7 @@ __all__ = ["ReplayError", "ReplaySession", "open_replay"]
 
 SPORT_FIRST = 10_000
 SPORT_LAST = 32_000  # below the default ephemeral range, so the kernel never competes
+MAX_CLIENTS = 250  # they map into one /24 (mapping.CLIENT_BLOCK_PREFIX), 254 addresses
 
 
 class ReplayError(KpsimError):
@@ -165,10 +166,12 @@ class ReplaySession:
         from_node: bool = False,
         from_pod: str | None = None,
         connect_timeout_s: float = 1.0,
+        order: Sequence[int] | None = None,
     ) -> KernelResult:
         """``n`` connections to ``dest:port`` (original addresses; default the node's
         primary address, i.e. NodePort traffic), from the first ``clients`` sources in
-        turn, from the node itself, or from the pod address ``from_pod`` (behind eni0)."""
+        turn (or connection i from source ``order[i]``), from the node itself, or from
+        the pod address ``from_pod`` (behind eni0)."""
         amap = self.address_map
         target = dest or self._node.hosts[0]
         mapped_dest = str(amap.forward(target))
@@ -182,6 +185,13 @@ class ReplaySession:
             if str(amap.forward(from_pod)) not in self.topology.plan.pod_addresses:
                 raise ReplayError(f"from_pod {from_pod} is not an endpoint or pod address")
             srcs = (from_pod,)
+        if order is not None and (
+            len(order) != n
+            or from_node
+            or from_pod is not None
+            or any(not 0 <= k < len(srcs) for k in order)
+        ):
+            raise ReplayError(f"order: {n} indices into the {len(srcs)} client sources")
         avoid = sorted(set().union(*self._served.values()))
         if self._next_sport + n + len(avoid) > SPORT_LAST:
             limit = SPORT_LAST - SPORT_FIRST
@@ -194,6 +204,8 @@ class ReplaySession:
             "--timeout", str(connect_timeout_s), "--budget", str(budget),
         ]  # fmt: skip
         argv += [a for p in avoid for a in ("--avoid", str(p))]
+        if order is not None:
+            argv += ["--order", ",".join(map(str, order))]
         if not from_node:
             for s in srcs:
                 argv += ["--source", str(amap.forward(s))]
@@ -208,7 +220,7 @@ class ReplaySession:
                 )
             proc = netns.run(ns, argv, timeout=budget + 15)
         rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        conns = tuple(self._connection(r, srcs) for r in rows)
+        conns = tuple(self._connection(r, srcs, order) for r in rows)
         after = _counters(self.topology.node)
         delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
         return KernelResult(
@@ -223,14 +235,17 @@ class ReplaySession:
         orig = self.address_map.back(host)
         return (f"{orig}:{port}" if orig is not None else f"mapped:{host}:{port}"), host
 
-    def _connection(self, row: Mapping[str, object], srcs: Sequence[str]) -> Connection:
+    def _connection(
+        self, row: Mapping[str, object], srcs: Sequence[str], order: Sequence[int] | None
+    ) -> Connection:
         """One JSON row in original addresses. Masquerade: the endpoint saw another source
         (address, or port: kube-proxy's --random-fully) than the one the client sent from."""
         i = int(str(row.get("i", 0)))
         dest, _ = self._back(str(row["local"]) if "local" in row else None)
         peer, _ = self._back(str(row["peer"]) if "peer" in row else None)
         bound, _ = self._back(str(row["bound"]) if "bound" in row else None)
-        source = bound.rpartition(":")[0] if bound else srcs[i % len(srcs)]
+        turn = order[i] if order is not None and i < len(order) else i
+        source = bound.rpartition(":")[0] if bound else srcs[turn % len(srcs)]
         return Connection(
             source=source,
             sport=int(bound.rpartition(":")[2]) if bound else int(str(row.get("sport", 0))),
@@ -281,8 +296,8 @@ def open_replay(
     203.0.113.10; ``clients`` addresses follow it. Needs root, ``ip`` and iptables."""
     if not netns.available():
         raise ReplayError("replay needs root plus ip, iptables, iptables-save, iptables-restore")
-    if not 1 <= clients <= 200:
-        raise ReplayError("clients must be between 1 and 200")
+    if not 1 <= clients <= MAX_CLIENTS:
+        raise ReplayError(f"clients must be between 1 and {MAX_CLIENTS}")
     meta = ruleset.metadata if meta is None else meta
     node = _node_of(meta, node_ips)
     first = ipaddress.IPv4Address(source or DEFAULT_CLIENT)

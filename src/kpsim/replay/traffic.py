@@ -5,6 +5,9 @@
     ─▶ {"i": 0, "src": "198.19.1.1", "sport": 20000, "status": "ok", "bound": "198.19.1.1:20000",
         "local": "198.18.11.70:80", "peer": "198.18.3.14:61234"}            (per connection)
 
+``--order 0,2,1,…`` names the source of each connection (indices into the ``--source``
+list, at least ``-n`` of them); without it the sources take turns.
+
 Statuses: ``ok`` (the responder answered), ``refused`` (RST or ICMP port unreachable:
 REJECT, or nothing listening), ``timeout`` (no answer: DROP), ``unreachable`` (ICMP
 host/net unreachable), ``error``. Each connection gets its own source port so each is a new
@@ -69,10 +72,15 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.budget
     sources = args.source or ["0.0.0.0"]
     n = min(args.n, MAX_CONNECTIONS)
+    turns = [i % len(sources) for i in range(n)]
+    order = [int(x) for x in args.order.split(",")] if args.order else turns
+    if len(order) < n or any(not 0 <= k < len(sources) for k in order):
+        print("--order: need -n indices into the --source list", file=sys.stderr)
+        return 2
     avoid = set(args.avoid)  # ports a responder listens on in this namespace
     sports = [p for p in range(args.sport_base, args.sport_base + n + len(avoid)) if p not in avoid]
     for i in range(n):
-        src = sources[i % len(sources)]
+        src = sources[order[i]]
         if time.monotonic() >= deadline:
             row: dict[str, object] = {"src": src, "status": "skipped", "detail": "budget spent"}
         else:
@@ -88,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("-n", type=int, default=100)
     p.add_argument("--source", action="append", default=[])
+    p.add_argument("--order", default="", help="comma-separated --source index per connection")
     p.add_argument("--sport-base", type=int, default=20000)
     p.add_argument("--avoid", type=int, action="append", default=[])
     p.add_argument("--timeout", type=float, default=1.0)
