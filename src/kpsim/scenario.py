@@ -240,7 +240,7 @@ def summarize(traces: Sequence[NodeTrace]) -> Summary:
             if o.outcome.verdict is Disposition.DNAT:
                 if o.pod is None:
                     known_pods = False
-                elif o.pod.node != t.node:
+                elif not same_node(o.pod.node, t.node):
                     cross += weight * o.outcome.probability
     out = []
     for key, by_node in rows.items():
@@ -266,3 +266,9 @@ def trace_nodes(inputs: Sequence[NodeInput], request: TraceRequest) -> TraceRepo
 
 def _node_matches(name: str, wanted: str) -> bool:
     return name == wanted or name.split(".")[0] == wanted
+
+
+def same_node(a: str, b: str) -> bool:
+    """``ip-10-11-3-14`` and ``ip-10-11-3-14.ap-northeast-2.compute.internal`` are one node:
+    metadata may carry either form, a folder name the short one."""
+    return a == b or a.split(".")[0] == b.split(".")[0]

@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from kpsim import stats
-from kpsim.scenario import Pod
+from kpsim.scenario import Pod, same_node
 from kpsim.sim.plan import NodePlan
 from kpsim.sim.request import SimRequest, Target, client_ip
 from kpsim.sim.sampler import RECENT_CAPACITY, Tally
@@ -251,7 +251,7 @@ def _cross(
             if pod is None:
                 here = None
                 continue
-            if pod.node != node and here is not None:
+            if not same_node(pod.node, node) and here is not None:
                 here += int(counts[j, i])
                 if exp is not None:
                     exp += weights[j] * c.exact[j][i]
