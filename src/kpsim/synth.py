@@ -9,12 +9,12 @@ traffic) are added so the result looks like a real node, not a lab toy.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from kpsim.kube import endpoint_hash, port_proto_hash
 
 __all__ = [
     "SEED_AZS",
@@ -200,19 +200,10 @@ def service_port_name(namespace: str, name: str, port_name: str) -> str:
     return f"{base}:{port_name}" if port_name else base
 
 
-def _hash16(text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
-
-
-def chain_hash(service_port_name: str, protocol: str) -> str:
-    """16-char hash shared by KUBE-SVC/SVL/EXT/FW chains of one service port."""
-    return _hash16(service_port_name + protocol.lower())
-
-
-def endpoint_chain_hash(service_port_name: str, protocol: str, endpoint: str) -> str:
-    """16-char hash of a KUBE-SEP chain; `endpoint` is "ip:port"."""
-    return _hash16(service_port_name + protocol.lower() + endpoint)
+#: kube-proxy's chain-name hashes live with the rest of kube-proxy's meaning (kube.py);
+#: the generator names its chains with the very same functions.
+chain_hash = port_proto_hash
+endpoint_chain_hash = endpoint_hash
 
 
 def svc_chain(spn: str, protocol: str) -> str:
