@@ -177,10 +177,12 @@ def _register() -> None:
     from kpsim.cli_fetch import fetch_command
     from kpsim.cli_graph import graph_command
     from kpsim.cli_simulate import simulate_command
+    from kpsim.cli_verify import verify_command
 
     main.add_command(fetch_command)
     main.add_command(graph_command)
     main.add_command(simulate_command)
+    main.add_command(verify_command)
 
 
 _register()

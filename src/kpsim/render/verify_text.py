@@ -1,0 +1,162 @@
+"""``kpsim verify`` as text: per node the verdict first, then the evidence.
+
+ip-10-11-28-53 (10.11.28.53): AGREE ───────────────────────────────────────
+ destination     pod @ node    kernel  kernel share  kpsim exact  kpsim N·p  masquerade
+ 10.11.11.70:80  x6mf9 @ 3-14     100        33.33%       33.33%      100.0  yes / yes
+ rule counters (kernel vs kpsim N·p), then the address map (fixture ↔ replayed as)
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kpsim.render.text import make_console
+from kpsim.verify import CounterRow, NodeVerdict, VerifyReport
+
+
+def _pct(f: Fraction | float) -> str:
+    return f"{float(f) * 100:.2f}%"
+
+
+def _yes(b: bool | None) -> str:
+    return {True: "yes", False: "no", None: "mixed"}[b]
+
+
+def _masq(seen: bool | None, predicted: bool | None, reached: int, expected: Fraction) -> str:
+    left = "-" if not reached else _yes(seen)
+    right = "-" if not expected else _yes(predicted)
+    return f"{left} / {right}"
+
+
+def _short(node: str) -> str:
+    return node.split(".")[0]
+
+
+def _endpoints(v: NodeVerdict) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, just in (
+        ("destination", "left"), ("pod @ node", "left"), ("kernel", "right"),
+        ("share", "right"), ("kpsim exact", "right"), ("kpsim N·p", "right"),
+        ("masquerade kernel / kpsim", "left"),
+    ):  # fmt: skip
+        t.add_column(col, justify=just, no_wrap=col != "pod @ node")  # type: ignore[arg-type]
+    for e in v.endpoints:
+        t.add_row(
+            e.destination,
+            e.name.replace(" @ ip-", " @ ") or "-",
+            str(e.kernel_count),
+            _pct(e.kernel_share),
+            _pct(e.expected_share),
+            f"{e.expected_count:.1f}",
+            _masq(e.masquerade_seen, e.masquerade_predicted, e.kernel_count, e.expected_share),
+        )
+    for row, what in ((v.refused, "refused"), (v.timed_out, "timed out")):
+        t.add_row(
+            f"{row.verdict} ({what})",
+            "-",
+            str(row.kernel_count),
+            _pct(Fraction(row.kernel_count, v.n or 1)),
+            _pct(row.expected_share),
+            f"{row.expected_count:.1f}",
+            "",
+        )
+    return t
+
+
+def _counter_label(c: CounterRow) -> str:
+    return f"{c.table} {c.chain} #{c.number}"
+
+
+def _counters(v: NodeVerdict) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("rule")
+    t.add_column("kernel", justify="right")
+    t.add_column("kpsim N·p", justify="right")
+    t.add_column("counts")
+    for c in v.counters:
+        exp = f"{c.expected:.1f}" + ("" if c.exact else " (≥)")
+        t.add_row(
+            _counter_label(c),
+            str(c.kernel_packets),
+            exp,
+            "connections" if c.per_connection else "packets",
+        )
+    return t
+
+
+def _address_map(v: NodeVerdict) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("fixture")
+    t.add_column("replayed as")
+    for orig, mapped in v.address_map:
+        t.add_row(orig, mapped)
+    return t
+
+
+def _node(console: Console, v: NodeVerdict, counters: bool, nodeport: bool) -> None:
+    where = f" ({v.address})" if nodeport else ""  # else the destination is the header's
+    head = Text(f"{_short(v.node)}{where}: ", style="bold")
+    head.append("AGREE" if v.agree else "DISAGREE", style="bold green" if v.agree else "bold red")
+    console.rule(head, align="left")
+    console.print(f"{v.n} connections; χ² p = {v.p_value:.3g}")
+    if v.agree:
+        console.print(f"agree: {v.reason}")
+    else:
+        for r in v.reasons:
+            console.print(Text(f"• {r}", style="red"))
+    console.print(_endpoints(v))
+    if v.unreachable or v.errors:
+        console.print(f"also: {v.unreachable} unreachable (counted as refused), {v.errors} errors")
+    if counters and v.counters:
+        console.print("rule counters on kpsim's paths: kernel vs kpsim N·p (nat rules see a")
+        console.print("connection's first packet only; other tables count every packet of it)")
+        console.print(_counters(v))
+    console.print("address map: the fixture's addresses as the replay used them")
+    console.print(_address_map(v))
+    for note in v.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    console.print()
+
+
+def verify_text(
+    report: VerifyReport, label: str = "", *, color: bool = False, counters: bool = True
+) -> str:
+    """The whole report; the last line is the overall verdict."""
+    buf = io.StringIO()
+    console = make_console(buf, color)
+    r = report.request
+    if label:
+        console.print(f"fixture set: {label}")
+    target = f"{r.dest}:{r.port}" if r.dest else f"NodePort {r.port}/tcp on each node's address"
+    clients = f"{r.source}" + (f" (+{r.clients - 1} more)" if r.clients > 1 else "")
+    console.print(f"replayed {r.n} real TCP connections per node to {target}")
+    console.print(
+        f"from {clients}, each from a fresh source port; timeout {r.connect_timeout_s:g}s"
+    )
+    console.print()
+    for v in report.nodes:
+        _node(console, v, counters, r.dest is None)
+    agree = sum(1 for v in report.nodes if v.agree)
+    total = len(report.nodes)
+    verdict = Text("verdict: ", style="bold")
+    if report.agree:
+        verdict.append(f"all {total} node(s) agree with kpsim", style="green")
+    else:
+        bad = ", ".join(_short(v.node) for v in report.nodes if not v.agree)
+        verdict.append(f"{total - agree} of {total} node(s) disagree: {bad}", style="red")
+    verdict.append(f" (lowest χ² p = {report.p_value:.3g})")
+    console.print(verdict)
+    if report.kept:
+        console.print()
+        console.print("kept for inspection (responders stopped; rules, addresses and counters")
+        console.print("remain), e.g. ip netns exec NS iptables-save -c. Remove them with:")
+        width = max(len(ns) for ns, _, _ in report.kept) + len("ip netns del ")
+        for ns, node, role in report.kept:
+            console.print(f"  {'ip netns del ' + ns:<{width}}  # {_short(node)} {role}")
+    return buf.getvalue()

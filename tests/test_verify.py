@@ -1,0 +1,379 @@
+"""``kpsim verify``: the comparison on crafted kernel answers (anywhere), and the command
+against the real kernel on the shipped fixtures (root only; CI runs these).
+
+The kernel tests leave nothing behind: each checks that no namespace of this process
+(``kpsim-<pid>-…``) remains; the ``--keep`` one removes what it kept and checks that too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from scipy.stats import chisquare
+
+import kpsim.verify as verification
+from kpsim import netns
+from kpsim.cli import main
+from kpsim.parse import load_file
+from kpsim.replay import AddressMap, KernelResult
+from kpsim.replay.result import Connection
+from kpsim.scenario import NodeInput
+from kpsim.verify import (
+    P_MIN,
+    KernelUnavailable,
+    Prediction,
+    VerifyRequest,
+    chi_square,
+    compare,
+    predict,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "fixtures/iptables/eks-nodeport-workshop"
+DROP_NODE = "ip-10-11-3-14"  # no crystal pod here: 30082 (externalTrafficPolicy Local) drops
+
+kernel = pytest.mark.skipif(
+    not netns.available(), reason="needs root plus ip/iptables/iptables-save/iptables-restore"
+)
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("KPSIM_FIXTURES", raising=False)
+
+
+def namespaces_of(pid: int) -> list[str]:
+    out = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(f"{netns.PREFIX}{pid}-")]
+
+
+@pytest.fixture
+def no_namespace_left_behind() -> Iterator[None]:
+    yield
+    assert namespaces_of(os.getpid()) == []
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["verify", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+# ---------------------------------------------------------------- crafted kernel answers
+
+A, B, C = "10.11.1.1:80", "10.11.2.2:80", "10.11.3.3:80"
+CLIENT = "203.0.113.10"
+NET = ipaddress.IPv4Network
+NO_MAP = AddressMap((), {}, NET("198.19.0.0/24"), NET("198.19.1.0/24"))
+
+
+def crafted(
+    reached: Mapping[str, int],
+    *,
+    masqueraded: Mapping[str, int] | None = None,
+    refused: int = 0,
+    timed_out: int = 0,
+    errors: int = 0,
+) -> KernelResult:
+    """A KernelResult as the harness would return it, without a kernel."""
+    masq = dict(reached) if masqueraded is None else dict(masqueraded)
+    conns: list[Connection] = []
+    for dest, count in reached.items():
+        for i in range(count):
+            hidden = i < masq.get(dest, 0)
+            conns.append(Connection(CLIENT, 10_000 + len(conns), "ok", dest, masquerade=hidden))
+    for status, count in (("refused", refused), ("timeout", timed_out), ("error", errors)):
+        conns += [Connection(CLIENT, 20_000 + i, status, detail="x") for i in range(count)]
+    counters = {("nat", "KUBE-SVC-X", 1): reached.get(A, 0)}
+    return KernelResult(30080, "10.11.0.5", (CLIENT,), False, tuple(conns), NO_MAP, counters)
+
+
+def prediction(
+    shares: Mapping[str, Fraction],
+    *,
+    masquerade: bool = True,
+    reject: Fraction = Fraction(0),
+    drop: Fraction = Fraction(0),
+    unknown: Fraction = Fraction(0),
+) -> Prediction:
+    return Prediction(
+        dict(shares),
+        {d: masquerade for d in shares},
+        reject,
+        drop,
+        unknown,
+        {("nat", "KUBE-SVC-X", 1): shares.get(A, Fraction(0))},
+        frozenset(),
+        address="10.11.0.5",
+    )
+
+
+THIRDS = {A: Fraction(1, 3), B: Fraction(1, 3), C: Fraction(1, 3)}
+
+
+def test_compare_agrees_on_a_fair_split() -> None:
+    v = compare("n1", prediction(THIRDS), crafted({A: 98, B: 104, C: 98}))
+    assert v.agree, v.reasons
+    assert v.p_value > 0.5
+    assert "reached all 3 predicted destinations" in v.reason
+    assert [e.kernel_count for e in v.endpoints] == [98, 104, 98]
+    assert v.endpoints[0].expected_count == pytest.approx(100.0)
+    (counter,) = v.counters
+    assert (counter.kernel_packets, counter.expected, counter.per_connection) == (98, 100.0, True)
+
+
+def test_compare_wrong_endpoint_set() -> None:
+    v = compare("n1", prediction({A: Fraction(1, 2), B: Fraction(1, 2)}), crafted({A: 50, C: 50}))
+    assert not v.agree
+    assert any(f"reached {C}" in r and "never" in r for r in v.reasons), v.reasons
+    assert any(f"to {B}" in r and "never reached" in r for r in v.reasons), v.reasons
+    assert v.p_value == 0.0  # C is impossible under kpsim's answer
+    assert {e.destination for e in v.endpoints} == {A, B, C}
+
+
+def test_compare_masquerade_mismatch() -> None:
+    pred = prediction({A: Fraction(1)}, masquerade=False)
+    v = compare("n1", pred, crafted({A: 40}))
+    assert not v.agree
+    assert v.reasons == (f"{A}: kernel masqueraded; kpsim: client IP kept",)
+    mixed = compare("n1", pred, crafted({A: 40}, masqueraded={A: 10}))
+    assert mixed.reasons == (f"{A}: 10 of 40 connections masqueraded; kpsim: client IP kept",)
+    assert mixed.endpoints[0].masquerade_seen is None
+
+
+def test_compare_skewed_counts() -> None:
+    v = compare("n1", prediction(THIRDS), crafted({A: 200, B: 50, C: 50}))
+    assert not v.agree
+    assert v.p_value < P_MIN
+    assert len(v.reasons) == 1 and v.reasons[0].startswith("χ² p = "), v.reasons
+    assert f"largest gap: {A} 200 vs 100.0" in v.reasons[0]
+
+
+def test_compare_verdicts() -> None:
+    """DROP predicted, refused seen: both directions are named."""
+    v = compare("n1", prediction({}, drop=Fraction(1)), crafted({}, refused=20))
+    assert not v.agree
+    assert "20 connections refused; kpsim predicts no REJECT" in v.reasons
+    assert any("kpsim predicts DROP for 100%" in r and "none timed out" in r for r in v.reasons)
+    ok = compare("n1", prediction({}, reject=Fraction(1)), crafted({}, refused=20))
+    assert ok.agree and ok.p_value == 1.0
+    assert ok.refused.kernel_count == 20 and ok.refused.expected_count == 20.0
+
+
+def test_compare_small_n_only_needs_a_subset() -> None:
+    """N·p < 5: an endpoint kpsim allows may go unseen; one it forbids may not."""
+    v = compare("n1", prediction(THIRDS), crafted({A: 4, B: 2}))
+    assert v.agree, v.reasons
+    assert "reached 2 of 3 predicted destinations (too few connections" in v.reason
+    big = compare("n1", prediction(THIRDS), crafted({A: 40, B: 20}))
+    assert not big.agree and any(f"to {C}" in r for r in big.reasons)
+
+
+def test_compare_harness_errors_and_undecided() -> None:
+    v = compare("n1", prediction({A: Fraction(1)}), crafted({A: 9}, errors=1))
+    assert not v.agree and any("failed in the harness" in r for r in v.reasons)
+    pred = prediction({A: Fraction(1, 2)}, unknown=Fraction(1, 2))
+    u = compare("n1", pred, crafted({A: 10}))
+    assert not u.agree and any("cannot decide 50%" in r for r in u.reasons)
+
+
+def test_chi_square() -> None:
+    assert chi_square([10, 0], [10.0, 0.0]) == 1.0  # one live cell: nothing to test
+    assert chi_square([9, 1], [10.0, 0.0]) == 0.0  # kpsim says impossible
+    obs, exp = [98, 104, 98], [100.0, 100.0, 100.0]
+    assert chi_square(obs, exp) == pytest.approx(chisquare(obs, exp).pvalue)
+    # cells expecting < 5 are pooled: 3 + 7 observed against 1 + 2 expected, then
+    # (still < 5) joined with the smallest other cell
+    assert chi_square([97, 93, 3, 7], [97.0, 100.0, 1.0, 2.0]) == pytest.approx(
+        chisquare([107, 93], [100.0, 100.0]).pvalue
+    )
+    obs, exp = [95, 95, 3, 7], [95.0, 95.0, 5.0, 5.0]  # 5 is enough: nothing pooled
+    assert chi_square(obs, exp) == pytest.approx(chisquare(obs, exp).pvalue)
+
+
+def test_predict_weighs_clients() -> None:
+    """7 connections from 3 clients: 3/7, 2/7, 2/7 of them; shares still sum to 1."""
+    rs = load_file(SEED / "ip-10-11-28-53" / "iptables-save.txt")
+    node = NodeInput("ip-10-11-28-53", rs)
+    pred = predict(node, VerifyRequest(port=30080, n=7, clients=3))
+    assert sum(pred.shares.values()) == 1
+    assert len(pred.shares) == 3 and all(pred.masquerade.values())
+    assert pred.rules[("nat", "KUBE-SERVICES", 9)] == 1
+    assert verification.client_weights(VerifyRequest(port=1, n=7, clients=3)) == [
+        ("203.0.113.10", Fraction(3, 7)),
+        ("203.0.113.11", Fraction(2, 7)),
+        ("203.0.113.12", Fraction(2, 7)),
+    ]
+
+
+# ---------------------------------------------------------------- the command, no kernel
+
+
+def test_cli_without_root_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verification, "missing_requirements", lambda: ["root (run as root)"])
+    code, out, err = run("--port", "30080")
+    assert code == 2 and out == ""
+    assert "needs root (run as root)" in err
+
+
+def test_missing_requirements_names_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verification.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(verification.shutil, "which", lambda t: None if t == "iptables" else t)
+    assert verification.missing_requirements() == [
+        "root (run as root, e.g. with sudo)",
+        "the iptables command",
+    ]
+    with pytest.raises(KernelUnavailable) as exc:
+        verification.verify([], VerifyRequest(port=30080))
+    assert exc.value.exit_code == 2
+    assert str(exc.value).endswith("needs root (run as root, e.g. with sudo), the iptables command")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "30080", "-n", "0"], "-n 0"),
+        (["--port", "70000"], "--port 70000"),
+        (["--port", "30080", "--node", "nope"], "--node nope: no such node"),
+        (["--port", "31999"], "no NodePort 31999"),
+        (["--port", "30080", "--dest", "not-an-ip"], "--dest"),
+    ],
+)
+def test_cli_usage_errors_exit_2(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.setattr(verification, "missing_requirements", list)
+    monkeypatch.setattr(verification, "kernel_probe", _no_kernel)
+    code, _, err = run(*args)
+    assert code == 2, err
+    assert message in err
+
+
+def _no_kernel(node: NodeInput, request: VerifyRequest) -> KernelResult:
+    raise AssertionError("usage errors must stop before the kernel is asked")
+
+
+def test_cli_disagreement_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel stand-in that always lands on one endpoint: kpsim's thirds must fail."""
+
+    def lopsided(node: NodeInput, request: VerifyRequest) -> KernelResult:
+        return crafted({"10.11.11.70:80": request.n})
+
+    monkeypatch.setattr(verification, "missing_requirements", list)
+    monkeypatch.setattr(verification, "kernel_probe", lopsided)
+    code, out, _ = run("--port", "30080", "-n", "60", "--node", DROP_NODE, "-o", "json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["agree"] is False and doc["p_value"] < P_MIN
+    (node,) = doc["nodes"]
+    assert "never reached" in node["reason"]
+    code, text, _ = run("--port", "30080", "-n", "60", "--node", DROP_NODE)
+    assert code == 1 and "DISAGREE" in text and "1 of 1 node(s) disagree" in text
+
+
+# ---------------------------------------------------------------- against the kernel
+
+NODE_KEYS = {"node", "agree", "reason", "p_value", "n", "endpoints", "refused", "timed_out",
+             "counters", "address_map"}  # fmt: skip
+ENDPOINT_KEYS = {"destination", "kernel_count", "expected_share", "kpsim_expected_count",
+                 "masquerade_seen", "masquerade_predicted"}  # fmt: skip
+
+
+def verify_json(*args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = run(str(SEED), *args, "-o", "json")
+    assert out, err
+    doc = json.loads(out)
+    assert doc["schema"] == "kpsim/verify/v1"
+    for node in doc["nodes"]:
+        assert set(node) >= NODE_KEYS
+        for e in node["endpoints"]:
+            assert set(e) >= ENDPOINT_KEYS
+            assert e["destination"].startswith("10.11."), e  # the fixture's own addresses
+    return code, doc
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_nodeport_split_agrees() -> None:
+    code, doc = verify_json("--port", "30080", "-n", "300")
+    assert code == 0, [n["reason"] for n in doc["nodes"]]
+    assert doc["agree"] is True and len(doc["nodes"]) == 3
+    assert doc["p_value"] == min(n["p_value"] for n in doc["nodes"]) >= P_MIN
+    for node in doc["nodes"]:
+        assert node["agree"] is True and node["n"] == 300
+        assert len(node["endpoints"]) == 3
+        assert sum(e["kernel_count"] for e in node["endpoints"]) == 300
+        eps = node["endpoints"]
+        assert all(e["masquerade_seen"] is e["masquerade_predicted"] is True for e in eps)
+        seps = [c["kernel_packets"] for c in node["counters"] if c["chain"].startswith("KUBE-SEP-")]
+        assert sorted(seps) == sorted(e["kernel_count"] for e in eps)
+        rows = {r["fixture"]: r["replayed"] for r in node["address_map"]}
+        assert ipaddress.ip_network(rows["10.11.0.0/16"]).subnet_of(netns.ALLOWED_NET)
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_local_policy_drop_agrees() -> None:
+    """30082 (externalTrafficPolicy Local): DROP on the node without a local pod."""
+    code, doc = verify_json("--port", "30082", "-n", "10", "--connect-timeout", "0.3")
+    assert code == 0, [n["reason"] for n in doc["nodes"]]
+    by_node = {n["node"].split(".")[0]: n for n in doc["nodes"]}
+    drop = by_node[DROP_NODE]
+    assert drop["agree"] and drop["endpoints"] == []
+    assert drop["timed_out"]["kernel_count"] == 10 and drop["timed_out"]["expected_share"] == 1
+    last = drop["counters"][-1]
+    assert (last["chain"], last["kernel_packets"]) == ("KUBE-EXTERNAL-SERVICES", 10)
+    for name, node in by_node.items():
+        if name != DROP_NODE:
+            (e,) = node["endpoints"]
+            assert e["kernel_count"] == 10 and e["masquerade_seen"] is False
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_no_endpoints_reject_agrees_text() -> None:
+    code, text, err = run(str(SEED), "--port", "30083", "-n", "20")
+    assert code == 0, text + err
+    assert text.count("AGREE") == 3 and "20 refused as REJECT predicts (100%)" in text
+    assert "address map" in text and "198.19.1.1" in text  # the outside client, mapped
+    assert text.rstrip().endswith("all 3 node(s) agree with kpsim (lowest χ² p = 1)")
+
+
+@kernel
+@pytest.mark.kernel
+def test_kernel_keep_leaves_namespaces_and_says_how_to_remove_them() -> None:
+    """--keep ends the process without cleanup, so it runs in a subprocess of its own."""
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    argv = [sys.executable, "-m", "kpsim", "verify", str(SEED), "--port", "30080", "-n", "5",
+            "--node", DROP_NODE, "--keep", "-o", "json"]  # fmt: skip
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        kept = [k["namespace"] for k in json.loads(out)["kept_namespaces"]]
+        assert len(kept) == 3 and sorted(kept) == sorted(namespaces_of(proc.pid))
+        rules = netns.run(kept[0], ["iptables-save", "-t", "nat"]).stdout
+        assert "KUBE-NODEPORTS" in rules  # the node's rules are there to inspect
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for ns in namespaces_of(proc.pid):
+            subprocess.run(["ip", "netns", "del", ns], timeout=10, check=False)
+    assert namespaces_of(proc.pid) == []
