@@ -1,5 +1,8 @@
 """``kpsim verify``: the comparison on crafted kernel answers (anywhere), and the command
-against the real kernel on the shipped fixtures (root only; CI runs these).
+against the real kernel on the shipped fixtures and on generated scenarios — uniform,
+hand-skewed chain, session affinity (few clients; more than a recent list holds),
+externalTrafficPolicy Local without a local pod (DROP), no endpoints (REJECT) — root
+only; CI runs these and fails when kpsim and the kernel disagree.
 
 The kernel tests leave nothing behind: each checks that no namespace of this process
 (``kpsim-<pid>-…``) remains; the ``--keep`` one removes what it kept and checks that too.
@@ -22,21 +25,29 @@ from click.testing import CliRunner
 from scipy.stats import chisquare
 
 import kpsim.verify as verification
-from kpsim import netns
+from kpsim import netns, synth
 from kpsim.cli import main
+from kpsim.model import Ruleset
 from kpsim.parse import load_file
+from kpsim.render.verify_json import verify_json as render_json
+from kpsim.render.verify_text import verify_text
 from kpsim.replay import AddressMap, KernelResult
 from kpsim.replay.result import Connection
 from kpsim.scenario import NodeInput
+from kpsim.synth import EndpointSpec
 from kpsim.verify import (
     P_MIN,
+    AffinityPrediction,
     KernelUnavailable,
     Prediction,
     VerifyRequest,
+    changes,
     chi_square,
     compare,
     predict,
+    two_proportion_p,
 )
+from test_trace_kernel import NODE, OTHER, cluster_of, node_ruleset, service
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "fixtures/iptables/eks-nodeport-workshop"
@@ -218,6 +229,137 @@ def test_predict_weighs_clients() -> None:
     ]
 
 
+# ---------------------------------------------------------------- affinity, no kernel
+
+AFFINITY_S = 10_800  # kube-proxy's default: nothing expires during a test
+PORT = 30100  # the generated service's NodePort
+
+
+def sticky_service(endpoints: int) -> Ruleset:
+    return node_ruleset(cluster_of(service(endpoints, session_affinity_seconds=AFFINITY_S)))
+
+
+def by_client(picks: list[tuple[str, str]]) -> KernelResult:
+    """A kernel answer from (client, destination) pairs, in connection order."""
+    conns = tuple(
+        Connection(c, 10_000 + i, "ok", d, masquerade=True) for i, (c, d) in enumerate(picks)
+    )
+    return KernelResult(PORT, "10.11.0.5", (), False, conns, NO_MAP, {})
+
+
+def sticky_prediction(clients: list[str]) -> Prediction:
+    halves = {A: Fraction(1, 2), B: Fraction(1, 2)}
+    return Prediction(
+        halves,
+        {A: True, B: True},
+        Fraction(0),
+        Fraction(0),
+        Fraction(0),
+        {},
+        frozenset(),
+        address="10.11.0.5",
+        affinity=True,
+        affinity_seconds=AFFINITY_S,
+        per_client={c: halves for c in clients},
+    )
+
+
+def test_changes_and_two_proportion() -> None:
+    assert changes([1, 2, 1, 1, 2], ["a", "b", "a", "b", "b"]) == (3, 1)
+    assert two_proportion_p(10, 100, 10, 100) == 1.0
+    assert two_proportion_p(0, 100, 0, 400) == 1.0  # both 0: nothing differs
+    assert two_proportion_p(30, 100, 10, 100) < 0.001
+    wide = two_proportion_p(30, 100, 10, 100, dispersion=4.0)
+    assert wide > 0.05  # over-dispersed counts: a wider null (z 3.5 → 1.8)
+
+
+def test_compare_affinity_sticky_clients_agree() -> None:
+    """20 clients × 10 connections, each on its first pick: kpsim's runs say 0 changes."""
+    clients = [f"203.0.113.{10 + i}" for i in range(20)]
+    picks = [(c, A if i % 2 else B) for _ in range(10) for i, c in enumerate(clients)]
+    sim = AffinityPrediction(AFFINITY_S, 100, 180, (0,) * 40)
+    v = compare("n1", sticky_prediction(clients), by_client(picks), sim)
+    assert v.agree, v.reasons
+    a = v.affinity
+    assert a is not None
+    assert (a.clients, a.repeats, a.changed_kernel, a.changed_kpsim) == (20, 180, 0, 0.0)
+    assert a.first_picks == ((A, 10, 10.0), (B, 10, 10.0)) and a.first_pick_p == v.p_value == 1
+    assert "first picks of 20 clients: χ² p = 1 ≥ 0.001" in v.reason
+    assert "kernel 0 of 180, kpsim 0.0 (p = 1 ≥ 0.001)" in v.reason
+
+
+def test_compare_affinity_kernel_moves_where_kpsim_never_does() -> None:
+    clients = [f"203.0.113.{10 + i}" for i in range(20)]
+    picks = [(c, A if i % 2 else B) for _ in range(10) for i, c in enumerate(clients)]
+    picks[-1] = (picks[-1][0], A if picks[-1][1] == B else B)  # one client moved once
+    sim = AffinityPrediction(AFFINITY_S, 100, 180, (0,) * 40)
+    v = compare("n1", sticky_prediction(clients), by_client(picks), sim)
+    assert not v.agree
+    assert v.affinity is not None and v.affinity.changed_kernel == 1
+    assert v.reasons == (
+        "repeat connections that changed endpoint: kernel 1 of 180, kpsim none in 40 runs; "
+        "p = 0 < 0.001",
+    )
+
+
+def test_compare_affinity_first_picks_skewed() -> None:
+    """60 clients all first on A, kpsim's halves: the first-pick χ² fails, not the rest."""
+    clients = [f"203.0.113.{10 + i}" for i in range(60)]
+    picks = [(c, A) for _ in range(3) for c in clients]
+    sim = AffinityPrediction(AFFINITY_S, 100, 120, (0,) * 40)
+    v = compare("n1", sticky_prediction(clients), by_client(picks), sim)
+    assert not v.agree and v.p_value < P_MIN
+    assert any(r.startswith("first picks of 60 clients: χ² p") for r in v.reasons), v.reasons
+    assert any(f"to {B}" in r and "never reached" in r for r in v.reasons)  # 30 expected
+
+
+def test_predict_detects_affinity_on_the_path() -> None:
+    pred = predict(NodeInput(NODE.name, sticky_service(3)), VerifyRequest(port=PORT))
+    assert pred.affinity and pred.affinity_seconds == AFFINITY_S
+    rs = load_file(SEED / "ip-10-11-28-53" / "iptables-save.txt")
+    plain = predict(NodeInput("ip-10-11-28-53", rs), VerifyRequest(port=30080))
+    assert not plain.affinity and plain.affinity_seconds is None
+
+
+def test_client_weights_follow_the_order() -> None:
+    req = VerifyRequest(port=1, n=4, clients=3, order=(2, 2, 0, 2))
+    assert verification.client_weights(req) == [
+        ("203.0.113.10", Fraction(1, 4)),
+        ("203.0.113.12", Fraction(3, 4)),
+    ]
+    assert verification.affinity_order(req) == verification.affinity_order(req)  # seeded
+    with pytest.raises(verification.UsageError, match="order"):
+        VerifyRequest(port=1, n=2, clients=3, order=(0, 3)).check()
+
+
+def test_verify_affinity_with_a_stand_in_kernel() -> None:
+    """The wiring: a sticky service gets a mixed client order, kpsim replays that order,
+    and a kernel stand-in that keeps each client on its first pick agrees."""
+    seen: list[VerifyRequest] = []
+
+    def sticky(node: NodeInput, request: VerifyRequest) -> KernelResult:
+        seen.append(request)
+        assert request.order is not None
+        sources = verification.client_addresses(request)
+        eps = ["10.11.32.2:8080", "10.11.32.3:8080"]
+        return by_client([(sources[k], eps[k % 2]) for k in request.order])
+
+    req = VerifyRequest(port=PORT, n=120, clients=12)
+    report = verification.verify(
+        [NodeInput(NODE.name, sticky_service(2))], req, probe=sticky, capacity_of=lambda: 100
+    )
+    (v,) = report.nodes
+    assert v.agree, v.reasons
+    assert seen[0].order == verification.affinity_order(req) and len(set(seen[0].order)) == 12
+    assert v.affinity is not None and v.affinity.changed_kpsim == 0 == v.affinity.changed_kernel
+    text = verify_text(report)
+    assert "session affinity (recent lists: 10800 s, 100 entries each): 12 clients" in text
+    assert "repeat connections that changed endpoint: kernel 0 of 108" in text
+    a = json.loads(render_json(report))["nodes"][0]["affinity"]
+    assert {"clients", "first_pick_p", "changed_kernel", "changed_kpsim", "p_value"} <= set(a)
+    assert (a["clients"], a["changed_kernel"], a["changed_kpsim"]) == (12, 0, 0.0)
+
+
 # ---------------------------------------------------------------- the command, no kernel
 
 
@@ -377,3 +519,121 @@ def test_kernel_keep_leaves_namespaces_and_says_how_to_remove_them() -> None:
         for ns in namespaces_of(proc.pid):
             subprocess.run(["ip", "netns", "del", ns], timeout=10, check=False)
     assert namespaces_of(proc.pid) == []
+
+
+# ---------------------------------------------------------------- generated scenarios, kernel
+
+
+def skewed() -> Ruleset:
+    """Probabilities edited by hand: 0.1 / 0.8 → shares 0.1 / 0.18 / 0.72."""
+    cluster = cluster_of(service(3))
+    text = synth.render_restore(cluster, NODE)
+    for old, new in (("0.3333333333", "0.1000000000"), ("0.5000000000", "0.8000000000")):
+        assert text.count(f"--probability {old}") == 1
+        text = text.replace(f"--probability {old}", f"--probability {new}")
+    return node_ruleset(cluster, text)
+
+
+def etp_local_elsewhere() -> Ruleset:
+    """externalTrafficPolicy Local, both endpoints on the other node: NODE drops."""
+    eps = tuple(EndpointSpec(f"10.11.32.{i}", OTHER.name) for i in (2, 3))
+    svc = service(2, endpoints=eps, external_traffic_policy="Local")
+    return node_ruleset(cluster_of(svc))
+
+
+def verify_generated(rs: Ruleset, **kw: Any) -> verification.VerifyReport:
+    report = verification.verify([NodeInput(NODE.name, rs)], VerifyRequest(port=PORT, **kw))
+    (v,) = report.nodes
+    print(f"\n{v.reason or v.reasons}")
+    return report
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_generated_uniform() -> None:
+    (v,) = verify_generated(node_ruleset(cluster_of(service(4))), n=200, clients=3).nodes
+    assert v.agree, v.reasons
+    assert [float(e.expected_share) for e in v.endpoints] == pytest.approx([0.25] * 4)
+    assert all(e.kernel_count for e in v.endpoints) and v.affinity is None
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_generated_hand_skewed() -> None:
+    (v,) = verify_generated(skewed(), n=300).nodes
+    assert v.agree, v.reasons
+    shares = sorted(round(float(e.expected_share), 6) for e in v.endpoints)
+    assert shares == [0.1, 0.18, 0.72] and v.p_value >= P_MIN
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_generated_etp_local_drop() -> None:
+    (v,) = verify_generated(etp_local_elsewhere(), n=3, connect_timeout_s=0.05).nodes
+    assert v.agree, v.reasons
+    assert v.endpoints == () and v.timed_out.kernel_count == 3
+    assert v.counters[-1].chain == "KUBE-EXTERNAL-SERVICES"
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_generated_no_endpoints_reject() -> None:
+    (v,) = verify_generated(node_ruleset(cluster_of(service(0))), n=5).nodes
+    assert v.agree, v.reasons
+    assert v.refused.kernel_count == 5 and v.refused.expected_share == 1
+
+
+def fixture_file(tmp_path: Path, cluster: synth.ClusterSpec) -> Path:
+    """NODE's generated rules as a capture file: a ``# kpsim:meta`` first line (as the
+    shipped fixtures have), then iptables-save text."""
+    meta = json.dumps(dict(node_ruleset(cluster).metadata), sort_keys=True)
+    path = tmp_path / "iptables-save.txt"
+    path.write_text(f"# kpsim:meta {meta}\n{synth.render_restore(cluster, NODE)}")
+    return path
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_affinity_few_clients_stick(tmp_path: Path) -> None:
+    """5 clients × 40 connections through the command: every client keeps its first
+    endpoint in the kernel, and kpsim's runs never move one either."""
+    path = fixture_file(tmp_path, cluster_of(service(3, session_affinity_seconds=AFFINITY_S)))
+    code, out, err = run(
+        str(path), "--port", str(PORT), "-n", "200", "--clients", "5", "-o", "json"
+    )
+    assert out, err
+    (node,) = json.loads(out)["nodes"]
+    print(f"\n{node['reason']}")
+    assert code == 0 and node["agree"] is True, node["reasons"]
+    a = node["affinity"]
+    assert (a["clients"], a["repeats"]) == (5, 195)
+    assert a["changed_kernel"] == 0 and a["changed_kpsim"] == 0 and a["p_value"] == 1
+    assert sum(f["kernel_count"] for f in a["first_picks"]) == 5
+    assert a["first_pick_p"] == node["p_value"] >= P_MIN
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_affinity_overflowing_recent_lists() -> None:
+    """250 clients over 2 endpoints: each endpoint's recent list holds ip_list_tot (100)
+    clients, so some clients fall out and re-pick; kernel and kpsim agree on how often."""
+    cap = verification.recent_capacity()
+    if 2 * cap >= 250:
+        pytest.skip(f"xt_recent ip_list_tot={cap}: 250 clients fit in 2 lists")
+    report = verify_generated(sticky_service(2), n=1500, clients=250)
+    (v,) = report.nodes
+    a = v.affinity
+    assert a is not None
+    print(f"kernel {a.changed_kernel}/{a.repeats}, kpsim {a.changed_kpsim:.1f}, p {a.p_value:.3g}")
+    assert v.agree, v.reasons
+    assert a.recent_capacity == cap and a.clients > 200
+    assert a.changed_kernel > 0 and a.changed_kpsim > 0
+    assert a.first_pick_p >= P_MIN and a.p_value >= P_MIN
+    text = verify_text(report)
+    assert "203.0.113.10 … 203.0.114.3   198.19.1.1 … 198.19.1.250" in text  # one row

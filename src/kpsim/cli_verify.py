@@ -30,9 +30,16 @@ from kpsim.scenario import DEFAULT_CLIENT, NodeInput
 @click.option("--port", type=int, required=True, help="Destination port (a NodePort when alone).")
 @click.option("--dest", help="Destination address (default: each node's own address).")
 @click.option("-n", "n", type=int, default=200, show_default=True, help="Connections per node.")
-@click.option("--clients", type=int, default=1, show_default=True, help="Client addresses.")
+@click.option("--clients", type=int, default=1, show_default=True, help="Client addresses (1-250).")
 @click.option("--source", default=DEFAULT_CLIENT, show_default=True, help="First client IP.")
 @click.option("--node", help="Only this node (name or short name).")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Session affinity: seeds the clients' order and kpsim's simulated runs.",
+)
 @click.option(
     "--connect-timeout",
     "connect_timeout",
@@ -62,6 +69,7 @@ def verify_command(
     clients: int,
     source: str,
     node: str | None,
+    seed: int,
     connect_timeout: float,
     keep: bool,
     counters: bool,
@@ -70,7 +78,10 @@ def verify_command(
     """Replay each node's rules in the real kernel (throw-away network namespaces,
     addresses moved into 198.18.0.0/15) with N real TCP connections, and check them
     against kpsim's exact trace: endpoints reached, shares (χ² test), masquerade,
-    REJECT / DROP, per-rule counters. Needs root and iptables."""
+    REJECT / DROP, per-rule counters. Under session affinity (ClientIP) the clients
+    connect in a seeded random order; each client's first pick is tested against the
+    shares, and repeat connections that changed endpoint against kpsim's simulated
+    recent lists. Needs root and iptables."""
     request = verification.VerifyRequest(
         port=port,
         dest=dest,
@@ -79,6 +90,7 @@ def verify_command(
         source=source,
         node=node,
         connect_timeout_s=connect_timeout,
+        seed=seed,
     )
     request.check()
     verification.require_kernel()  # before loading: fail fast, exit 2

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kpsim.render.json import dumps, exact
-from kpsim.verify import CounterRow, EndpointRow, NodeVerdict, VerdictRow, VerifyReport
+from kpsim.verify import (
+    AffinityCheck,
+    CounterRow,
+    EndpointRow,
+    NodeVerdict,
+    VerdictRow,
+    VerifyReport,
+)
 
 VERIFY_SCHEMA = "kpsim/verify/v1"
 
@@ -45,6 +52,26 @@ def _counter(c: CounterRow) -> dict[str, Any]:
     }
 
 
+def _affinity(a: AffinityCheck | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {
+        "seconds": a.seconds,
+        "clients": a.clients,
+        "first_picks": [
+            {"category": c, "kernel_count": k, "kpsim_expected_count": e}
+            for c, k, e in a.first_picks
+        ],
+        "first_pick_p": a.first_pick_p,
+        "repeats": a.repeats,
+        "changed_kernel": a.changed_kernel,
+        "changed_kpsim": a.changed_kpsim,
+        "runs": a.runs,
+        "recent_capacity": a.recent_capacity,
+        "p_value": a.p_value,
+    }
+
+
 def node_doc(v: NodeVerdict) -> dict[str, Any]:
     return {
         "node": v.node,
@@ -62,6 +89,7 @@ def node_doc(v: NodeVerdict) -> dict[str, Any]:
         "counters": [_counter(c) for c in v.counters],
         "address_map": [{"fixture": o, "replayed": m} for o, m in v.address_map],
         "notes": list(v.notes),
+        "affinity": _affinity(v.affinity),
     }
 
 
@@ -78,6 +106,7 @@ def verify_json(report: VerifyReport, fixture_set: str = "") -> str:
                 "clients": r.clients,
                 "source": r.source,
                 "connect_timeout_s": r.connect_timeout_s,
+                "seed": r.seed,
             },
             "agree": report.agree,
             "p_value": report.p_value,

@@ -9,6 +9,8 @@ ip-10-11-28-53 (10.11.28.53): AGREE ──────────────�
 from __future__ import annotations
 
 import io
+import ipaddress
+from collections.abc import Sequence
 from fractions import Fraction
 
 from rich import box
@@ -17,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kpsim.render.text import make_console
-from kpsim.verify import CounterRow, NodeVerdict, VerifyReport
+from kpsim.verify import AffinityCheck, CounterRow, NodeVerdict, VerifyReport
 
 
 def _pct(f: Fraction | float) -> str:
@@ -90,11 +92,53 @@ def _counters(v: NodeVerdict) -> Table:
     return t
 
 
+def _affinity(console: Console, a: AffinityCheck) -> None:
+    expiry = f"{a.seconds} s" if a.seconds is not None else "no expiry"
+    console.print(
+        f"session affinity (recent lists: {expiry}, {a.recent_capacity} entries each): "
+        f"{a.clients} clients in a seeded random order"
+    )
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("first pick")
+    t.add_column("clients", justify="right")
+    t.add_column("kpsim K·p", justify="right")
+    for cat, count, expected in a.first_picks:
+        t.add_row(cat, str(count), f"{expected:.1f}")
+    console.print(t)
+    console.print(f"first picks: χ² p = {a.first_pick_p:.3g}")
+    share = _pct(a.changed_kernel / a.repeats) if a.repeats else "-"
+    kshare = _pct(a.changed_kpsim / a.repeats) if a.repeats else "-"
+    console.print(
+        f"repeat connections that changed endpoint: kernel {a.changed_kernel} of {a.repeats} "
+        f"({share}); kpsim {a.changed_kpsim:.1f} ({kshare}, mean of {a.runs} simulated runs "
+        f"in the same order); p = {a.p_value:.3g}"
+    )
+    console.print()
+
+
+def _next(a: str, b: str) -> bool:
+    """b is the host after a (single addresses, not networks)."""
+    if "/" in a or "/" in b:
+        return False
+    return int(ipaddress.IPv4Address(b)) == int(ipaddress.IPv4Address(a)) + 1
+
+
+def _runs(rows: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Consecutive addresses mapped to consecutive addresses (the clients) in one row."""
+    out: list[list[str]] = []  # [first orig, first mapped, last orig, last mapped]
+    for orig, mapped in rows:
+        if out and _next(out[-1][2], orig) and _next(out[-1][3], mapped):
+            out[-1][2:] = [orig, mapped]
+        else:
+            out.append([orig, mapped, orig, mapped])
+    return [(a, b) if a == c else (f"{a} … {c}", f"{b} … {d}") for a, b, c, d in out]
+
+
 def _address_map(v: NodeVerdict) -> Table:
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("fixture")
     t.add_column("replayed as")
-    for orig, mapped in v.address_map:
+    for orig, mapped in _runs(v.address_map):
         t.add_row(orig, mapped)
     return t
 
@@ -104,13 +148,16 @@ def _node(console: Console, v: NodeVerdict, counters: bool, nodeport: bool) -> N
     head = Text(f"{_short(v.node)}{where}: ", style="bold")
     head.append("AGREE" if v.agree else "DISAGREE", style="bold green" if v.agree else "bold red")
     console.rule(head, align="left")
-    console.print(f"{v.n} connections; χ² p = {v.p_value:.3g}")
+    test = "first-pick χ² p" if v.affinity is not None else "χ² p"
+    console.print(f"{v.n} connections; {test} = {v.p_value:.3g}")
     if v.agree:
         console.print(f"agree: {v.reason}")
     else:
         for r in v.reasons:
             console.print(Text(f"• {r}", style="red"))
     console.print(_endpoints(v))
+    if v.affinity is not None:
+        _affinity(console, v.affinity)
     if v.unreachable or v.errors:
         console.print(f"also: {v.unreachable} unreachable (counted as refused), {v.errors} errors")
     if counters and v.counters:
