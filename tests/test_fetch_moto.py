@@ -133,6 +133,19 @@ def test_small_node_end_to_end(aws: MotoSsm, seed_ns: NetnsRunner, tmp_path: Pat
         assert {"nat", "filter", "mangle"} <= set(ruleset.tables)
         assert "KUBE-SERVICES" in ruleset.tables["nat"].chains
 
+    # `kpsim trace --port 30080` works on the fetched set as on the shipped one
+    from kpsim import api
+    from kpsim.scenario import TraceRequest
+
+    loaded = api.load([str(tmp_path / "fetched")], all_files=False)
+    (trace,) = api.trace(loaded, TraceRequest(port=30080)).nodes
+    assert {o.destination for o in trace.outcomes} == {
+        "10.11.11.70:80",
+        "10.11.16.79:80",
+        "10.11.41.25:80",
+    }
+    assert sum(o.outcome.probability for o in trace.outcomes) == 1
+
 
 def test_cluster_resolution(
     aws: MotoSsm, seed_ns: NetnsRunner, tmp_path: Path, request_cleanup: list[NetnsRunner]

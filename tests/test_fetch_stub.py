@@ -269,3 +269,28 @@ def test_send_command_parameters(aws: Aws, tmp_path: Path) -> None:
     aws.invocation("Success", stdout=framed())
     report = aws.fetch(tmp_path, s3_bucket="my-bucket", s3_prefix="kpsim/runs")
     assert report.results[0].ok
+
+
+def test_custom_document_is_sent_by_name(aws: Aws, tmp_path: Path) -> None:
+    """A narrow custom document (docs/fetch.md) replaces AWS-RunShellScript; it carries
+    its own fixed script, so no parameters are sent."""
+    aws.instances([IID])
+    aws.managed([IID])
+    expected = {
+        "InstanceIds": [IID], "DocumentName": "kpsim-capture", "Comment": ANY,
+        "TimeoutSeconds": 60, "MaxConcurrency": "50", "MaxErrors": "100%",
+    }  # fmt: skip
+    command_id = "00000000-0000-4000-8000-000000000001"
+    aws.ssm.add_response("send_command", {"Command": {"CommandId": command_id}}, expected)
+    aws.invocation("Success", stdout=framed())
+    report = aws.fetch(tmp_path, document="kpsim-capture")
+    assert report.results[0].ok
+
+
+@pytest.mark.parametrize("bad", ["x", "doc name", "doc;rm", "a" * 200])
+def test_bad_document_names_are_refused(bad: str) -> None:
+    from kpsim.errors import UsageError
+    from kpsim.fetch import validate
+
+    with pytest.raises(UsageError, match="--document"):
+        validate.document(bad)

@@ -67,6 +67,12 @@ _STAGES = {
 @click.option("--s3-bucket", help="Have SSM copy full output to this bucket (big dumps).")
 @click.option("--s3-prefix", default="", help="Key prefix inside --s3-bucket.")
 @click.option(
+    "--document",
+    default="AWS-RunShellScript",
+    show_default=True,
+    help="SSM document to run the fixed script with (a narrow custom one: docs/fetch.md).",
+)
+@click.option(
     "--timeout",
     type=int,
     default=300,
@@ -94,13 +100,14 @@ _STAGES = {
 def fetch_command(
     nodes: tuple[str, ...], tags: tuple[str, ...], cluster: str | None, region: str | None,
     profile: str | None, out: str, tables: str, fmt: str, s3_bucket: str | None,
-    s3_prefix: str, timeout: int, concurrency: int, local: bool, netns: str | None,
-    via: str, image: str,
+    s3_prefix: str, document: str, timeout: int, concurrency: int, local: bool,
+    netns: str | None, via: str, image: str,
 ) -> None:  # fmt: skip
     """Pull nodes' iptables rules (SSM Run Command by default) into verified fixtures."""
     try:
         report = _run(nodes, tags, cluster, region, profile, out, tables, fmt, s3_bucket,
-                      s3_prefix, timeout, concurrency, local, netns, via, image)  # fmt: skip
+                      s3_prefix, document, timeout, concurrency, local, netns, via,
+                      image)  # fmt: skip
     except KpsimError as exc:
         click.echo(f"kpsim: {exc}", err=True)
         sys.exit(int(exc.exit_code))
@@ -111,8 +118,8 @@ def fetch_command(
 def _run(
     nodes: tuple[str, ...], tags: tuple[str, ...], cluster: str | None, region: str | None,
     profile: str | None, out: str, tables: str, fmt: str, s3_bucket: str | None,
-    s3_prefix: str, timeout: int, concurrency: int, local: bool, netns: str | None,
-    via: str, image: str,
+    s3_prefix: str, document: str, timeout: int, concurrency: int, local: bool,
+    netns: str | None, via: str, image: str,
 ) -> FetchReport:  # fmt: skip
     """Validate every option before any call, then pick the route."""
     modes = [m for m, on in (("--local", local), ("--netns", bool(netns)),
@@ -126,6 +133,7 @@ def _run(
         fmt=fetch.CaptureFormat(fmt),
         s3_bucket=validate.bucket(s3_bucket) if s3_bucket else None,
         s3_prefix=validate.prefix(s3_prefix) if s3_prefix else "",
+        document=validate.document(document),
         concurrency=validate.bounded_int("--concurrency", concurrency, 1, 64),
         waits=Waits(timeout=validate.bounded_int("--timeout", timeout, 5, 7200)),
     )

@@ -80,6 +80,7 @@ class FetchRequest:
     fmt: CaptureFormat = CaptureFormat.SAVE
     s3_bucket: str | None = None
     s3_prefix: str = ""
+    document: str = "AWS-RunShellScript"  # or a narrow custom document (docs/fetch.md)
     concurrency: int = 8
     waits: Waits = Waits()
 

@@ -109,13 +109,15 @@ class SsmSession:
     def _send(self, script: str, ids: list[str], s3: bool, timeout: float) -> str:
         kwargs: dict[str, Any] = {
             "InstanceIds": ids,
-            "DocumentName": DOCUMENT,
+            "DocumentName": self.request.document,
             "Comment": "kpsim fetch: read-only iptables capture",
-            "Parameters": {"commands": [script], "executionTimeout": [str(int(timeout))]},
             "TimeoutSeconds": max(30, int(timeout)),
             "MaxConcurrency": str(BATCH),
             "MaxErrors": "100%",  # one failing node must not stop the others
         }
+        if self.request.document == DOCUMENT:
+            kwargs["Parameters"] = {"commands": [script], "executionTimeout": [str(int(timeout))]}
+        # else: a custom document carries its own fixed script and takes no parameters
         if s3 and self.request.s3_bucket:
             kwargs["OutputS3BucketName"] = self.request.s3_bucket
             if self.request.s3_prefix:
@@ -228,7 +230,13 @@ class SsmSession:
                     results[iid] = got
                     continue
                 notes[iid].append(got)
-            if not header.spool:
+            if self.request.document != DOCUMENT:
+                msg = (
+                    "output was cut at 24,000 characters; with a custom --document kpsim "
+                    "cannot read the spool back (that needs AWS-RunShellScript): add --s3-bucket"
+                )
+                results[iid] = NodeError(iid, Failure.INCOMPLETE, "; ".join([*notes[iid], msg]))
+            elif not header.spool:
                 msg = "output was cut at 24,000 characters and no spool was kept on the node"
                 results[iid] = NodeError(iid, Failure.INCOMPLETE, "; ".join([*notes[iid], msg]))
             else:
@@ -305,8 +313,9 @@ class SsmSession:
         return out
 
     def _cleanup(self, ids: list[str]) -> dict[str, str]:
-        """Remove the spools; a failure is a note, never a failed node."""
-        if not ids:
+        """Remove the spools; a failure is a note, never a failed node. (A custom document's
+        script manages its own temporary folder: kpsim sends nothing else through it.)"""
+        if not ids or self.request.document != DOCUMENT:
             return {}
         notes: dict[str, str] = {}
         limit = self.waits.cleanup_timeout
@@ -334,8 +343,8 @@ def _judge(iid: str, inv: dict[str, Any]) -> NodeError | None:
         "DeliveryTimedOut": (Failure.TIMED_OUT, "TimedOut: the command was never delivered "
                              "(agent offline?)"),
         "ExecutionTimedOut": (Failure.TIMED_OUT, "TimedOut: the script ran past --timeout"),
-        "AccessDenied": (Failure.ACCESS_DENIED, "AccessDenied: SSM refused to run "
-                         f"{DOCUMENT} on this node (ssm:SendCommand condition or SCP)"),
+        "AccessDenied": (Failure.ACCESS_DENIED, "AccessDenied: SSM refused to run the "
+                         "document on this node (ssm:SendCommand condition or SCP)"),
         "InvalidPlatform": (Failure.FAILED, "the node's platform cannot run AWS-RunShellScript"),
     }  # fmt: skip
     if details in table:

@@ -26,7 +26,17 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.+=,@:/-]{1,128}$")
 _NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _K8S_NODE_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+# SSM document names (or a document ARN): letters, digits, _ - . and, for ARNs, : /
+_DOCUMENT_RE = re.compile(
+    r"^(arn:aws[a-z-]*:ssm:[a-z0-9-]*:\d{0,12}:document/)?[A-Za-z0-9_.-]{3,128}$"
+)
 _IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+
+
+def document(value: str) -> str:
+    if not _DOCUMENT_RE.fullmatch(value):
+        raise UsageError(f"--document {value!r}: not an SSM document name or ARN")
+    return value
 
 
 def instance_id(value: str) -> str:
