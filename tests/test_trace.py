@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from kpsim import prepare
+from kpsim import kube, prepare, synth, walk
 from kpsim.errors import TraceError
 from kpsim.model import (
     PROBABILITY_SCALE,
@@ -48,6 +48,7 @@ from kpsim.model import (
     probability_threshold,
 )
 from kpsim.packet import NodeContext, Packet, State
+from kpsim.parse import parse_text
 from kpsim.trace import Disposition, Outcome, Tracer, trace
 
 NODE_IP = "10.0.1.5"
@@ -628,3 +629,107 @@ def test_nodeport_on_10k_services_is_fast(big: Ruleset) -> None:
     per_trace = (time.perf_counter() - start) / runs
     print(f"\nNodePort trace on 10k services: {per_trace * 1000:.2f} ms")
     assert per_trace < 0.05  # target ≤ 10 ms; loose bound against slow CI machines
+
+
+# ---------------------------------------------------------------- remembered walks
+
+
+@pytest.fixture(scope="module")
+def synth300() -> tuple[Ruleset, NodeContext, list[tuple[Packet, State | None]]]:
+    """A kube-proxy restore dump of 300 services, and a sample of what to trace in it:
+    ClusterIPs and NodePorts from outside, from a pod, from the node itself, with and
+    without session affinity."""
+    cluster = synth.synth_large(300, 5, seed=3)
+    node = cluster.nodes[0]
+    rs = parse_text(synth.render_restore(cluster, node), "synth300")
+    ctx = NodeContext.of([node.ip], on={"eth0": [node.ip]}, routes={"0.0.0.0/0": "eth0"})
+    svcs = kube.services(rs)
+    fronts = [f for s in svcs for f in s.frontends if f.address and f.port]
+    sample: list[tuple[Packet, State | None]] = []
+    for i, f in enumerate(fronts[::7]):
+        proto = f.protocol or "tcp"
+        src = ("203.0.113.10", "10.11.7.9", node.ip)[i % 3]
+        sample.append((Packet.of(src, f.address or "", f.port or 0, protocol=proto), None))
+    for port in [p for s in svcs for p in s.node_ports][:20]:
+        sample.append((Packet.of("203.0.113.10", node.ip, port), None))
+    sticky = [c for c in rs.tables["nat"].chains if c.startswith("KUBE-SEP-")][:3]
+    for f in fronts[:40:4]:
+        sample.append((Packet.of("198.51.100.7", f.address or "", f.port or 0), State()))
+        sample.append((Packet.of("198.51.100.7", f.address or "", f.port or 0), None))
+        affinity = State.with_affinity(*sticky)
+        sample.append((Packet.of("198.51.100.7", f.address or "", f.port or 0), affinity))
+    return rs, ctx, sample
+
+
+def test_remembered_walks_change_nothing(
+    synth300: tuple[Ruleset, NodeContext, list[tuple[Packet, State | None]]],
+) -> None:
+    """The same packet traced by a fresh Tracer, by one warmed up on every other packet,
+    and by one that remembers nothing: identical results, notes and paths included."""
+    rs, ctx, sample = synth300
+    warm = Tracer(rs, ctx)
+    first = [warm.trace(p, s) for p, s in sample]
+    again = [warm.trace(p, s) for p, s in reversed(sample)][::-1]
+    plain = Tracer(rs, ctx, memo=False)
+    assert warm._walker._memo and warm._pipelines  # the warm tracer did replay
+    for (pkt, state), one, two in zip(sample, first, again, strict=True):
+        fresh = Tracer(rs, ctx).trace(pkt, state)
+        assert one == two == fresh == plain.trace(pkt, state)
+        assert one.total == 1
+
+
+@pytest.mark.parametrize("mode", ["stop", "assume-match", "assume-no-match"])
+def test_remembered_walks_with_unknown_modes(
+    synth300: tuple[Ruleset, NodeContext, list[tuple[Packet, State | None]]], mode: str
+) -> None:
+    rs, ctx, sample = synth300
+    warm, plain = Tracer(rs, ctx), Tracer(rs, ctx, memo=False)
+    for pkt, state in sample[:30] * 2:
+        got = warm.trace(pkt, state, unknown=mode)  # type: ignore[arg-type]
+        assert got == plain.trace(pkt, state, unknown=mode)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("rules", "forks"), [(10**9, 3), (25, 10**9), (40, 6)])
+def test_remembered_walks_respect_budgets(
+    synth300: tuple[Ruleset, NodeContext, list[tuple[Packet, State | None]]],
+    monkeypatch: pytest.MonkeyPatch,
+    rules: int,
+    forks: int,
+) -> None:
+    """A replay never spends past a budget: where one runs out, the answer is the
+    walked one, branch for branch."""
+    monkeypatch.setattr(walk, "MAX_RULES", rules)
+    monkeypatch.setattr(walk, "MAX_BRANCHES", forks)
+    rs, ctx, sample = synth300
+    warm, plain = Tracer(rs, ctx), Tracer(rs, ctx, memo=False)
+    unknown = 0
+    for pkt, state in sample * 2:
+        got = warm.trace(pkt, state)
+        assert got == plain.trace(pkt, state)
+        unknown += any(o.verdict is Disposition.UNKNOWN for o in got.outcomes)
+    assert unknown  # the budgets did bite
+
+
+def test_replayed_walk_looks_only_at_what_it_sees() -> None:
+    """A FORWARD walk remembered for one pod address is replayed for another only when
+    the table cannot tell them apart: a -d rule for one of them splits them."""
+    pod_a, pod_b = "10.244.1.10", "10.244.1.11"
+    rs = build(
+        {
+            "filter": {
+                "FORWARD": [
+                    r(Standard(Verdict.DROP), destination=net(f"{pod_b}/32")),
+                    r(Standard(Verdict.ACCEPT), destination=net("10.244.0.0/16")),
+                ],
+            }
+        }
+    )
+    tracer = Tracer(rs, NODE)
+    for _ in range(3):
+        a = tracer.trace(Packet.of(CLIENT, pod_a, 80))
+        b = tracer.trace(Packet.of(CLIENT, pod_b, 80))
+        c = tracer.trace(Packet.of(CLIENT, "10.244.9.9", 81))
+        assert [o.verdict for o in a.outcomes] == [Disposition.ACCEPT]
+        assert [o.verdict for o in b.outcomes] == [Disposition.DROP]
+        assert c.outcomes[0].destination == ("10.244.9.9", 81)
+        assert c.outcomes[0].verdict is Disposition.ACCEPT

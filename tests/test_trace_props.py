@@ -3,6 +3,7 @@ exactly 1, and merging does not depend on the order outcomes arrive in."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from fractions import Fraction
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from kpsim.model import (
     PROBABILITY_SCALE,
+    Address,
     Chain,
     Dnat,
     Family,
@@ -18,9 +20,14 @@ from kpsim.model import (
     Jump,
     MarkMatch,
     MarkTarget,
+    Masquerade,
     NatRange,
+    PortMatch,
+    PortRange,
+    Protocol,
     Rule,
     Ruleset,
+    Snat,
     Standard,
     StatisticMatch,
     StatisticMode,
@@ -139,3 +146,62 @@ def test_merge_is_order_independent(outcomes: list[Outcome], rng: object) -> Non
     )
     assert len({o.key for o in merged}) == len(merged)
     assert sum(o.merged for o in merged) == len(outcomes)
+
+
+# ---------------------------------------------------------------- remembered walks
+
+_POOL = ["10.244.0.1", "10.244.0.2", "10.244.1.1", "10.96.0.10", "192.0.2.5"]
+_NETS = ["10.244.0.1/32", "10.244.0.0/24", "10.244.0.0/16", "10.96.0.10/32"]
+
+post_rule = st.builds(
+    lambda target, d, neg, port: Rule(
+        "",
+        "",
+        0,
+        target,
+        destination=Address(ipaddress.ip_network(d), neg) if d else None,
+        protocol=Protocol("tcp") if port else None,
+        matches=(PortMatch("tcp", dport=PortRange(port, port)),) if port else (),
+    ),
+    st.sampled_from(
+        [
+            Masquerade(),
+            Snat((NatRange("198.51.100.1", None, None, None),)),
+            Snat(()),
+            Standard(Verdict.RETURN),
+            Standard(Verdict.ACCEPT),
+            MarkTarget(0x4000, 0x4000),
+            None,
+        ]
+    ),
+    st.sampled_from([None, *_NETS]),
+    st.booleans(),
+    st.sampled_from([None, 80, 8080]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(thresholds, st.sampled_from(_POOL), st.sampled_from([80, 8080])), max_size=4
+    ),
+    st.lists(post_rule, max_size=6),
+    st.lists(st.tuples(st.sampled_from(_POOL), st.sampled_from([80, 8080, 443])), max_size=12),
+)
+def test_remembered_walks_answer_as_walked(
+    dnats: list[tuple[int, str, int]],
+    post: list[Rule],
+    packets: list[tuple[str, int]],
+) -> None:
+    """Whatever DNAT leaves and POSTROUTING then sees, a tracer that replays remembered
+    walks answers exactly as one that walks every hook, packet after packet."""
+    pre = [rule(Jump(f"SEP{i}"), rnd(t)) for i, (t, _, _) in enumerate(dnats)]
+    seps = {
+        f"SEP{i}": [rule(Dnat((NatRange(a, None, port, None),)))]
+        for i, (_, a, port) in enumerate(dnats)
+    }
+    rs = ruleset({"PREROUTING": pre, "POSTROUTING": post, **seps})
+    warm, plain = Tracer(rs), Tracer(rs, memo=False)
+    for dst, port in packets * 2:
+        pkt = Packet.of("203.0.113.9", dst, port)
+        assert warm.trace(pkt) == plain.trace(pkt)

@@ -10,10 +10,12 @@ affinity to KUBE-SEP-X") is an explicit input, never a guess inside the engine.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from types import MappingProxyType
+from typing import Any
 
 from kpsim.model import (
     PROBABILITY_SCALE,
@@ -48,6 +50,10 @@ LOOPBACK: tuple[IPNetwork, ...] = (
 
 #: -p values as numbers, mapped to the names the rest of kpsim uses.
 PROTOCOL_NUMBERS = MappingProxyType({"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp"})
+
+
+#: ``NodeContext.facts``: (address type, owner interface, is local, out interface).
+AddressFacts = tuple[str, str | None, bool, str | None]
 
 
 def ip(text: str | IPAddress) -> IPAddress:
@@ -123,15 +129,20 @@ class NodeContext:
         return cls(local, tuple(interfaces), bcast, rts, owners if on else ())
 
     def is_local(self, addr: IPAddress) -> bool:
-        return any(addr in n for n in self.local)
+        # A plain loop: any() over a generator cost twice as much (measured, bench/run.py).
+        for net in self.local:  # noqa: SIM110
+            if addr in net:
+                return True
+        return False
 
     def owner(self, addr: IPAddress) -> str | None:
         """The interface that holds local address ``addr``, when known."""
         return next((iface for net, iface in self.owners if addr in net), None)
 
-    def out_interface(self, addr: IPAddress) -> str | None:
-        """The interface a packet to ``addr`` leaves by, or None when unknown."""
-        if self.is_local(addr):
+    def out_interface(self, addr: IPAddress, *, local: bool | None = None) -> str | None:
+        """The interface a packet to ``addr`` leaves by, or None when unknown.
+        (``local``: ``is_local(addr)``, when the caller already knows it.)"""
+        if self.is_local(addr) if local is None else local:
             return "lo"
         best: tuple[int, str] | None = None
         for net, iface in self.routes:
@@ -139,17 +150,32 @@ class NodeContext:
                 best = (net.prefixlen, iface)
         return best[1] if best else None
 
-    def address_type(self, addr: IPAddress) -> str:
+    def address_type(self, addr: IPAddress, *, local: bool | None = None) -> str:
         """The kernel's answer from the local routing table (``xt_addrtype``):
         exactly one of LOCAL, BROADCAST, MULTICAST, UNICAST."""
         if addr.version == 4 and int(addr) in (0, 0xFFFFFFFF):
             return "BROADCAST"
         if addr.is_multicast:
             return "MULTICAST"
-        if self.is_local(addr):
+        if self.is_local(addr) if local is None else local:
             return "LOCAL"
-        return "BROADCAST" if addr in self.broadcast else "UNICAST"
+        # (An empty set first: hashing an address is most of the cost of asking.)
+        return "BROADCAST" if self.broadcast and addr in self.broadcast else "UNICAST"
 
+    def facts(self, addr: IPAddress) -> AddressFacts:
+        """Everything a trace asks the node about an address, with one local-address
+        scan: (address type, owner, is local, out interface)."""
+        local = self.is_local(addr)
+        return (
+            self.address_type(addr, local=local),
+            self.owner(addr) if local else None,  # owners' networks are all local
+            local,
+            self.out_interface(addr, local=local),
+        )
+
+
+_UNTRACKED = frozenset({"UNTRACKED"})
+_NEW = frozenset({"NEW"})
 
 #: A rule's identity for per-rule kernel state: (table, chain, rule number).
 RuleKey = tuple[str, str, int]
@@ -232,8 +258,10 @@ class Flow:
     def states(self) -> frozenset[str]:
         """The ``--ctstate`` bits the kernel would set now (xt_conntrack)."""
         if self.untracked:
-            return frozenset({"UNTRACKED"})
-        base = self.ctstate if self.ctstate is not None else frozenset({"NEW"})
+            return _UNTRACKED
+        base = self.ctstate if self.ctstate is not None else _NEW
+        if not (self.dnat or self.snat):
+            return base
         extra = {"DNAT"} if self.dnat else set()
         if self.snat:
             extra.add("SNAT")
@@ -247,7 +275,64 @@ class Flow:
 
     def with_counter(self, key: RuleKey, value: int) -> Flow:
         rest = tuple(kv for kv in self.nth if kv[0] != key)
-        return replace(self, nth=(*rest, (key, value)))
+        return self._with(nth=(*rest, (key, value)))
+
+    def _with(self, **changes: Any) -> Flow:
+        """``dataclasses.replace`` without its per-call field introspection: 1.4-2 µs a
+        copy instead of 4 µs. Copies were the top cost of tracing every service of a
+        10,000-service dump (bench/run.py), so the hot paths use this."""
+        get = changes.get
+        return Flow(
+            get("src", self.src),
+            get("sport", self.sport),
+            get("dst", self.dst),
+            get("dport", self.dport),
+            get("protocol", self.protocol),
+            get("mark", self.mark),
+            get("ctmark", self.ctmark),
+            get("recent", self.recent),
+            get("nth", self.nth),
+            get("dnat", self.dnat),
+            get("snat", self.snat),
+            get("untracked", self.untracked),
+            get("ctstate", self.ctstate),
+        )
+
+    def exact_fields(self) -> tuple[object, ...]:
+        """Every field but ``dst``, ``dport`` and ``recent``, which a table sees only
+        partly (``prepare.TableView``)."""
+        return (
+            self.src,
+            self.sport,
+            self.protocol,
+            self.mark,
+            self.ctmark,
+            self.nth,
+            self.dnat,
+            self.snat,
+            self.untracked,
+            self.ctstate,
+        )
+
+    def moved_to(
+        self, dst: IPAddress, dport: int, dnat: bool, recent: frozenset[str] | None = None
+    ) -> Flow:
+        """The flow after DNAT/REDIRECT (the commonest copy: one per endpoint)."""
+        return Flow(
+            self.src,
+            self.sport,
+            dst,
+            dport,
+            self.protocol,
+            self.mark,
+            self.ctmark,
+            self.recent if recent is None else recent,
+            self.nth,
+            dnat,
+            self.snat,
+            self.untracked,
+            self.ctstate,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,25 +372,12 @@ def answer(
 ) -> tuple[Answer, Flow]:
     """Does ``m`` match ``flow``? Returns the answer and the flow after the match's own
     side effects (``recent --set``, nth counters)."""
-    if isinstance(m, CommentMatch):
-        return True, flow
-    if isinstance(m, PortMatch):
-        return _port_match(m, flow), flow
-    if isinstance(m, MultiportMatch):
-        return _multiport(m, flow), flow
-    if isinstance(m, StatisticMatch):
-        return _statistic(m, flow, key)
-    if isinstance(m, RecentMatch):
-        return _recent(m, flow)
-    if isinstance(m, AddrTypeMatch):
-        return _addrtype(m, flow, node, hook), flow
-    if isinstance(m, MarkMatch):
-        return ((flow.mark & m.mask) == m.value) != m.negated, flow
-    if isinstance(m, ConnmarkMatch):
-        return ((flow.ctmark & m.mask) == m.value) != m.negated, flow
-    if isinstance(m, ConntrackMatch):
-        return _conntrack(m, flow), flow
-    return Unknown(f"{describe_match(m)} is not modelled"), flow
+    how = _ANSWERS.get(type(m))
+    if how is None:
+        how = next((fn for t, fn in _ANSWERS.items() if isinstance(m, t)), None)
+        if how is None:
+            return Unknown(f"{describe_match(m)} is not modelled"), flow
+    return how(m, flow, node, key, hook)
 
 
 def describe_match(m: Match) -> str:
@@ -390,14 +462,20 @@ def _multiport(m: MultiportMatch, flow: Flow) -> Answer:
     return m.negated
 
 
+@lru_cache(maxsize=4096)
+def _random_answer(threshold: int, negated: bool) -> bool | Fraction:
+    # xt_statistic: (random_u32 & 0x7FFFFFFF) < threshold, so exactly threshold/2^31.
+    # Cached: building and reducing the Fraction cost ~2 µs a rule in the bench.
+    p = Fraction(min(threshold, PROBABILITY_SCALE), PROBABILITY_SCALE)
+    p = 1 - p if negated else p
+    return p if 0 < p < 1 else p == 1
+
+
 def _statistic(m: StatisticMatch, flow: Flow, key: RuleKey) -> tuple[Answer, Flow]:
     if m.mode is StatisticMode.RANDOM:
         if m.threshold is None:
             return Unknown("statistic --mode random without a probability"), flow
-        # xt_statistic: (random_u32 & 0x7FFFFFFF) < threshold, so exactly threshold/2^31.
-        p = Fraction(min(m.threshold, PROBABILITY_SCALE), PROBABILITY_SCALE)
-        p = 1 - p if m.negated else p
-        return (p if 0 < p < 1 else p == 1), flow
+        return _random_answer(m.threshold, m.negated), flow
     if not m.every:
         return Unknown("statistic --mode nth without --every"), flow
     # The kernel keeps every-1; the counter wraps to 0 after it and the rule matches on 0.
@@ -409,9 +487,9 @@ def _statistic(m: StatisticMatch, flow: Flow, key: RuleKey) -> tuple[Answer, Flo
 def _recent(m: RecentMatch, flow: Flow) -> tuple[Answer, Flow]:
     present = m.name in flow.recent
     if m.command is RecentCommand.SET:
-        return not m.negated, replace(flow, recent=flow.recent | {m.name})
+        return not m.negated, flow._with(recent=flow.recent | {m.name})
     if m.command is RecentCommand.REMOVE:
-        return present != m.negated, replace(flow, recent=flow.recent - {m.name})
+        return present != m.negated, flow._with(recent=flow.recent - {m.name})
     return present != m.negated, flow
 
 
@@ -441,5 +519,31 @@ def _conntrack(m: ConntrackMatch, flow: Flow) -> Answer:
         return Unknown("conntrack " + _options(m.extra) + " is not modelled")
     if not m.ctstate:
         return True
-    wanted = {s.upper() for s in m.ctstate}
-    return bool(wanted & flow.states()) != m.negated
+    return bool(_upper(m.ctstate) & flow.states()) != m.negated
+
+
+@lru_cache(maxsize=1024)  # the same few --ctstate lists, asked once per rule evaluation
+def _upper(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(n.upper() for n in names)
+
+
+_Answerer = Callable[[Any, Flow, NodeContext, RuleKey, Hook], tuple[Answer, Flow]]
+
+#: How each modelled match answers, by exact type: one dict lookup instead of a chain of
+#: isinstance checks (the model's match classes have no subclasses).
+_ANSWERS: Mapping[type, _Answerer] = MappingProxyType(
+    {
+        CommentMatch: lambda m, f, node, key, hook: (True, f),
+        PortMatch: lambda m, f, node, key, hook: (_port_match(m, f), f),
+        MultiportMatch: lambda m, f, node, key, hook: (_multiport(m, f), f),
+        StatisticMatch: lambda m, f, node, key, hook: _statistic(m, f, key),
+        RecentMatch: lambda m, f, node, key, hook: _recent(m, f),
+        AddrTypeMatch: lambda m, f, node, key, hook: (_addrtype(m, f, node, hook), f),
+        MarkMatch: lambda m, f, node, key, hook: (((f.mark & m.mask) == m.value) != m.negated, f),
+        ConnmarkMatch: lambda m, f, node, key, hook: (
+            ((f.ctmark & m.mask) == m.value) != m.negated,
+            f,
+        ),
+        ConntrackMatch: lambda m, f, node, key, hook: (_conntrack(m, f), f),
+    }
+)

@@ -7,7 +7,7 @@ costs a few dict lookups, not a scan.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from kpsim.model import (
@@ -15,8 +15,11 @@ from kpsim.model import (
     Chain,
     CommentMatch,
     ConntrackMatch,
+    IPNetwork,
     Jump,
+    MultiportMatch,
     PortMatch,
+    PortRange,
     RecentMatch,
     Rule,
     Ruleset,
@@ -170,3 +173,86 @@ def build_indexes(tables: Mapping[str, Mapping[str, Chain]]) -> dict[tuple[str, 
         for name, c in chains.items()
         if len(c.rules) >= INDEX_MIN_RULES
     }
+
+
+# ---------------------------------------------------------------- what a table sees
+
+
+class TableView:
+    """What a table's rules can tell apart about a packet's destination: ``-d`` host
+    rules (and the index keys, a subset of them) see the address exactly, other ``-d``
+    networks only as in or out; single ``--dport``/``--dports`` ports see the port
+    exactly, port ranges only as in or out; ``-m recent`` sees only the lists it names.
+    Two flows equal in every other field and in ``of`` take the same decisions in this
+    table (DNAT and REDIRECT aside: they read the destination itself).
+
+        KUBE-FORWARD, KUBE-POSTROUTING … ─▶ every pod endpoint 10.11.x.y:8080 looks alike
+    """
+
+    __slots__ = ("hosts", "lists", "nets", "ports", "ranges")
+
+    def __init__(self, chains: Iterable[Chain]) -> None:
+        hosts: set[IPAddress] = set()
+        nets: dict[IPNetwork, None] = {}
+        ports: set[int] = set()
+        ranges: dict[tuple[int, int], None] = {}
+        lists: set[str] = set()
+        for chain in chains:
+            for rule in chain.rules:
+                lists.update(m.name for m in rule.matches if isinstance(m, RecentMatch))
+                net = rule.destination.network if rule.destination is not None else None
+                if net is not None and net.prefixlen == net.max_prefixlen:
+                    hosts.add(net.network_address)
+                elif net is not None:
+                    nets[net] = None
+                for rng in _dport_ranges(rule):
+                    if rng.lo == rng.hi:
+                        ports.add(rng.lo)
+                    elif rng.lo >= 0:
+                        ranges[(rng.lo, rng.hi)] = None
+        self.hosts = frozenset(hosts)
+        self.nets = tuple(nets)
+        self.ports = frozenset(ports)
+        self.ranges = tuple(ranges)
+        self.lists = frozenset(lists)
+
+    def of(self, flow: Flow) -> tuple[object, ...]:
+        dst, dport = flow.dst, flow.dport
+        return (
+            dst if dst in self.hosts else None,
+            tuple(dst in n for n in self.nets),
+            dport if dport in self.ports else None,
+            tuple(lo <= dport <= hi for lo, hi in self.ranges),
+            flow.recent & self.lists,
+        )
+
+
+def reachable(chains: Mapping[str, Chain], start: str) -> list[Chain]:
+    """``start`` and every chain its rules can jump or go to, transitively: what a walk
+    of that built-in chain can see (nat POSTROUTING never sees the KUBE-SVC-* rules)."""
+    seen = {start}
+    todo = [start]
+    found = []
+    while todo:
+        chain = chains.get(todo.pop())
+        if chain is None:
+            continue
+        found.append(chain)
+        for rule in chain.rules:
+            t = rule.target
+            if isinstance(t, Jump) and t.chain not in seen:
+                seen.add(t.chain)
+                todo.append(t.chain)
+    return found
+
+
+def _dport_ranges(rule: Rule) -> Iterator[PortRange]:
+    """Every port range a rule's matches may compare with the destination port."""
+    for m in rule.matches:
+        if isinstance(m, PortMatch) and m.dport is not None:
+            yield m.dport
+        elif isinstance(m, MultiportMatch) and m.direction.lstrip("-") not in _SOURCE_ONLY:
+            yield from m.ports
+
+
+_SOURCE_ONLY = ("sports", "source-ports")
