@@ -7,8 +7,6 @@ import ipaddress
 import os
 import re
 import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from types import MappingProxyType
 
@@ -17,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _paths import CORPUS
+from kpsim import netns as kns
 from kpsim.model import (
     BUILTIN_CHAINS,
     Address,
@@ -254,21 +253,15 @@ def netns() -> Iterator[str]:
     reason = _kernel_ready()
     if reason:
         pytest.skip(reason)
-    name = f"kpsim-t-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+    with kns.Namespace() as ns:  # the project's harness: cleaned up on every exit path
+        yield ns.name
 
 
 def _restore_and_save(ns: str, text: str, six: bool = False) -> str:
     tool = "ip6tables" if six else "iptables"
-    run = ["ip", "netns", "exec", ns]
-    loaded = subprocess.run([*run, f"{tool}-restore"], input=text, text=True, capture_output=True)
+    loaded = kns.run(ns, [f"{tool}-restore"], input=text, check=False)
     assert loaded.returncode == 0, loaded.stderr
-    saved = subprocess.run([*run, f"{tool}-save"], text=True, capture_output=True, check=True)
-    return saved.stdout
+    return kns.run(ns, [f"{tool}-save"]).stdout
 
 
 _HEADS = {t: "".join(f":{c} ACCEPT [0:0]\n" for c in cs) for t, cs in BUILTIN_CHAINS.items()}

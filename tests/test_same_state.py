@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from kpsim import netns as kns
 from kpsim.model import (
     Address,
     AddrTypeMatch,
@@ -401,25 +399,11 @@ def expected_rules(table: str, chain: str, verbose: bool) -> list[Rule]:
 @pytest.fixture(scope="module")
 def captures() -> Iterator[dict[str, str]]:
     """Load RULES in a fresh namespace and capture every listing variant."""
-    name = f"kpsim-t-{secrets.token_hex(4)}"
-    etc = Path("/etc/netns", name)
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
-    try:
-        etc.mkdir(parents=True, exist_ok=True)
-        # Reverse lookups of -L without -n must fail fast, not wait for a real resolver.
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-        (etc / "hosts").write_text("127.0.0.1 localhost\n")
+    # hosts={}: a namespace-local resolver, so reverse lookups of -L without -n fail fast
+    with kns.Namespace(hosts={}) as ns:
 
         def run(*args: str, stdin: str | None = None) -> str:
-            done = subprocess.run(
-                ["ip", "netns", "exec", name, *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            )
-            return done.stdout
+            return kns.run(ns.name, list(args), input=stdin, timeout=60).stdout
 
         run("iptables-restore", stdin=RULES)
         out = {"save": run("iptables-save")}
@@ -427,9 +411,6 @@ def captures() -> Iterator[dict[str, str]]:
             for key, flags in VARIANTS.items():
                 out[f"{table}:{key}"] = run("iptables", "-t", table, "-L", *flags)
         yield out
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
-        shutil.rmtree(etc, ignore_errors=True)
 
 
 VARIANTS = {
