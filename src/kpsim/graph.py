@@ -26,7 +26,6 @@ from kpsim import kube
 from kpsim.errors import UsageError
 from kpsim.model import (
     BUILTIN_CHAINS,
-    PROBABILITY_SCALE,
     Address,
     AddrTypeMatch,
     CommentMatch,
@@ -335,30 +334,21 @@ def _terminating(ruleset: Ruleset, table: str) -> set[str]:
 
 def cascade_shares(rules: Sequence[Rule], decisive: set[str]) -> dict[int, Fraction]:
     """Rule number → share of the chain's entrants taking it, from the first
-    ``statistic --mode random`` rule on: p_i·Π(1 − p_j); a rule without statistic
+    ``statistic`` rule on: p_i·Π(1 − p_j) (kube.cascade); a rule without statistic
     takes all that is left. Affinity (``recent``) rules and jumps that return are
-    skipped, as kube.endpoint_shares does. Integers until the end: exact and fast."""
-    out: dict[int, Fraction] = {}
-    started = False
-    remaining, scale = 1, 1
-    for rule in rules:
-        stat = next((m for m in rule.matches if isinstance(m, StatisticMatch)), None)
-        started = started or stat is not None
-        if not started or any(isinstance(m, RecentMatch) for m in rule.matches):
-            continue
+    skipped, as kube.endpoint_shares does; nth rules count at their long-run share."""
+    first = next(
+        (i for i, r in enumerate(rules) if any(isinstance(m, StatisticMatch) for m in r.matches)),
+        len(rules),
+    )
+
+    def counted(rule: Rule) -> bool:
+        if any(isinstance(m, RecentMatch) for m in rule.matches):
+            return False
         t = rule.target
-        if _leaf(rule) is None and not (isinstance(t, Jump) and t.chain in decisive):
-            continue
-        hit, total = 1, 1
-        if stat is not None and stat.mode is StatisticMode.RANDOM:
-            threshold = stat.threshold or 0
-            hit = PROBABILITY_SCALE - threshold if stat.negated else threshold
-            total = PROBABILITY_SCALE
-        elif stat is not None and stat.every:  # nth: the long-run share
-            hit, total = (stat.every - 1, stat.every) if stat.negated else (1, stat.every)
-        out[rule.number] = Fraction(remaining * hit, scale * total)
-        remaining, scale = remaining * (total - hit), scale * total
-    return out
+        return _leaf(rule) is not None or (isinstance(t, Jump) and t.chain in decisive)
+
+    return {r.number: p for r, p in kube.cascade(rules[first:], counted, nth=True)}
 
 
 # ---------------------------------------------------------------- the flow graph

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -144,28 +144,50 @@ def _comment_name(rule: Rule) -> str | None:
     return None
 
 
-def endpoint_shares(rules: Iterable[Rule]) -> tuple[tuple[Rule, Fraction], ...]:
-    """Each KUBE-SEP jump's exact chance for a new client (no affinity history):
-    p_i · Π_{j<i} (1 − p_j), with p = threshold / 2^31 as the kernel draws it.
+def rule_chance(rule: Rule, *, nth: bool = False) -> tuple[int, int]:
+    """The chance ``hit / total`` that a rule's statistic match lets a draw through:
+    ``threshold / 2^31`` for random mode (as the kernel compares), 1/1 without one;
+    with ``nth``, the long-run share of an ``--every N`` rule."""
+    for m in rule.matches:
+        if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
+            threshold = m.threshold or 0
+            return (PROBABILITY_SCALE - threshold if m.negated else threshold), PROBABILITY_SCALE
+        if nth and isinstance(m, StatisticMatch) and m.every:
+            return ((m.every - 1) if m.negated else 1), m.every
+    return 1, 1
+
+
+def cascade(
+    rules: Iterable[Rule], counted: Callable[[Rule], bool], *, nth: bool = False
+) -> tuple[tuple[Rule, Fraction], ...]:
+    """Each counted rule's share of what enters the chain: p_i · Π_{j<i} (1 − p_j).
 
     Kept as one integer numerator over 2^(31·k) until the end: Fraction arithmetic
     per step took ~1 s on a 10,000-service dump (measured)."""
     remaining, scale = 1, 1  # remaining / scale: chance no earlier rule matched
     out: list[tuple[Rule, Fraction]] = []
     for rule in rules:
-        if not isinstance(rule.target, Jump) or not rule.target.chain.startswith("KUBE-SEP-"):
+        if not counted(rule):
             continue
-        if any(isinstance(m, RecentMatch) for m in rule.matches):
-            continue  # affinity: only a client with history matches
-        hit, total = 1, 1  # this rule matches with chance hit / total
-        for m in rule.matches:
-            if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
-                threshold = m.threshold or 0
-                hit = PROBABILITY_SCALE - threshold if m.negated else threshold
-                total = PROBABILITY_SCALE
+        hit, total = rule_chance(rule, nth=nth)
         out.append((rule, Fraction(remaining * hit, scale * total)))
         remaining, scale = remaining * (total - hit), scale * total
     return tuple(out)
+
+
+def _new_client_sep_jump(rule: Rule) -> bool:
+    """A KUBE-SEP jump a new client can take (affinity rules need history)."""
+    return (
+        isinstance(rule.target, Jump)
+        and rule.target.chain.startswith("KUBE-SEP-")
+        and not any(isinstance(m, RecentMatch) for m in rule.matches)
+    )
+
+
+def endpoint_shares(rules: Iterable[Rule]) -> tuple[tuple[Rule, Fraction], ...]:
+    """Each KUBE-SEP jump's exact chance for a new client (no affinity history),
+    with p = threshold / 2^31 as the kernel draws it."""
+    return cascade(rules, _new_client_sep_jump)
 
 
 def _sep_destination(ruleset: Ruleset, chain: str) -> str | None:
