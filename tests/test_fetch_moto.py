@@ -22,6 +22,7 @@ from kpsim.cli_fetch import fetch_command
 from kpsim.fetch import Clock, FetchRequest, Waits, fetch_ssm
 from kpsim.fetch.model import CaptureFormat, Failure
 from kpsim.fetch.payload import read_frame, split_sections
+from kpsim.parse import load_file
 from kpsim.parse.common import parse_meta
 
 pytestmark = [
@@ -126,12 +127,9 @@ def test_small_node_end_to_end(aws: MotoSsm, seed_ns: NetnsRunner, tmp_path: Pat
     assert meta["source"] == "kpsim fetch via SSM"
     assert strip_dates(body) == strip_dates(netns.save(seed_ns.ns, ["mangle", "filter", "nat"]))
     assert "-A KUBE-NODEPORTS" in body
-    if importlib.util.find_spec("kpsim.parse.save") is not None:
-        from kpsim.parse import load_file
-
-        ruleset = load_file(path)
-        assert {"nat", "filter", "mangle"} <= set(ruleset.tables)
-        assert "KUBE-SERVICES" in ruleset.tables["nat"].chains
+    ruleset = load_file(path)
+    assert {"nat", "filter", "mangle"} <= set(ruleset.tables)
+    assert "KUBE-SERVICES" in ruleset.tables["nat"].chains
 
     # `kpsim trace --port 30080` works on the fetched set as on the shipped one
     from kpsim import api

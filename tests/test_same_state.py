@@ -57,6 +57,7 @@ from kpsim.model import (
     probability_threshold,
 )
 from kpsim.parse.listing import parse_list
+from kpsim.parse.save import parse_save
 
 TOOLS = ("ip", "iptables", "iptables-save", "iptables-restore")
 pytestmark = [
@@ -464,12 +465,8 @@ def test_pasted_with_prompt_reads_table(captures: dict[str, str]) -> None:
 
 
 def test_agrees_with_save_parser_where_both_are_typed(captures: dict[str, str]) -> None:
-    """When the save parser exists, rules without opaque parts must be identical
+    """Rules without opaque parts must be identical in both parsers
     (opaque ones differ by nature: -L prints text, save prints options)."""
-    try:
-        from kpsim.parse.save import parse_save
-    except ImportError:
-        pytest.skip("kpsim.parse.save is not there yet")
     saved = parse_save(captures["save"], "save.txt")
     for table in ("nat", "filter"):
         listed = parse_list(captures[f"{table}:nvl"], "l.txt", table=table)

@@ -49,6 +49,7 @@ from kpsim.model import (
 )
 from kpsim.packet import NodeContext, Packet, State
 from kpsim.parse import parse_text
+from kpsim.parse.save import parse_save
 from kpsim.trace import Disposition, Outcome, Tracer, trace
 
 NODE_IP = "10.0.1.5"
@@ -502,8 +503,7 @@ COMMIT
 
 
 def test_from_iptables_save_text() -> None:
-    save = pytest.importorskip("kpsim.parse.save")
-    rs = save.parse_save(SAVE, "web.save")
+    rs = parse_save(SAVE, "web.save")
     res = trace(rs, NODEPORT, NODE)
     got = by_dest(res.outcomes)
     p1 = Fraction(715827883, TWO31)  # iptables-save prints 0.33333333349 for 715827883
