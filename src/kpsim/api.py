@@ -18,12 +18,14 @@ from kpsim import fixtures
 from kpsim.fixtures import FixtureSet, NodeSource
 from kpsim.model import Format, Ruleset
 from kpsim.parse import load_file
-from kpsim.scenario import NodeInput, TraceReport, TraceRequest, trace_nodes
-from kpsim.show import ShowReport, summarize
 
+# Each stage imports its machinery when called: a notebook's (or `kpsim show`'s) import
+# of this module pulls in no trace, simulation or graph code (tests/test_cli_imports.py).
 if TYPE_CHECKING:
     import numpy as np
 
+    from kpsim.scenario import TraceReport, TraceRequest
+    from kpsim.show import ShowReport
     from kpsim.simulate import SimReport, SimRequest
 
 
@@ -85,12 +87,16 @@ def load(
 
 def show(loaded: Loaded) -> ShowReport:
     """Summaries of every capture of every node loaded."""
+    from kpsim.show import ShowReport, summarize
+
     inputs = tuple(summarize(rs, node.name) for node in loaded.nodes for rs in node.rulesets)
     return ShowReport(loaded.fixture_set.label, loaded.fixture_set.origin, inputs)
 
 
 def trace(loaded: Loaded, request: TraceRequest) -> TraceReport:
     """Trace one connection on every loaded node (their primary captures)."""
+    from kpsim.scenario import NodeInput, trace_nodes
+
     inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
     return trace_nodes(inputs, request)
 
@@ -102,6 +108,7 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
 ) -> SimReport:
     """Many simulated connections through every loaded node, drawn as the kernel draws."""
+    from kpsim.scenario import NodeInput
     from kpsim.simulate import simulate as run
 
     inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]

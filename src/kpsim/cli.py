@@ -1,11 +1,20 @@
 """Click commands: options → api → render → echo.
 
 The only module that prints or chooses an exit code (see errors.ExitCode).
+
+Startup cost matters (``kpsim show -o json`` on a big dump should beat
+``iptables-restore --test``), so this module and what ``show`` needs import no numpy,
+boto3, networkx or rich: the commands kept in their own modules load on first use
+(``LazyGroup``), and renderers and trace machinery are imported inside the commands
+that use them. tests/test_cli_imports.py holds that line.
 """
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,8 +22,74 @@ from kpsim import api
 from kpsim.cli_common import color, handles_errors, input_options
 from kpsim.errors import UsageError
 from kpsim.model import Format
-from kpsim.scenario import TraceRequest
-from kpsim.trace import UnknownMode
+
+if TYPE_CHECKING:
+    from kpsim.scenario import TraceRequest
+    from kpsim.trace import UnknownMode
+
+#: Commands defined in their own modules: name → ("module:attribute", short help). They
+#: are imported only when run (or asked for their own help); the short help, the first
+#: sentence of the command's docstring, lets ``kpsim --help`` list them without importing
+#: them. tests/test_cli_imports.py checks it against each command's own.
+LAZY_COMMANDS: Mapping[str, tuple[str, str]] = {
+    "fetch": (
+        "kpsim.cli_fetch:fetch_command",
+        "Pull nodes' iptables rules (SSM Run Command by default) into verified fixtures.",
+    ),
+    "graph": (
+        "kpsim.cli_graph:graph_command",
+        "Draw a node's nat chains as a graph: jumps with their conditions and exact "
+        "statistic shares, down to DNAT/MASQUERADE/DROP/REJECT leaves.",
+    ),
+    "simulate": (
+        "kpsim.cli_simulate:simulate_command",
+        "Send N simulated connections through the rules, drawing random numbers as the "
+        "kernel does, and compare what happens with the exact shares: per endpoint, per "
+        "entry node, across nodes, with a verdict on whether an uneven split is chance.",
+    ),
+    "verify": (
+        "kpsim.cli_verify:verify_command",
+        "Replay each node's rules in the real kernel (throw-away network namespaces, "
+        "addresses moved into 198.18.0.0/15) with N real TCP connections, and check them "
+        "against kpsim's exact trace: endpoints reached, shares (χ² test), masquerade, "
+        "REJECT / DROP, per-rule counters.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose ``lazy`` commands are imported on first use (click docs, "Lazily
+    Loading Subcommands"); its help lists them from their static short help."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attr = self.lazy[cmd_name][0].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}:{attr} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, but a command not loaded yet shows its static short help."""
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            loaded = self.commands.get(name)
+            command = loaded if loaded is not None else click.Command(name, help=self.lazy[name][1])
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, c.get_short_help_str(limit)) for name, c in rows])
+
 
 UNKNOWN_MODES: dict[str, UnknownMode] = {
     "stop": "stop",
@@ -40,6 +115,8 @@ def trace_request(
     assumptions: tuple[str, ...],
 ) -> TraceRequest:
     """Options → a validated TraceRequest (bad values: exit 2 with the value named)."""
+    from kpsim.scenario import TraceRequest
+
     if not 0 < port < 65536:
         raise UsageError(f"--port {port}: not a port (1-65535)")
     extra: dict[str, object] = {}
@@ -72,7 +149,9 @@ def trace_request(
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(package_name="kpsim")
 def main() -> None:
     """Explain how Kubernetes traffic flows through a node's iptables rules."""
@@ -92,16 +171,17 @@ def show(
     chains: bool,
 ) -> None:
     """Load captures and say what they hold: format, tables, chains, services, diagnostics."""
-    from kpsim.render.json import show_json
-    from kpsim.render.text import show_text
-
     loaded = api.load(
         paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict
     )
     report = api.show(loaded)
     if output == "json":
+        from kpsim.render.json import show_json
+
         click.echo(show_json(report), nl=False)
     else:
+        from kpsim.render.text import show_text
+
         click.echo(show_text(report, color=color(output), chains=chains), nl=False)
 
 
@@ -147,9 +227,6 @@ def trace(
 ) -> None:
     """Follow a connection's first packet through each node's rules: every outcome,
     its exact probability, the rules on its path, and whether the client IP survives."""
-    from kpsim.render.json import trace_json
-    from kpsim.render.trace_text import trace_text
-
     request = trace_request(port, dest, proto, source, node_ips, node, assumptions)
     loaded = api.load(
         paths,
@@ -168,24 +245,14 @@ def trace(
     report = api.trace(loaded, request)
     label = f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})"
     if output == "json":
+        from kpsim.render.json import trace_json
+
         click.echo(trace_json(report, label), nl=False)
     else:
+        from kpsim.render.trace_text import trace_text
+
         click.echo(trace_text(report, label, color=color(output), tree=tree), nl=False)
 
-
-def _register() -> None:
-    from kpsim.cli_fetch import fetch_command
-    from kpsim.cli_graph import graph_command
-    from kpsim.cli_simulate import simulate_command
-    from kpsim.cli_verify import verify_command
-
-    main.add_command(fetch_command)
-    main.add_command(graph_command)
-    main.add_command(simulate_command)
-    main.add_command(verify_command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

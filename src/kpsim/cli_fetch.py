@@ -1,7 +1,7 @@
 """``kpsim fetch``: options → FetchRequest → kpsim.fetch → summary → exit code.
 
-The only fetch module that prints or picks an exit code. Registered by the lead with
-``main.add_command(fetch_command)``.
+The only fetch module that prints or picks an exit code. Listed in cli.LAZY_COMMANDS:
+imported (with boto3) only when ``kpsim fetch`` runs.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     kpsim graph --port 30080 -o dot | dot -Tsvg > graph.svg
 
-Registered in cli._register() with ``main.add_command(graph_command)``.
+Listed in cli.LAZY_COMMANDS: imported only when ``kpsim graph`` runs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``kpsim simulate``: options → SimRequest → kpsim.simulate → render → echo.
 
-The only simulate module that prints. Registered by the lead with
-``main.add_command(simulate_command)``.
+The only simulate module that prints. Listed in cli.LAZY_COMMANDS: imported (with
+numpy) only when ``kpsim simulate`` runs.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     sudo kpsim verify fixtures/iptables/eks-nodeport-workshop --port 30080 -n 300
 
 Exit 0 when every node agrees with kpsim, 1 when one disagrees, 2 for bad input or a
-machine that cannot replay (not root, no iptables). Registered in cli._register().
+machine that cannot replay (not root, no iptables). Listed in cli.LAZY_COMMANDS: imported
+only when ``kpsim verify`` runs.
 """
 
 from __future__ import annotations
