@@ -29,7 +29,9 @@ from kpsim.model import (
     Ruleset,
     SourceLocation,
 )
-from kpsim.parse.fast import FastRules, _constructor, new_location, new_rule
+from kpsim.parse.construct import constructor as _constructor
+from kpsim.parse.construct import new_location, new_rule
+from kpsim.parse.fast import FastRules
 from kpsim.parse.save import parse_save
 from kpsim.render.save import render_save, save_string
 

@@ -11,7 +11,6 @@ from types import MappingProxyType
 
 from kpsim.errors import ParseError
 from kpsim.model import (
-    Chain,
     Counters,
     Diagnostic,
     Family,
@@ -22,6 +21,7 @@ from kpsim.model import (
     Table,
     Verdict,
 )
+from kpsim.parse.construct import new_chain
 
 #: First line(s) of a kpsim fixture: ``# kpsim:meta {json}``; iptables-restore
 #: ignores it as a comment, so fixtures stay loadable by the real tools.
@@ -117,11 +117,12 @@ class RulesetBuilder:
         policy: Verdict | None,
         counters: Counters | None,
         origin: SourceLocation | None,
-    ) -> None:
+    ) -> _ChainDraft:
         draft = self.chain(table, name)
         draft.policy = policy
         draft.counters = counters
         draft.origin = origin
+        return draft
 
     def next_number(self, table: str, chain: str) -> int:
         return len(self.chain(table, chain).rules) + 1
@@ -139,7 +140,7 @@ class RulesetBuilder:
                 tname,
                 MappingProxyType(
                     {
-                        d.name: Chain(d.name, tuple(d.rules), d.policy, d.counters, d.origin)
+                        d.name: new_chain(d.name, tuple(d.rules), d.policy, d.counters, d.origin)
                         for d in chains.values()
                     }
                 ),

@@ -24,7 +24,7 @@ import re
 import socket
 from collections.abc import Callable, Container
 from ipaddress import IPv4Network
-from typing import Any
+from typing import cast
 
 from kpsim.model import (
     Address,
@@ -35,49 +35,14 @@ from kpsim.model import (
     NatRange,
     PortMatch,
     Protocol,
-    Rule,
-    SourceLocation,
     StatisticMatch,
     StatisticMode,
     Target,
     probability_threshold,
 )
+from kpsim.parse.construct import constructor
 from kpsim.parse.matches import TARGET_KEYWORDS, Loaded, build_target, port_range
 from kpsim.parse.tokens import LineError, unescape
-
-# ---------------------------------------------------------------- cheap construction
-
-
-def _constructor(cls: type) -> Callable[..., Any]:
-    """A positional constructor for the frozen slots dataclass ``cls``, twice as fast.
-
-    The generated ``__init__`` of a frozen dataclass sets each field through
-    ``object.__setattr__``: 1.5 µs for a ``Rule`` (0.7 µs even setting the slot
-    descriptors directly), and a big dump has 165k rules and 226k locations. A
-    plain twin class with the very same slots is built at 0.26 µs, then given
-    ``cls`` as its class (allowed: the layouts are identical). The result is an
-    ordinary ``cls`` instance, still frozen, equal and hashed as ``cls(*args)``;
-    ``tests/test_parse_fast.py`` checks that for every class built this way."""
-    names: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
-    params = ", ".join(names)
-    source = (
-        f"class Twin:\n    __slots__ = {names!r}\n"
-        f"    def __init__(self, {params}):\n"
-        + "".join(f"        self.{n} = {n}\n" for n in names)
-        + f"def new({params}):\n    obj = Twin({params})\n    obj.__class__ = cls\n    return obj\n"
-    )
-    scope: dict[str, Any] = {"cls": cls}
-    exec(source, scope)  # generated from the class's own slot names only
-    new: Callable[..., Any] = scope["new"]
-    return new
-
-
-#: ``new_rule(table, chain, number, target, source, destination, protocol,
-#: in_interface, out_interface, fragment, matches, counters, origin)``
-new_rule: Callable[..., Rule] = _constructor(Rule)
-#: ``new_location(path, line, text)``
-new_location: Callable[[str, int, str], SourceLocation] = _constructor(SourceLocation)
-
 
 # ---------------------------------------------------------------- the shapes
 
@@ -89,7 +54,10 @@ _INET = socket.AF_INET
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IP = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
 _NET = _IP + r"(?:/(?:3[0-2]|[12]?\d))?"
-_NAME = r"[\w.-]++"  # possessive (3.11+): a failing line fails fast, without backtracking
+#: Possessive (3.11+): a failing line fails fast, without backtracking. ASCII only: the
+#: Unicode ``\w`` class costs 15% more over a whole dump (measured); any other name
+#: simply takes the general path.
+_NAME = r"[A-Za-z0-9_.-]++"
 _PROTO = r"(tcp|udp|sctp)"
 _COMMENT = r' -m comment --comment ("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^ \t"!][^ \t"]*+)'
 _STATISTIC = r" -m statistic --mode random --probability ([0-9.]++)"
@@ -111,10 +79,12 @@ _RESTORE_RE = re.compile(
 #: What ``shape`` returns: chain, target, source, destination, protocol, matches.
 FastRule = tuple[str, Target, Address | None, Address | None, Protocol | None, tuple[Match, ...]]
 
-_new_address: Callable[..., Address] = _constructor(Address)
-_new_jump: Callable[..., Jump] = _constructor(Jump)
-_new_dnat: Callable[..., Dnat] = _constructor(Dnat)
-_new_nat_range: Callable[..., NatRange] = _constructor(NatRange)
+_UNSEEN = object()  # a cache miss, where None is a cached "not this shortcut"
+
+_new_address: Callable[..., Address] = constructor(Address)
+_new_jump: Callable[..., Jump] = constructor(Jump)
+_new_dnat: Callable[..., Dnat] = constructor(Dnat)
+_new_nat_range: Callable[..., NatRange] = constructor(NatRange)
 
 
 class FastRules:
@@ -125,8 +95,7 @@ class FastRules:
         self.declared = declared
         self._addresses: dict[str, Address] = {}
         self._comments: dict[str, CommentMatch] = {}  # by the word as written
-        self._ports: dict[tuple[str, str | None], PortMatch | None] = {}
-        self._statistics: dict[str, StatisticMatch | None] = {}
+        self._matches: dict[tuple[str | None, ...], tuple[Match, ...] | object | None] = {}
         self._targets: dict[str, Target] = {}
         self._protocols = {p: Protocol(p) for p in ("tcp", "udp", "sctp")}
         self._order = _RESTORE_RE, _SAVE_RE
@@ -145,6 +114,35 @@ class FastRules:
         else:
             (chain, sneg, src, dneg, dst, proto, comment, module, dport, probability,
              dnat, dnat_port, jump) = m.groups()  # fmt: skip
+        # A service's rules repeat one comment / port / probability combination: the
+        # matches tuple is built once per combination and shared.
+        key = (comment, module, dport, probability)
+        cached = self._matches.get(key, _UNSEEN)
+        if cached is _UNSEEN:
+            cached = self._matches[key] = self._build_matches(comment, module, dport, probability)
+        if cached is None:
+            return None
+        matches = cast(tuple[Match, ...], cached)
+        if jump is not None:
+            target = self._targets.get(jump) or self._target(jump)
+        else:
+            dnat_target = self._dnat(dnat, dnat_port)
+            if dnat_target is None:
+                return None
+            target = dnat_target
+        known = self._addresses.get
+        source = destination = None
+        if src is not None:
+            source = known(src if sneg is None else "!" + src) or self._address(src, sneg)
+        if dst is not None:
+            destination = known(dst if dneg is None else "!" + dst) or self._address(dst, dneg)
+        protocol = None if proto is None else self._protocols[proto]
+        return chain, target, source, destination, protocol, matches
+
+    def _build_matches(
+        self, comment: str | None, module: str | None, dport: str | None, probability: str | None
+    ) -> tuple[Match, ...] | None:
+        """The matches of one combination, or None when the general path must decide."""
         matches: list[Match] = []
         if comment is not None:
             found = self._comments.get(comment) or self._comment(comment)
@@ -152,31 +150,18 @@ class FastRules:
                 return None
             matches.append(found)
         if module is not None:
-            port = self._ports.get((module, dport)) or self._port(module, dport)
+            port = self._port(module, dport)
             if port is None:
                 return None
             matches.append(port)
         elif dport is not None:  # --dport with no module to own it: the general path decides
             return None
         if probability is not None:
-            statistic = self._statistics.get(probability) or self._statistic(probability)
+            statistic = self._statistic(probability)
             if statistic is None:
                 return None
             matches.append(statistic)
-        if dnat is not None:
-            target = self._dnat(dnat, dnat_port)
-            if target is None:
-                return None
-        else:
-            target = self._targets.get(jump) or self._target(jump)
-        return (
-            chain,
-            target,
-            None if src is None else self._address(src, sneg),
-            None if dst is None else self._address(dst, dneg),
-            None if proto is None else self._protocols[proto],
-            tuple(matches),
-        )
+        return tuple(matches)
 
     # -- values, each built as the general path builds it and shared when repeated
 
@@ -204,16 +189,14 @@ class FastRules:
             ports = None if dport is None else port_range(dport, 0)
         except LineError:  # e.g. a port above 65535: the general path reports it
             return None
-        found = self._ports[(module, dport)] = PortMatch(module, ports)
-        return found
+        return PortMatch(module, ports)
 
     def _statistic(self, text: str) -> StatisticMatch | None:
         try:
             threshold = probability_threshold(text)
         except ValueError:  # e.g. 1.5 or 0.1.2: the general path reports it
             return None
-        found = self._statistics[text] = StatisticMatch(StatisticMode.RANDOM, threshold)
-        return found
+        return StatisticMatch(StatisticMode.RANDOM, threshold)
 
     def _target(self, name: str) -> Target:
         if name in TARGET_KEYWORDS:  # ACCEPT, MASQUERADE, …, or a chain of that name

@@ -21,7 +21,8 @@ from dataclasses import replace
 
 from kpsim.model import Counters, Family, Format, Rule, Ruleset, SourceLocation, Verdict
 from kpsim.parse.common import RulesetBuilder, Sink, classify_noise, parse_meta
-from kpsim.parse.fast import FastRules, new_location, new_rule
+from kpsim.parse.construct import new_location, new_rule
+from kpsim.parse.fast import FastRules
 from kpsim.parse.matches import TARGET_KEYWORDS
 from kpsim.parse.rule import parse_rule
 from kpsim.parse.tokens import LineError, Words, tokenize
@@ -40,6 +41,9 @@ _NL_TABLE_OR_CHAIN_RE = re.compile(r"\n\s*[*:]")
 _RULES_RE = re.compile(r"\s*-[PN] ")
 _NL_RULES_RE = re.compile(r"\n\s*-[PN] ")
 _COMMAND_RE = re.compile(r"[ \t]*(?:--?[A-Za-z]|\[\d)")  # not "---" nor a "- item"
+#: The one declaration shape iptables-save prints, for the hot loop; ``_CHAIN_RE`` takes
+#: every other spacing.
+_DECLARATION_RE = re.compile(r":(\S+) (-|ACCEPT|DROP|RETURN|QUEUE) \[(\d+):(\d+)\]")
 _POLICIES = {"-": None, **{v.value: v for v in Verdict}}
 
 _APPEND = ("-A", "--append")
@@ -138,34 +142,46 @@ class _SaveParser:
             self._noise(number, line)
 
     def run_fast(self, lines: list[str], fast: FastRules) -> None:
-        """``line`` for every line, with ``fast`` trying ``-A`` lines first.
+        """``line`` for every line, with ``fast`` trying ``-A`` and ``:CHAIN`` lines first.
 
         The hot loop of a big dump, so it keeps its state in locals: each chain's
         rule list is looked up once (``rules_of``); any line the general path takes
         may change the table or delete a chain, so it empties that cache."""
         shape, path, builder = fast.shape, self.path, self.builder
+        declare = _DECLARATION_RE.fullmatch
+        counted = self._counters.get
         rules_of: dict[str, list[Rule]] = {}
+        table = self.table  # re-read after every line the general path takes
         for number, line in enumerate(lines, 1):
             head = line[:1]
-            if head == "-" and line[:3] == "-A " and self.table is not None:
+            if table is None:
+                pass
+            elif head == "-" and line[:3] == "-A ":
                 found = shape(line)
                 if found is not None:
                     chain, target, source, destination, protocol, matches = found
                     rules = rules_of.get(chain)
                     if rules is None:
-                        rules = rules_of[chain] = builder.chain(self.table, chain).rules
-                    origin = new_location(path, number, line)
-                    number_in_chain = len(rules) + 1
+                        rules = rules_of[chain] = builder.chain(table, chain).rules
                     rules.append(
-                        new_rule(self.table, chain, number_in_chain, target, source, destination,
-                                 protocol, None, None, None, matches, None, origin)
+                        new_rule(table, chain, len(rules) + 1, target, source, destination,
+                                 protocol, None, None, None, matches, None,
+                                 new_location(path, number, line))
                     )  # fmt: skip
                     continue
+            elif head == ":" and (m := declare(line)) is not None:
+                name, policy, packets, octets = m.groups()
+                counters = counted((packets, octets)) or self._counted((packets, octets))
+                draft = builder.declare(table, name, _POLICIES[policy], counters,
+                                        new_location(path, number, line))  # fmt: skip
+                rules_of[name] = draft.rules
+                continue
             if head == ":":
                 self._declaration(number, line)  # what ``line`` does with it
             else:
                 rules_of.clear()
                 self.line(number, line)
+            table = self.table
 
     def finish(self) -> Ruleset:
         for table, chain in self.renumber:
@@ -206,11 +222,13 @@ class _SaveParser:
         counters = None
         if match[3]:  # nearly always [0:0]: one shared object
             key = (match[3], match[4])
-            counters = self._counters.get(key)
-            if counters is None:
-                counters = self._counters[key] = Counters(int(key[0]), int(key[1]))
+            counters = self._counters.get(key) or self._counted(key)
         origin = new_location(self.path, number, line)
         self.builder.declare(self._table(), match[1], _POLICIES[match[2]], counters, origin)
+
+    def _counted(self, key: tuple[str, str]) -> Counters:
+        found = self._counters[key] = Counters(int(key[0]), int(key[1]))
+        return found
 
     def _table(self) -> str:
         if self.table is None:
