@@ -9,7 +9,7 @@ import pytest
 
 from _paths import CORPUS
 from kpsim import kube
-from kpsim.parse import load_file
+from kpsim.parse import load_file, parse_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,3 +91,66 @@ def test_very_old_mark_layout_still_names_services() -> None:
 def test_ipvs_mode_is_recognised() -> None:
     rs = load_file(CORPUS / "028-calico-ipvs-mode-nat-header-save-fragment-elided.txt")
     assert kube.is_ipvs(rs)
+
+
+def _svc_chain_rules(h: str, comment: str | None, seps: list[tuple[str, str]]) -> list[str]:
+    """A KUBE-SVC chain that splits evenly over ``seps`` (chain, ip:port), and the seps."""
+    tag = f'-m comment --comment "{comment}" ' if comment else ""
+    out = []
+    for i, (sep, _) in enumerate(seps):
+        left = len(seps) - i
+        chance = f"-m statistic --mode random --probability {1 / left:.11f} " if left > 1 else ""
+        out.append(f"-A KUBE-SVC-{h} {tag}{chance}-j {sep}")
+    out += [f"-A {sep} -p tcp -m tcp -j DNAT --to-destination {dest}" for sep, dest in seps]
+    return out
+
+
+def test_names_come_from_frontends_then_chains_in_order() -> None:
+    """The name a chain hash proves wins; a frontend's name is tried before the chains';
+    without proof the first comment names the service, without any the chain does."""
+    web = kube.port_proto_hash("default/web:http", "tcp")
+    api = kube.port_proto_hash("default/api:https", "tcp")
+    web_seps = [("KUBE-SEP-WEBA", "10.0.0.1:8080"), ("KUBE-SEP-WEBB", "10.0.0.2:8080")]
+    unproven, chain_only, bare = "A" * 16, "B" * 16, "C" * 16
+    rules = [
+        # frontend comment not proven by the hash, the chain's comment is
+        '-A KUBE-SERVICES -m comment --comment "default/old-web:http cluster IP" -m tcp -p tcp '
+        f"-d 10.96.0.10/32 --dport 80 -j KUBE-SVC-{web}",
+        *_svc_chain_rules(web, "default/web:http", web_seps),
+        # frontend comment proven: the chain's other name is never needed
+        '-A KUBE-SERVICES -m comment --comment "default/api:https cluster IP" -m tcp -p tcp '
+        f"-d 10.96.0.11/32 --dport 443 -j KUBE-SVC-{api}",
+        *_svc_chain_rules(api, "default/zzz:q", [("KUBE-SEP-API", "10.0.0.3:8443")]),
+        # nothing proven: the frontend's name comes first
+        '-A KUBE-SERVICES -m comment --comment "default/front:a cluster IP" -m tcp -p tcp '
+        f"-d 10.96.0.12/32 --dport 81 -j KUBE-SVC-{unproven}",
+        *_svc_chain_rules(unproven, "default/chain:b", [("KUBE-SEP-UNPROVEN", "10.0.0.4:81")]),
+        *_svc_chain_rules(
+            chain_only, "default/only-chain:c", [("KUBE-SEP-CHAINONLY", "10.0.0.5:80")]
+        ),
+        *_svc_chain_rules(bare, None, [("KUBE-SEP-BARE", "10.0.0.6:80")]),
+    ]
+    chains = sorted({r.split()[1] for r in rules} | {"KUBE-SERVICES"})
+    text = "\n".join(["*nat", *(f":{c} - [0:0]" for c in chains), *rules, "COMMIT", ""])
+    svcs = {s.hash: s for s in kube.services(parse_text(text, "names.save"))}
+
+    got = {h: (s.name, s.named_by) for h, s in svcs.items()}
+    assert got == {
+        web: ("default/web:http", "hash"),
+        api: ("default/api:https", "hash"),
+        unproven: ("default/front:a", "comment"),
+        chain_only: ("default/only-chain:c", "comment"),
+        bare: (f"KUBE-SVC-{bare}", "chain"),
+    }
+    assert [(e.chain, e.destination, e.probability) for e in svcs[web].endpoints] == [
+        ("KUBE-SEP-WEBA", "10.0.0.1:8080", Fraction(1, 2)),
+        ("KUBE-SEP-WEBB", "10.0.0.2:8080", Fraction(1, 2)),
+    ]
+    (front,) = svcs[web].frontends
+    assert (front.kind, front.address, front.port, front.protocol) == (
+        "cluster-ip",
+        "10.96.0.10",
+        80,
+        "tcp",
+    )
+    assert not svcs[bare].frontends and svcs[bare].endpoints[0].probability == 1

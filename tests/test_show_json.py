@@ -1,0 +1,79 @@
+"""``show -o json`` is written as text for speed: it must stay exactly the bytes of
+``json.dumps(show_doc(report), sort_keys=True)`` — the dict form is its definition."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from _paths import CORPUS
+from kpsim import api, kube
+from kpsim.parse import load_file, parse_text
+from kpsim.render.json import dumps, show_doc, show_json
+from kpsim.show import ShowReport, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "fixtures" / "iptables" / "eks-nodeport-workshop"
+
+# Strings JSON must escape, and text it must keep as is (ensure_ascii=False)
+ODD = 'défault/wéb-ü:"q" \\ \t☃'
+ODD_SAVE = "\n".join(
+    [
+        "*nat",
+        ":KUBE-SERVICES - [0:0]",
+        ":KUBE-SVC-ODDODDODDODDODDO - [0:0]",
+        ":KUBE-SEP-ODD - [0:0]",
+        ":KUBE-SVC-NOENDPOINTSXXXXXX - [0:0]",
+        '-A KUBE-SERVICES -m comment --comment "défault/wéb-ü:http cluster IP" -m tcp -p tcp '
+        "-d 10.96.0.10/32 --dport 80 -j KUBE-SVC-ODDODDODDODDODDO",
+        '-A KUBE-SERVICES -m comment --comment "it\'s \\"quoted\\" / here cluster IP" '
+        "-m udp -p udp -d fd00::10/128 --dport 53 -j KUBE-SVC-NOENDPOINTSXXXXXX",
+        "-A KUBE-SVC-ODDODDODDODDODDO -m recent --rcheck --seconds 10800 --reap "
+        "--name KUBE-SEP-ODD --mask 255.255.255.255 --rsource -j KUBE-SEP-ODD",
+        "-A KUBE-SVC-ODDODDODDODDODDO -m statistic --mode random --probability 0.33333333349 "
+        "-j KUBE-SEP-ODD",
+        "-A KUBE-SVC-ODDODDODDODDODDO -j KUBE-SEP-MISSING",
+        "-A KUBE-SEP-ODD -p tcp -m tcp -j DNAT --to-destination [fd00::1]:8080",
+        "-A KUBE-NODEPORTS -j KUBE-SVC-ODDODDODDODDODDO",
+        "this line is not a rule ☃",
+        "COMMIT",
+        "",
+    ]
+)
+
+
+def _same_bytes(report: ShowReport) -> None:
+    text = show_json(report)
+    assert text == dumps(show_doc(report))
+    assert json.loads(text) == show_doc(report)
+
+
+def test_seed_fixture_set_all_nodes_and_files() -> None:
+    loaded = api.load([str(SEED)])
+    report = api.show(loaded)
+    assert len(report.inputs) > 1 and any(i.services for i in report.inputs)
+    _same_bytes(report)
+
+
+def test_strings_that_need_escaping_and_odd_shapes() -> None:
+    rs = parse_text(ODD_SAVE, f"/tmp/{ODD}.save")
+    services = kube.services(rs)
+    assert services and any(s.affinity_seconds for s in services)
+    report = ShowReport(ODD, ODD, (summarize(rs, ODD), summarize(rs, "second")))
+    _same_bytes(report)
+    doc = json.loads(show_json(report))
+    assert doc["fixture_set"] == ODD and doc["inputs"][0]["node"] == ODD
+
+
+def test_no_inputs_and_an_empty_capture() -> None:
+    _same_bytes(ShowReport("none", "", ()))
+    empty = parse_text("*nat\nCOMMIT\n", "empty.save")
+    _same_bytes(ShowReport("empty", "", (summarize(empty, "n"),)))
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+def test_corpus_captures() -> None:
+    rulesets = [load_file(p) for p in sorted(CORPUS.glob("*.txt"))]
+    _same_bytes(ShowReport("corpus", "", tuple(summarize(rs, "n") for rs in rulesets)))
