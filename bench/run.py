@@ -11,6 +11,7 @@ Targets: show ≤ 1.0× iptables-restore --test (aim ≤ 0.33×), peak RSS ≤ 8
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
@@ -49,7 +50,49 @@ def generate(path: Path, services: int, endpoints: int) -> tuple[int, str]:
     return text.count("\n"), cluster.nodes[0].ip
 
 
+#: Run in a fresh interpreter: where one ``kpsim show -o json`` spends its time.
+_PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+from kpsim import api
+from kpsim.render.json import show_json
+t1 = time.perf_counter()
+loaded = api.load([sys.argv[1]])
+t2 = time.perf_counter()
+report = api.show(loaded)
+t3 = time.perf_counter()
+show_json(report)
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "load": t2 - t1, "show": t3 - t2, "json": t4 - t3}))
+"""
+
+
+def compile_package() -> None:
+    """Byte-compile kpsim as ``pip install`` does, so no run times the compiler
+    (PYTHONDONTWRITEBYTECODE=1 would otherwise make every run compile every module)."""
+    import kpsim
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(kpsim.__file__).parent)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def phases(path: Path, repeat: int) -> dict[str, float]:
+    """Best time of each phase over ``repeat`` fresh processes."""
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", _PHASES, str(path)], check=True, capture_output=True, text=True
+        ).stdout
+        for name, value in json.loads(out).items():
+            best[name] = min(best.get(name, value), value)
+    return best
+
+
 def bench_parse(path: Path, repeat: int) -> None:
+    compile_package()
     kpsim_argv = [sys.executable, "-m", "kpsim", "show", str(path), "-o", "json"]
     show_s = best_of(
         repeat, lambda: subprocess.run(kpsim_argv, check=True, stdout=subprocess.DEVNULL)
@@ -57,6 +100,11 @@ def bench_parse(path: Path, repeat: int) -> None:
     _, rss = child_peak_rss_mb(kpsim_argv)
     split_s = best_of(repeat, lambda: path.read_text().splitlines())
     print(f"kpsim show (process)          {show_s:8.3f} s   peak RSS {rss:7.1f} MB (target ≤ 800)")
+    spent = phases(path, repeat)
+    print(
+        "  of which (best of each)     "
+        + "  ".join(f"{name} {value:.3f} s" for name, value in spent.items())
+    )
     print(
         f"python read + splitlines      {split_s:8.3f} s   show / split = {show_s / split_s:6.1f}×"
     )
@@ -71,6 +119,10 @@ def bench_parse(path: Path, repeat: int) -> None:
     print(
         f"iptables-restore --test    {restore_s:8.3f} s   show/restore = {ratio:5.2f}× "
         f"({verdict}; aim ≤ 0.33×)"
+    )
+    print(
+        f"  load (parse) alone                      load/restore = "
+        f"{spent['load'] / restore_s:5.2f}×"
     )
 
 

@@ -39,23 +39,22 @@ OTHER_COMMANDS = (
 )
 
 # Runs `python -m kpsim ARGS` (or executes CODE) and writes the modules loaded to OUT,
-# whatever the exit code.
+# whatever the exit code. An exit handler: the console entry leaves with os._exit once
+# exit handlers have run (cli_common.fast_exit), so a `finally` would never run.
 _WRAPPER = """
-import json, runpy, sys
+import atexit, json, runpy, sys
 out, mode, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
-code = 0
-try:
-    if mode == "-m":
-        sys.argv = ["kpsim", *rest]
-        runpy.run_module("kpsim", run_name="__main__", alter_sys=True)
-    else:
-        exec(rest[0], {})
-except SystemExit as exc:
-    code = exc.code
-finally:
+
+def dump():
     with open(out, "w") as f:
         json.dump(sorted(sys.modules), f)
-sys.exit(code)
+
+atexit.register(dump)
+if mode == "-m":
+    sys.argv = ["kpsim", *rest]
+    runpy.run_module("kpsim", run_name="__main__", alter_sys=True)
+else:
+    exec(rest[0], {})
 """
 
 

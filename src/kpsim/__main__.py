@@ -1,5 +1,5 @@
 """``python -m kpsim``."""
 
-from kpsim.cli import main
+from kpsim.cli import run
 
-main()
+run()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kpsim import api
-from kpsim.cli_common import color, handles_errors, input_options
+from kpsim.cli_common import color, fast_exit, handles_errors, input_options, keep_until_exit
 from kpsim.errors import UsageError
 from kpsim.model import Format
 
@@ -157,6 +157,11 @@ def main() -> None:
     """Explain how Kubernetes traffic flows through a node's iptables rules."""
 
 
+def run() -> None:
+    """The ``kpsim`` console script and ``python -m kpsim``."""
+    fast_exit(main)
+
+
 @main.command()
 @input_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
@@ -174,7 +179,8 @@ def show(
     loaded = api.load(
         paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict
     )
-    report = api.show(loaded)
+    keep_until_exit(loaded)
+    report = keep_until_exit(api.show(loaded))
     if output == "json":
         from kpsim.render.json import show_json
 
@@ -235,6 +241,7 @@ def trace(
         strict=strict,
         all_files=False,
     )
+    keep_until_exit(loaded)
     if output == "dot":
         from kpsim.cli_graph import build_view, pick_node
         from kpsim.render.dot import graph_dot

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from kpsim import api, graph
-from kpsim.cli_common import handles_errors, input_options
+from kpsim.cli_common import handles_errors, input_options, keep_until_exit
 from kpsim.errors import TraceError, UsageError
 from kpsim.graph import GraphView
 from kpsim.model import Format
@@ -106,6 +106,7 @@ def graph_command(
         strict=strict,
         all_files=False,
     )
+    keep_until_exit(loaded)
     view = build_view(loaded, pick_node(loaded, node), port, service)
     for note in view.notes:
         if note.startswith("not highlighted"):

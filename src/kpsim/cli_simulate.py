@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from kpsim import api
-from kpsim.cli_common import color, handles_errors, input_options
+from kpsim.cli_common import color, handles_errors, input_options, keep_until_exit
 from kpsim.errors import UsageError
 from kpsim.model import Format
 from kpsim.simulate import Progress, SimRequest
@@ -159,6 +159,7 @@ def simulate_command(
         paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict,
         all_files=False,
     )  # fmt: skip
+    keep_until_exit(loaded)
     show = output == "text" and sys.stderr.isatty() and n >= PROGRESS_FROM
     with _progress(show) as progress:
         report = api.simulate(loaded, request, np.random.default_rng(seed), progress)

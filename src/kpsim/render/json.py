@@ -7,11 +7,13 @@ from collections.abc import Iterable
 from fractions import Fraction
 from functools import lru_cache
 from json.encoder import encode_basestring
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kpsim.kube import Endpoint, Frontend, Service
-from kpsim.scenario import NamedOutcome, Pod, TraceReport
 from kpsim.show import ChainSummary, InputSummary, ShowReport
+
+if TYPE_CHECKING:  # trace machinery stays unimported for ``kpsim show -o json``
+    from kpsim.scenario import NamedOutcome, Pod, TraceReport
 
 SHOW_SCHEMA = "kpsim/show/v1"
 
