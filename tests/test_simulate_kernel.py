@@ -18,6 +18,8 @@ Flakiness: the kernel draws from get_random_u32 (not seedable), so each test is 
 two-sample test. Each requires p > 1e-3, i.e. a correct simulator fails a scenario about
 1 run in 1,000 (the χ² approximation is good at these counts: merged cells expect ≥ 5);
 six such tests make ≈ 0.6 % for the file. The exact-share checks allow 4.5 σ (≈ 1e-5 each).
+So each test gets one rerun (pytest-rerunfailures): a correct simulator then fails a
+scenario about 1 run in 10^6, while a real disagreement, being systematic, fails both.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from test_trace_kernel import NODE, cluster_of, node_ruleset, service
 
 pytestmark = [
     pytest.mark.kernel,
+    pytest.mark.flaky(reruns=1),  # statistical: see the module docstring
     pytest.mark.skipif(
         not netns.available(), reason="needs root plus ip/iptables/iptables-save/iptables-restore"
     ),

@@ -301,21 +301,10 @@ class _SaveParser:
         if body.ipv6:
             self.builder.family = Family.IPV6
         draft = self.builder.chain(table, chain)
-        rule = Rule(
-            table=table,
-            chain=chain,
-            number=len(draft.rules) + 1,
-            target=body.target,
-            source=body.source,
-            destination=body.destination,
-            protocol=body.protocol,
-            in_interface=body.in_interface,
-            out_interface=body.out_interface,
-            fragment=body.fragment,
-            matches=body.matches,
-            counters=body.counters or words.counters,
-            origin=SourceLocation(self.path, number, line),
-        )
+        rule = new_rule(table, chain, len(draft.rules) + 1, body.target, body.source,
+                        body.destination, body.protocol, body.in_interface, body.out_interface,
+                        body.fragment, body.matches, body.counters or words.counters,
+                        new_location(self.path, number, line))  # fmt: skip
         if body.garbage_col is not None:  # keep the rule, flag what follows it
             self.sink.report(number, body.garbage_col, "ignored text after the rule", line)
         if insert:
