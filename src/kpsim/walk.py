@@ -6,30 +6,27 @@
 Rules are taken in order; a ``statistic --mode random`` match forks the branch in two with
 exact weights; jumps push a frame, gotos replace one, RETURN pops. A hook ends with a
 verdict (DROP, REJECT, UNKNOWN) or with "go on to the next table" (ACCEPT, NAT, policy).
+
+walk.py walks (the Walker, its budgets, remembered walks); walk_branch.py holds what a
+walk carries (Branch, Step, Run), walk_match.py decides one rule's alternatives and
+walk_target.py applies the rewriting targets (NAT, CONNMARK).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
-from fractions import Fraction
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from kpsim.model import (
-    Address,
     Chain,
-    CommentMatch,
-    ConnmarkMode,
     ConnmarkTarget,
     Ct,
     Dnat,
     Jump,
     Log,
     MarkTarget,
-    Masquerade,
     OpaqueTarget,
-    Protocol,
     Redirect,
     Reject,
     Rule,
@@ -37,23 +34,34 @@ from kpsim.model import (
     Standard,
     Verdict,
 )
-from kpsim.packet import (
-    PROTOCOL_NUMBERS,
-    AddressFacts,
-    Flow,
-    Hook,
-    IPAddress,
-    NodeContext,
-    RuleKey,
-    Unknown,
-    answer,
-    ip,
-)
+from kpsim.packet import AddressFacts, Flow, Hook, IPAddress, NodeContext
 from kpsim.prepare import ChainIndex, TableView, reachable
+from kpsim.walk_branch import _ONE, Branch, Disposition, End, Run, Step, UnknownMode
+from kpsim.walk_match import _HIT, _STOP, Alternative, _evaluate, _where
+from kpsim.walk_target import _connmark, _nat
+
+__all__ = [
+    "FUTILE_WALKS",
+    "MAX_BRANCHES",
+    "MAX_DEPTH",
+    "MAX_RULES",
+    "MEMO_MAX",
+    "PASSIVE_TARGETS",
+    "Alternative",
+    "Branch",
+    "Disposition",
+    "End",
+    "Frame",
+    "Replay",
+    "Run",
+    "Step",
+    "UnknownMode",
+    "Walker",
+    "neutral",
+    "remember",
+]
 
 _T = TypeVar("_T")
-
-UnknownMode = Literal["stop", "assume-no-match", "assume-match"]
 
 MAX_DEPTH = 64  # jump-stack depth; real rulesets stay far below
 MAX_BRANCHES = 100_000  # forks per trace before the rest is reported UNKNOWN
@@ -68,186 +76,7 @@ _PASSIVE = "NFLOG TRACE CHECKSUM TCPMSS TOS DSCP TTL HL CLASSIFY AUDIT SECMARK C
 PASSIVE_TARGETS = frozenset(_PASSIVE.split()) | {"IDLETIMER", "LED", "NOTRACK"}
 
 
-class Disposition(str, Enum):
-    """What finally happens to the connection's first packet."""
-
-    DNAT = "DNAT"  # destination rewritten, packet sent on (or delivered, if now local)
-    ACCEPT = "ACCEPT"  # forwarded or sent out unchanged
-    LOCAL = "LOCAL"  # delivered to a local process (REDIRECT included)
-    DROP = "DROP"
-    REJECT = "REJECT"
-    UNKNOWN = "UNKNOWN"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One decisive rule on the path; ``number`` 0 and ``rule`` None mean the policy."""
-
-    table: str
-    chain: str
-    number: int
-    rule: Rule | None
-
-
-# ---------------------------------------------------------------- one branch of the trace
-
-_HIT, _MISS, _STOP = "hit", "miss", "stop"
-
-#: Weight of an alternative that did not fork; checked by identity before ``== 1``.
-_ONE = Fraction(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Branch:
-    """One possible history of the packet so far, with its exact probability.
-
-    Copies go through the constructor, not ``dataclasses.replace``: a branch is copied
-    for every matched rule, and replace (~4 µs) was the top cost of tracing all 10,000
-    services of the bench dump; the constructor takes ~1 µs."""
-
-    prob: Fraction
-    flow: Flow
-    path: tuple[Step, ...] = ()
-    assumptions: tuple[str, ...] = ()
-    masquerade: bool = False
-    snat_to: str | None = None
-    redirected: bool = False
-
-    def derive(self, weight: Fraction, flow: Flow) -> Branch:
-        if weight is _ONE or weight == 1:
-            return self if flow is self.flow else self.with_flow(flow)
-        return Branch(
-            self.prob * weight,
-            flow,
-            self.path,
-            self.assumptions,
-            self.masquerade,
-            self.snat_to,
-            self.redirected,
-        )
-
-    def with_flow(self, flow: Flow) -> Branch:
-        return Branch(
-            self.prob,
-            flow,
-            self.path,
-            self.assumptions,
-            self.masquerade,
-            self.snat_to,
-            self.redirected,
-        )
-
-    def extend(self, step: Step) -> Branch:
-        """The branch with ``step`` appended to its path."""
-        return Branch(
-            self.prob,
-            self.flow,
-            (*self.path, step),
-            self.assumptions,
-            self.masquerade,
-            self.snat_to,
-            self.redirected,
-        )
-
-    def assume(self, text: str) -> Branch:
-        if text in self.assumptions:
-            return self
-        return Branch(
-            self.prob,
-            self.flow,
-            self.path,
-            (*self.assumptions, text),
-            self.masquerade,
-            self.snat_to,
-            self.redirected,
-        )
-
-    def nat(self, flow: Flow, *, masquerade: bool = False, redirected: bool = False) -> Branch:
-        """After MASQUERADE or REDIRECT: the new flow and the flag set."""
-        return Branch(
-            self.prob,
-            flow,
-            self.path,
-            self.assumptions,
-            self.masquerade or masquerade,
-            self.snat_to,
-            self.redirected or redirected,
-        )
-
-    def snat(self, to: str | None, flow: Flow) -> Branch:
-        return Branch(
-            self.prob,
-            flow,
-            self.path,
-            self.assumptions,
-            self.masquerade,
-            to,
-            self.redirected,
-        )
-
-
-End = tuple[Branch, Disposition | None, str | None]  # verdict None: on to the next table
-
-
 Frame = tuple[Chain, Sequence[int], int, frozenset[str]]  # chain, candidates, cursor, gotos
-
-
-def _where(table: str, rule: Rule) -> str:
-    return f"{table} {rule.chain} rule {rule.number}"
-
-
-def _address(addr: Address, value: IPAddress) -> bool | Unknown:
-    if addr.network is None:
-        return Unknown(f"address {addr.unresolved!r} was not resolved")
-    return (value in addr.network) != addr.negated
-
-
-def _protocol(proto: Protocol, value: str) -> bool:
-    name = PROTOCOL_NUMBERS.get(proto.name, proto.name).lower()
-    return (name in ("all", "0") or name == value) != proto.negated
-
-
-def _core(rule: Rule, flow: Flow, hook: Hook) -> bool | Unknown:
-    """-p -s -d -i -o -f; a definite False wins over an Unknown."""
-    unknown: Unknown | None = None
-    if rule.protocol is not None and not _protocol(rule.protocol, flow.protocol):
-        return False
-    if rule.source is not None:
-        hit = _address(rule.source, flow.src)
-        if hit is False:
-            return False
-        if isinstance(hit, Unknown):
-            unknown = hit
-    if rule.destination is not None:
-        hit = _address(rule.destination, flow.dst)
-        if hit is False:
-            return False
-        if isinstance(hit, Unknown):
-            unknown = unknown or hit
-    if rule.in_interface is not None and not rule.in_interface.matches(hook.in_iface):
-        return False
-    if rule.out_interface is not None:
-        out = hook.out_iface
-        if out is None:
-            unknown = unknown or Unknown("out interface unknown here")
-        elif not rule.out_interface.matches(out):
-            return False
-    if rule.fragment:
-        return False  # a first packet is never a later fragment
-    return unknown or True
-
-
-@dataclass
-class Run:
-    """Per-trace settings and budgets."""
-
-    unknown: UnknownMode
-    forks: int = 0
-    rules: int = 0
-    facts: dict[IPAddress, AddressFacts] = field(default_factory=dict)
-
-
-Alternative = tuple[Branch, str, str | None]  # (branch, hit|miss|stop, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,7 +288,7 @@ class Walker:
             run.rules += 1
             if run.rules > MAX_RULES:
                 return (b, Disposition.UNKNOWN, f"stopped after {MAX_RULES} rule evaluations")
-            alts = self._evaluate(run, hook, rule, b)
+            alts = _evaluate(self.node, run, hook, rule, b)
             for alt, kind, reason in alts[1:]:
                 run.forks += 1
                 if run.forks > MAX_BRANCHES:
@@ -486,87 +315,7 @@ class Walker:
             return (b, Disposition.DROP, None)
         return (b, Disposition.UNKNOWN, f"policy {chain.policy.value} is not modelled")
 
-    def _evaluate(self, run: Run, hook: Hook, rule: Rule, b: Branch) -> list[Alternative]:
-        """The rule's alternatives: (branch, hit|miss|stop, reason); weights sum to 1.
-        Until a ``statistic --mode random`` forks it, one flow goes through the matches
-        with no weights and no lists (the common case)."""
-        flow = b.flow
-        core = _core(rule, flow, hook)
-        if core is False:
-            return [(b, _MISS, None)]
-        unknown = None if core is True else core
-        if rule.matches:
-            key = (hook.table, rule.chain, rule.number)
-            for i, m in enumerate(rule.matches):
-                if type(m) is CommentMatch:  # always true, no side effect
-                    continue
-                ans, flow = answer(m, flow, self.node, key, hook)
-                if ans is True:
-                    continue
-                if ans is False:
-                    return [(b.derive(_ONE, flow), _MISS, None)]
-                if isinstance(ans, Unknown):
-                    unknown = unknown or ans
-                    continue
-                return self._fork(run, hook, rule, key, b, i, ans, flow, unknown)
-        if unknown is None:
-            return [(b.derive(_ONE, flow), _HIT, None)]
-        return self._resolve(run, hook, rule, b, [(_ONE, flow)], unknown)
-
-    def _fork(
-        self,
-        run: Run,
-        hook: Hook,
-        rule: Rule,
-        key: RuleKey,
-        b: Branch,
-        at: int,
-        p: Fraction,
-        flow: Flow,
-        unknown: Unknown | None,
-    ) -> list[Alternative]:
-        """Match ``at`` answered with probability ``p``: both ways, exactly, and every
-        later match on each surviving alternative."""
-        alive: list[tuple[Fraction, Flow]] = [(p, flow)]
-        missed: list[tuple[Fraction, Flow]] = [(1 - p, flow)]
-        for m in rule.matches[at + 1 :]:
-            nxt = []
-            for w, f in alive:
-                ans, f2 = answer(m, f, self.node, key, hook)
-                if isinstance(ans, Unknown):
-                    unknown = unknown or ans
-                    nxt.append((w, f2))
-                elif ans is True or ans is False:
-                    (nxt if ans else missed).append((w, f2))
-                else:  # statistic --mode random: both ways, exactly
-                    nxt.append((w * ans, f2))
-                    missed.append((w * (1 - ans), f2))
-            alive = nxt
-        out = [(b.derive(w, f), _MISS, None) for w, f in missed]
-        return out + self._resolve(run, hook, rule, b, alive, unknown)
-
-    def _resolve(
-        self,
-        run: Run,
-        hook: Hook,
-        rule: Rule,
-        b: Branch,
-        alive: list[tuple[Fraction, Flow]],
-        unknown: Unknown | None,
-    ) -> list[Alternative]:
-        """Alternatives that matched everything decidable: an Unknown among their matches
-        stops them or is assumed, as the run says."""
-        if unknown is None:
-            return [(b.derive(w, f), _HIT, None) for w, f in alive]
-        where = _where(hook.table, rule)
-        if run.unknown == "stop":
-            return [(b.derive(w, f), _STOP, f"{where}: {unknown.reason}") for w, f in alive]
-        hit = run.unknown == "assume-match"
-        text = f"assumed {where} {'matches' if hit else 'does not match'} ({unknown.reason})"
-        kind = _HIT if hit else _MISS
-        return [(b.derive(w, f).assume(text), kind, None) for w, f in alive]
-
-    # -------------------------------------------------------------- targets
+    # -------------------------------------------------------------- targets (rewrites: walk_target)
 
     def _apply(
         self, hook: Hook, rule: Rule, b: Branch, frames: list[Frame]
@@ -591,7 +340,7 @@ class Walker:
             return b, self._standard(hook, t.verdict, b, frames)
         if isinstance(t, Reject):
             return b, (b, Disposition.REJECT, None)
-        return self._nat(hook, rule, b)
+        return _nat(self.node, hook, rule, b)
 
     def _standard(self, hook: Hook, v: Verdict, b: Branch, frames: list[Frame]) -> End | None:
         if v is Verdict.ACCEPT:
@@ -627,67 +376,3 @@ class Walker:
         else:
             frames.append(self._frame(hook.table, target, b.flow, frozenset()))
         return None
-
-    def _nat(self, hook: Hook, rule: Rule, b: Branch) -> tuple[Branch, End | None]:
-        """DNAT/REDIRECT rewrite the destination, SNAT/MASQUERADE record the source;
-        each ends the nat hook and the packet goes on to the next table."""
-        t, f, where = rule.target, b.flow, _where(hook.table, rule)
-        if isinstance(t, Dnat) and t.to:
-            return self._dnat(where, t, b)
-        if isinstance(t, Snat):
-            to = str(t.to[0]) if t.to else None
-            b = b.snat(to, f._with(snat=True))
-            return b, (b, None, None)
-        if isinstance(t, Masquerade):
-            b = b.nat(f._with(snat=True), masquerade=True)
-            return b, (b, None, None)
-        if isinstance(t, Redirect):
-            b = self._redirect(hook, where, t, b)
-            return b, (b, None, None)
-        name = t.name if isinstance(t, OpaqueTarget) else type(t).__name__
-        return b, (b, Disposition.UNKNOWN, f"{where}: target {name} is not modelled")
-
-    def _dnat(self, where: str, t: Dnat, b: Branch) -> tuple[Branch, End | None]:
-        """Rewrite the destination to the first range's first address and port."""
-        f, r = b.flow, t.to[0]
-        if (
-            len(t.to) > 1
-            or (r.addr_hi or r.addr_lo) != r.addr_lo
-            or (r.port_hi not in (None, r.port_lo))
-        ):
-            b = b.assume(f"{where}: DNAT to a range {r}; kpsim took the first address/port")
-        try:
-            dst = ip(r.addr_lo) if r.addr_lo else f.dst
-        except ValueError:
-            return b, (b, Disposition.UNKNOWN, f"{where}: DNAT address {r} not understood")
-        port = f.dport if r.port_lo is None else r.port_lo
-        moved = f.dnat or (dst, port) != (f.dst, f.dport)
-        b = b.with_flow(f.moved_to(dst, port, moved))
-        return b, (b, None, None)
-
-    def _redirect(self, hook: Hook, where: str, t: Redirect, b: Branch) -> Branch:
-        """REDIRECT goes to the in interface's primary address (loopback when local)."""
-        f = b.flow
-        if hook.chain == "OUTPUT":
-            dst = ip("127.0.0.1" if f.dst.version == 4 else "::1")
-        elif self.node.is_local(f.dst):
-            dst = f.dst
-        else:
-            own = [
-                n.network_address
-                for n in self.node.local
-                if n.version == f.dst.version and not n.network_address.is_loopback
-            ]
-            dst = own[0] if own else f.dst
-            b = b.assume(f"{where}: REDIRECT address taken as {dst} (first node address)")
-        port = t.to_ports.lo if t.to_ports is not None and t.to_ports.lo >= 0 else f.dport
-        return b.nat(f.moved_to(dst, port, True), redirected=True)
-
-
-def _connmark(t: ConnmarkTarget, f: Flow) -> Flow:
-    """xt_CONNMARK: set-xmark on ctmark, save mark → ctmark, restore ctmark → mark."""
-    if t.mode is ConnmarkMode.SET:
-        return f._with(ctmark=((f.ctmark & ~t.mask) ^ t.value) & 0xFFFFFFFF)
-    if t.mode is ConnmarkMode.SAVE:
-        return f._with(ctmark=((f.ctmark & ~t.ctmask) ^ (f.mark & t.nfmask)) & 0xFFFFFFFF)
-    return f._with(mark=((f.mark & ~t.nfmask) ^ (f.ctmark & t.ctmask)) & 0xFFFFFFFF)
