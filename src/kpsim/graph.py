@@ -10,54 +10,60 @@ fate is decided — and the exact share each statistic edge takes:
 
 ``GraphView`` is that graph frozen into plain tuples, so render/ can draw it without networkx.
 The only module that imports networkx.
+
+The view's types and ``highlight`` live in graph_model.py, rule text, leaves and cascade
+shares in graph_rules.py, the rules a --port / --service selection starts from in
+graph_select.py; all are re-exported here.
 """
 
 from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from enum import Enum
+from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from kpsim import kube
-from kpsim.errors import UsageError
-from kpsim.model import (
-    BUILTIN_CHAINS,
-    Address,
-    AddrTypeMatch,
-    CommentMatch,
-    ConnmarkMatch,
-    ConntrackMatch,
-    Dnat,
-    Jump,
-    MarkMatch,
-    Masquerade,
-    Match,
-    MultiportMatch,
-    NfacctMatch,
-    OpaqueMatch,
-    PhysdevMatch,
-    PortMatch,
-    PortRange,
-    RecentMatch,
-    Redirect,
-    Reject,
-    Rule,
-    Ruleset,
-    SetMatch,
-    Snat,
-    Standard,
-    StatisticMatch,
-    StatisticMode,
-    Verdict,
+from kpsim.graph_model import (
+    ChainKey,
+    GraphEdge,
+    GraphNode,
+    GraphView,
+    Highlight,
+    NodeKind,
+    PathStep,
+    chain_id,
+    fraction_text,
+    highlight,
 )
+from kpsim.graph_rules import _leaf, _terminating, cascade_shares, conditions
+from kpsim.graph_select import ENTRY_CHAINS, entry_rules
+from kpsim.model import BUILTIN_CHAINS, Jump, Rule, Ruleset
 
-ChainKey = tuple[str, str]  # (table, chain)
-K = TypeVar("K")
-
+__all__ = [
+    "ENTRY_CHAINS",
+    "ChainKey",
+    "GraphEdge",
+    "GraphNode",
+    "GraphView",
+    "Highlight",
+    "NodeKind",
+    "PathStep",
+    "cascade_shares",
+    "chain_graph",
+    "chain_id",
+    "conditions",
+    "entry_rules",
+    "flow_graph",
+    "fraction_text",
+    "graph_view",
+    "highlight",
+    "references",
+    "service_subgraph",
+    "to_graphml",
+]
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -113,250 +119,6 @@ def references(ruleset: Ruleset) -> tuple[dict[ChainKey, int], list[ChainKey]]:
             if name not in table.chains:
                 missing.append((tname, name))
     return refs, sorted(missing)
-
-
-# ---------------------------------------------------------------- the view renderers draw
-
-
-class NodeKind(str, Enum):
-    """Chains first, then the leaves where a verdict or a NAT ends the packet's walk."""
-
-    BUILTIN = "builtin"
-    CHAIN = "chain"
-    MISSING = "missing"  # jumped to, not defined in the capture
-    DNAT = "dnat"
-    SNAT = "snat"
-    MASQUERADE = "masquerade"
-    REDIRECT = "redirect"
-    ACCEPT = "accept"
-    DROP = "drop"
-    REJECT = "reject"
-
-    @property
-    def is_leaf(self) -> bool:
-        return self not in (NodeKind.BUILTIN, NodeKind.CHAIN, NodeKind.MISSING)
-
-
-class Highlight(str, Enum):
-    """BEST: on the most probable traced path; PATH: on some other traced outcome's path."""
-
-    BEST = "best"
-    PATH = "path"
-
-
-@dataclass(frozen=True, slots=True)
-class GraphNode:
-    """A chain (``chain`` set) or a leaf (``destination`` set for NAT leaves).
-
-    ``share`` is set for KUBE-SEP chains and the DNAT leaf only they reach: the endpoint's
-    exact chance for a new client of its service (kube.services, the KUBE-SVC cascade)."""
-
-    id: str
-    kind: NodeKind
-    table: str
-    label: str
-    chain: str | None = None
-    destination: str | None = None
-    service: str | None = None
-    share: Fraction | None = None
-    highlight: Highlight | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GraphEdge:
-    """One rule: ``source`` chain ─▶ jumped-to chain or leaf, keyed by the rule number.
-
-    ``probability`` is set in chains with a ``statistic --mode random`` cascade: the share
-    of what enters the chain that takes this edge, p_i·Π_{j<i}(1 − p_j), with the kernel's
-    integer-over-2^31 p. Other conditions (-d, --dport, addrtype…) are ignored: the share
-    is of packets that reach the cascade, not of all packets."""
-
-    source: str
-    target: str
-    table: str
-    chain: str
-    number: int
-    kind: str  # jump | goto | verdict
-    conditions: str
-    comment: str | None = None
-    probability: Fraction | None = None
-    origin: str | None = None
-    highlight: Highlight | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GraphView:
-    """What a renderer draws: sorted nodes and edges, a title, and notes to print."""
-
-    title: str
-    selection: str
-    nodes: tuple[GraphNode, ...]
-    edges: tuple[GraphEdge, ...]
-    notes: tuple[str, ...] = ()
-
-
-class PathStep(Protocol):
-    """One step of a traced path (``walk.Step``): number 0 is a chain policy."""
-
-    @property
-    def table(self) -> str: ...
-    @property
-    def chain(self) -> str: ...
-    @property
-    def number(self) -> int: ...
-
-
-def chain_id(table: str, chain: str) -> str:
-    return f"chain:{table}:{chain}"
-
-
-def fraction_text(f: Fraction) -> str:
-    """``715827883/2^31`` rather than ``715827883/2147483648``: kernel shares are over 2^k."""
-    den = f.denominator
-    if den == 1:
-        return str(f.numerator)
-    if den > 2 and den & (den - 1) == 0:
-        return f"{f.numerator}/2^{den.bit_length() - 1}"
-    return f"{f.numerator}/{den}"
-
-
-# ---------------------------------------------------------------- rule → text
-
-
-def _addr(flag: str, a: Address | None) -> list[str]:
-    if a is None:
-        return []
-    text = str(a.network) if a.network is not None else (a.unresolved or "?")
-    return [f"{'! ' if a.negated else ''}{flag} {text}"]
-
-
-def _ports(ranges: Iterable[PortRange]) -> str:
-    return ",".join(str(r) for r in ranges)
-
-
-def _match_text(m: Match) -> str | None:
-    """A few words per match; comments are kept apart (GraphEdge.comment)."""
-    neg = "! " if getattr(m, "negated", False) else ""
-    if isinstance(m, CommentMatch):
-        return None
-    if isinstance(m, PortMatch):
-        parts = []
-        if m.dport is not None:
-            parts.append(f"{'! ' if m.dport_negated else ''}--dport {m.dport}")
-        if m.sport is not None:
-            parts.append(f"{'! ' if m.sport_negated else ''}--sport {m.sport}")
-        parts.extend(f"--{o.name} {' '.join(o.args)}".strip() for o in m.extra)
-        return " ".join(parts) or None
-    if isinstance(m, MultiportMatch):
-        return f"{neg}--{m.direction} {_ports(m.ports)}"
-    if isinstance(m, StatisticMatch):
-        if m.mode is StatisticMode.RANDOM:
-            return f"{neg}statistic {m.printed}"
-        return f"{neg}statistic every {m.every}"
-    if isinstance(m, RecentMatch):
-        secs = f" {m.seconds}s" if m.seconds is not None else ""
-        return f"{neg}recent {m.command.value} {m.name}{secs}"
-    if isinstance(m, AddrTypeMatch):
-        parts = []
-        if m.src_type:
-            parts.append(f"{'! ' if m.src_negated else ''}src {','.join(m.src_type)}")
-        if m.dst_type:
-            parts.append(f"{'! ' if m.dst_negated else ''}dst {','.join(m.dst_type)}")
-        return "addrtype " + " ".join(parts)
-    if isinstance(m, MarkMatch | ConnmarkMatch):
-        word = "mark" if isinstance(m, MarkMatch) else "connmark"
-        return f"{neg}{word} {m.value:#x}/{m.mask:#x}"
-    if isinstance(m, ConntrackMatch):
-        return f"{neg}ctstate {','.join(m.ctstate)}" if m.ctstate else m.module
-    if isinstance(m, SetMatch):
-        return f"{neg}set {m.name} {','.join(m.flags)}"
-    if isinstance(m, PhysdevMatch):
-        return "physdev " + " ".join(o.name for o in m.options)
-    if isinstance(m, NfacctMatch):
-        return f"nfacct {m.name}"
-    if isinstance(m, OpaqueMatch):
-        return m.text or f"-m {m.module}"
-    return None
-
-
-def conditions(rule: Rule) -> str:
-    """The rule's conditions in iptables words, e.g. ``-p tcp --dport 30080``."""
-    parts = [*_addr("-s", rule.source), *_addr("-d", rule.destination)]
-    if rule.protocol is not None:
-        parts.append(f"{'! ' if rule.protocol.negated else ''}-p {rule.protocol.name}")
-    for flag, iface in (("-i", rule.in_interface), ("-o", rule.out_interface)):
-        if iface is not None:
-            parts.append(f"{'! ' if iface.negated else ''}{flag} {iface.name}")
-    if rule.fragment is not None:
-        parts.append("-f" if rule.fragment else "! -f")
-    parts.extend(t for m in rule.matches if (t := _match_text(m)))
-    return " ".join(parts)
-
-
-def _leaf(rule: Rule) -> tuple[NodeKind, str, str | None] | None:
-    """(kind, label, destination) of a rule that ends the walk, or None."""
-    t = rule.target
-    if isinstance(t, Dnat):
-        dest = ",".join(str(r) for r in t.to)
-        return NodeKind.DNAT, f"DNAT {dest}".strip(), dest or None
-    if isinstance(t, Snat):
-        dest = ",".join(str(r) for r in t.to)
-        flag = " --random-fully" if t.random_fully else ""
-        return NodeKind.SNAT, f"SNAT {dest}{flag}", dest or None
-    if isinstance(t, Masquerade):
-        ports = f" --to-ports {t.to_ports}" if t.to_ports else ""
-        flag = " --random-fully" if t.random_fully else ""
-        return NodeKind.MASQUERADE, f"MASQUERADE{ports}{flag}", None
-    if isinstance(t, Redirect):
-        to = str(t.to_ports) if t.to_ports else None
-        return NodeKind.REDIRECT, f"REDIRECT {to or ''}".strip(), to
-    if isinstance(t, Reject):
-        return NodeKind.REJECT, f"REJECT {t.with_ or ''}".strip(), None
-    if isinstance(t, Standard) and t.verdict in (Verdict.ACCEPT, Verdict.DROP):
-        kind = NodeKind.ACCEPT if t.verdict is Verdict.ACCEPT else NodeKind.DROP
-        return kind, t.verdict.value, None
-    return None
-
-
-# ---------------------------------------------------------------- probabilities
-
-
-def _terminating(ruleset: Ruleset, table: str) -> set[str]:
-    """Chains from which a packet can end (a leaf reachable). A jump to any other chain
-    (KUBE-MARK-MASQ: only MARK) always returns, so it takes no share of a cascade."""
-    t = ruleset.table(table)
-    if t is None:
-        return set()
-    ends = {n for n, c in t.chains.items() if any(_leaf(r) for r in c.rules)}
-    changed = True
-    while changed:  # fixpoint over jumps; chain graphs are shallow
-        changed = False
-        for name, chain in t.chains.items():
-            if name not in ends and any(
-                isinstance(r.target, Jump) and r.target.chain in ends for r in chain.rules
-            ):
-                ends.add(name)
-                changed = True
-    return ends
-
-
-def cascade_shares(rules: Sequence[Rule], decisive: set[str]) -> dict[int, Fraction]:
-    """Rule number → share of the chain's entrants taking it, from the first
-    ``statistic`` rule on: p_i·Π(1 − p_j) (kube.cascade); a rule without statistic
-    takes all that is left. Affinity (``recent``) rules and jumps that return are
-    skipped, as kube.endpoint_shares does; nth rules count at their long-run share."""
-    first = next(
-        (i for i, r in enumerate(rules) if any(isinstance(m, StatisticMatch) for m in r.matches)),
-        len(rules),
-    )
-
-    def counted(rule: Rule) -> bool:
-        if any(isinstance(m, RecentMatch) for m in rule.matches):
-            return False
-        t = rule.target
-        return _leaf(rule) is not None or (isinstance(t, Jump) and t.chain in decisive)
-
-    return {r.number: p for r, p in kube.cascade(rules[first:], counted, nth=True)}
 
 
 # ---------------------------------------------------------------- the flow graph
@@ -450,76 +212,6 @@ def _add_rule_edge(
 
 # ---------------------------------------------------------------- one service's view
 
-#: Where kube-proxy sends a service's traffic first (nat), or rejects it (filter).
-ENTRY_CHAINS: tuple[ChainKey, ...] = (
-    ("nat", "KUBE-SERVICES"),
-    ("nat", "KUBE-NODEPORTS"),
-    ("filter", "KUBE-SERVICES"),
-    ("filter", "KUBE-EXTERNAL-SERVICES"),
-    ("filter", "KUBE-NODEPORTS"),
-)
-
-
-def _dports(rule: Rule) -> list[PortRange]:
-    out: list[PortRange] = []
-    for m in rule.matches:
-        if isinstance(m, PortMatch) and m.dport is not None and not m.dport_negated:
-            out.append(m.dport)
-        elif isinstance(m, MultiportMatch) and m.direction != "sports" and not m.negated:
-            out.extend(m.ports)
-    return out
-
-
-def _hash_of(chain: str) -> str | None:
-    for prefix in kube.SERVICE_PREFIXES:
-        if chain.startswith(prefix):
-            return chain[len(prefix) :]
-    return None
-
-
-def _pick_services(ruleset: Ruleset, wanted: str) -> list[kube.Service]:
-    """Exact name first, then without the port name, then the bare service name,
-    then the chain hash (or a whole KUBE-SVC-… name)."""
-    svcs = kube.services(ruleset)
-    tiers: tuple[Callable[[kube.Service], bool], ...] = (
-        lambda s: s.name == wanted,
-        lambda s: s.name.split(":")[0] == wanted,
-        lambda s: s.name.split(":")[0].split("/")[-1] == wanted,
-        lambda s: wanted in (s.hash, *(p + s.hash for p in kube.SERVICE_PREFIXES)),
-    )
-    for matches in tiers:
-        found = [s for s in svcs if matches(s)]
-        if found:
-            return found
-    listed = ", ".join(dict.fromkeys(s.name for s in svcs)) or "none"
-    raise UsageError(f"--service {wanted}: no such service in {ruleset.path} (services: {listed})")
-
-
-def entry_rules(ruleset: Ruleset, selector: str | int) -> list[Rule]:
-    """The KUBE-SERVICES / KUBE-NODEPORTS (… filter REJECT) rules that start the selection:
-    a port matches ``--dport``; a service matches its chain hash or its comment."""
-    chains = [ch for t, c in ENTRY_CHAINS if (ch := ruleset.chain(t, c)) is not None]
-    entry = [r for ch in chains for r in ch.rules]
-    if isinstance(selector, int):
-        found = [r for r in entry if any(p.contains(selector) for p in _dports(r))]
-        if not found:
-            ports = sorted({p.lo for r in entry for p in _dports(r) if p.lo == p.hi})
-            listed = ", ".join(str(p) for p in ports) or "none"
-            raise UsageError(
-                f"--port {selector}: no service rule for this port in {ruleset.path} "
-                f"(ports here: {listed})"
-            )
-        return found
-    chosen = _pick_services(ruleset, selector)
-    hashes = {s.hash for s in chosen}
-    wanted = {s.name for s in chosen}
-    out = []
-    for r in entry:
-        h = _hash_of(r.target.chain) if isinstance(r.target, Jump) else None
-        if h in hashes or (r.comment is not None and kube.clean_name(r.comment) in wanted):
-            out.append(r)
-    return out
-
 
 def service_subgraph(ruleset: Ruleset, service_name_or_port: str | int) -> nx.MultiDiGraph:
     """Only what the service's entry rules reach: entry chain ─▶ KUBE-EXT/FW/SVC ─▶
@@ -557,7 +249,7 @@ def service_subgraph(ruleset: Ruleset, service_name_or_port: str | int) -> nx.Mu
     return sub
 
 
-# ---------------------------------------------------------------- freezing and marking
+# ---------------------------------------------------------------- freezing (highlight: graph_model)
 
 _RANK = {NodeKind.BUILTIN: 0, NodeKind.CHAIN: 1, NodeKind.MISSING: 2}
 
@@ -584,37 +276,6 @@ def _with_leaf_share(graph: nx.MultiDiGraph, nid: str, node: GraphNode) -> Graph
         return node
     (sep,) = sources
     return replace(node, share=sep.share, service=sep.service)
-
-
-def highlight(view: GraphView, paths: Sequence[Sequence[PathStep]]) -> GraphView:
-    """Mark the edges and chains the traced paths go through: ``paths[0]`` (the most
-    probable outcome's) as BEST, the others as PATH. Steps outside the view are ignored."""
-    by_rule = {(e.table, e.chain, e.number): i for i, e in enumerate(view.edges)}
-    edge_marks: dict[int, Highlight] = {}
-    node_marks: dict[str, Highlight] = {}
-    for i, path in enumerate(paths):
-        level = Highlight.BEST if i == 0 else Highlight.PATH
-        for step in path:
-            if step.number == 0:
-                continue
-            nid = chain_id(step.table, step.chain)
-            _mark(node_marks, nid, level)
-            if (idx := by_rule.get((step.table, step.chain, step.number))) is not None:
-                _mark(edge_marks, idx, level)
-                _mark(node_marks, view.edges[idx].target, level)
-    nodes = tuple(
-        replace(n, highlight=node_marks[n.id]) if n.id in node_marks else n for n in view.nodes
-    )
-    edges = tuple(
-        replace(e, highlight=edge_marks[i]) if i in edge_marks else e
-        for i, e in enumerate(view.edges)
-    )
-    return replace(view, nodes=nodes, edges=edges)
-
-
-def _mark(marks: dict[K, Highlight], key: K, level: Highlight) -> None:
-    if marks.get(key) is not Highlight.BEST:
-        marks[key] = level
 
 
 # ---------------------------------------------------------------- GraphML
