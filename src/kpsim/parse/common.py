@@ -82,7 +82,7 @@ def classify_noise(text: str) -> str | None:
 
 
 @dataclass
-class _ChainDraft:
+class ChainDraft:
     name: str
     policy: Verdict | None = None
     counters: Counters | None = None
@@ -99,15 +99,15 @@ class RulesetBuilder:
         self.path = path
         self.format = fmt
         self.family = family
-        self.tables: dict[str, dict[str, _ChainDraft]] = {}
+        self.tables: dict[str, dict[str, ChainDraft]] = {}
         self.metadata: dict[str, object] = {}
         self.notes: list[str] = []
 
-    def chain(self, table: str, name: str) -> _ChainDraft:
+    def chain(self, table: str, name: str) -> ChainDraft:
         chains = self.tables.setdefault(table, {})
         draft = chains.get(name)
         if draft is None:
-            draft = chains[name] = _ChainDraft(name)
+            draft = chains[name] = ChainDraft(name)
         return draft
 
     def declare(
@@ -117,7 +117,7 @@ class RulesetBuilder:
         policy: Verdict | None,
         counters: Counters | None,
         origin: SourceLocation | None,
-    ) -> _ChainDraft:
+    ) -> ChainDraft:
         draft = self.chain(table, name)
         draft.policy = policy
         draft.counters = counters

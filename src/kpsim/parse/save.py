@@ -19,8 +19,8 @@ import gc
 import re
 from dataclasses import replace
 
-from kpsim.model import Counters, Family, Format, Rule, Ruleset, SourceLocation, Verdict
-from kpsim.parse.common import RulesetBuilder, Sink, classify_noise, parse_meta
+from kpsim.model import Counters, Family, Format, Ruleset, SourceLocation, Verdict
+from kpsim.parse.common import ChainDraft, RulesetBuilder, Sink, classify_noise, parse_meta
 from kpsim.parse.construct import new_location, new_rule
 from kpsim.parse.fast import FastRules
 from kpsim.parse.matches import TARGET_KEYWORDS
@@ -145,12 +145,12 @@ class _SaveParser:
         """``line`` for every line, with ``fast`` trying ``-A`` and ``:CHAIN`` lines first.
 
         The hot loop of a big dump, so it keeps its state in locals: each chain's
-        rule list is looked up once (``rules_of``); any line the general path takes
+        draft is looked up once (``rules_of``); any line the general path takes
         may change the table or delete a chain, so it empties that cache."""
         shape, path, builder = fast.shape, self.path, self.builder
         declare = _DECLARATION_RE.fullmatch
         counted = self._counters.get
-        rules_of: dict[str, list[Rule]] = {}
+        rules_of: dict[str, ChainDraft] = {}
         table = self.table  # re-read after every line the general path takes
         for number, line in enumerate(lines, 1):
             head = line[:1]
@@ -160,11 +160,13 @@ class _SaveParser:
                 found = shape(line)
                 if found is not None:
                     chain, target, source, destination, protocol, matches = found
-                    rules = rules_of.get(chain)
-                    if rules is None:
-                        rules = rules_of[chain] = builder.chain(table, chain).rules
+                    draft = rules_of.get(chain)
+                    if draft is None:
+                        draft = rules_of[chain] = builder.chain(table, chain)
+                    rules = draft.rules
+                    # draft.name: one string per chain, not one per rule (11 MB less)
                     rules.append(
-                        new_rule(table, chain, len(rules) + 1, target, source, destination,
+                        new_rule(table, draft.name, len(rules) + 1, target, source, destination,
                                  protocol, None, None, None, matches, None,
                                  new_location(path, number, line))
                     )  # fmt: skip
@@ -174,7 +176,7 @@ class _SaveParser:
                 counters = counted((packets, octets)) or self._counted((packets, octets))
                 draft = builder.declare(table, name, _POLICIES[policy], counters,
                                         new_location(path, number, line))  # fmt: skip
-                rules_of[name] = draft.rules
+                rules_of[name] = draft
                 continue
             if head == ":":
                 self._declaration(number, line)  # what ``line`` does with it
