@@ -27,41 +27,21 @@ if TYPE_CHECKING:
     from kpsim.scenario import TraceRequest
     from kpsim.trace import UnknownMode
 
-#: Commands defined in their own modules: name → ("module:attribute", short help). They
-#: are imported only when run (or asked for their own help); the short help, the first
-#: sentence of the command's docstring, lets ``kpsim --help`` list them without importing
-#: them. tests/test_cli_imports.py checks it against each command's own.
-LAZY_COMMANDS: Mapping[str, tuple[str, str]] = {
-    "fetch": (
-        "kpsim.cli_fetch:fetch_command",
-        "Pull nodes' iptables rules (SSM Run Command by default) into verified fixtures.",
-    ),
-    "graph": (
-        "kpsim.cli_graph:graph_command",
-        "Draw a node's nat chains as a graph: jumps with their conditions and exact "
-        "statistic shares, down to DNAT/MASQUERADE/DROP/REJECT leaves.",
-    ),
-    "simulate": (
-        "kpsim.cli_simulate:simulate_command",
-        "Send N simulated connections through the rules, drawing random numbers as the "
-        "kernel does, and compare what happens with the exact shares: per endpoint, per "
-        "entry node, across nodes, with a verdict on whether an uneven split is chance.",
-    ),
-    "verify": (
-        "kpsim.cli_verify:verify_command",
-        "Replay each node's rules in the real kernel (throw-away network namespaces, "
-        "addresses moved into 198.18.0.0/15) with N real TCP connections, and check them "
-        "against kpsim's exact trace: endpoints reached, shares (χ² test), masquerade, "
-        "REJECT / DROP, per-rule counters.",
-    ),
+#: Commands defined in their own modules, imported only when run or when the help lists
+#: them (``kpsim --help`` is not a hot path; ``kpsim show`` is).
+LAZY_COMMANDS: Mapping[str, str] = {
+    "fetch": "kpsim.cli_fetch:fetch_command",
+    "graph": "kpsim.cli_graph:graph_command",
+    "simulate": "kpsim.cli_simulate:simulate_command",
+    "verify": "kpsim.cli_verify:verify_command",
 }
 
 
 class LazyGroup(click.Group):
     """A group whose ``lazy`` commands are imported on first use (click docs, "Lazily
-    Loading Subcommands"); its help lists them from their static short help."""
+    Loading Subcommands")."""
 
-    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy)
 
@@ -70,25 +50,12 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
-            module, _, attr = self.lazy[cmd_name][0].partition(":")
+            module, _, attr = self.lazy[cmd_name].partition(":")
             command = getattr(importlib.import_module(module), attr)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{module}:{attr} is not a click command")
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """As click's, but a command not loaded yet shows its static short help."""
-        rows: list[tuple[str, click.Command]] = []
-        for name in self.list_commands(ctx):
-            loaded = self.commands.get(name)
-            command = loaded if loaded is not None else click.Command(name, help=self.lazy[name][1])
-            if not command.hidden:
-                rows.append((name, command))
-        if rows:
-            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
-            with formatter.section("Commands"):
-                formatter.write_dl([(name, c.get_short_help_str(limit)) for name, c in rows])
 
 
 UNKNOWN_MODES: dict[str, UnknownMode] = {
