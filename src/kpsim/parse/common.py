@@ -81,7 +81,7 @@ def classify_noise(text: str) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class ChainDraft:
     name: str
     policy: Verdict | None = None
@@ -118,7 +118,11 @@ class RulesetBuilder:
         counters: Counters | None,
         origin: SourceLocation | None,
     ) -> ChainDraft:
-        draft = self.chain(table, name)
+        chains = self.tables.setdefault(table, {})
+        draft = chains.get(name)
+        if draft is None:  # nearly always: one call, not chain() and three stores
+            draft = chains[name] = ChainDraft(name, policy, counters, origin)
+            return draft
         draft.policy = policy
         draft.counters = counters
         draft.origin = origin

@@ -142,48 +142,46 @@ class _SaveParser:
             self._noise(number, line)
 
     def run_fast(self, lines: list[str], fast: FastRules) -> None:
-        """``line`` for every line, with ``fast`` trying ``-A`` and ``:CHAIN`` lines first.
+        """``line`` for every line, with ``fast`` taking runs of ``-A`` lines in its
+        shapes and ``:CHAIN`` lines matched here first.
 
-        The hot loop of a big dump, so it keeps its state in locals: each chain's
-        draft is looked up once (``rules_of``); any line the general path takes
-        may change the table or delete a chain, so it empties that cache."""
-        shape, path, builder = fast.shape, self.path, self.builder
+        The hot loop of a big dump, so it keeps its state in locals. Any line the
+        general path takes may change the table, so the table is read again after it."""
+        take, path, tables = fast.take, self.path, self.builder.tables
         declare = _DECLARATION_RE.fullmatch
         counted = self._counters.get
-        rules_of: dict[str, ChainDraft] = {}
-        table = self.table  # re-read after every line the general path takes
-        for number, line in enumerate(lines, 1):
+        table = self.table
+        drafts = tables.setdefault(table, {}) if table is not None else {}
+        at, end = 0, len(lines)
+        while at < end:
+            line = lines[at]
             head = line[:1]
             if table is None:
                 pass
-            elif head == "-" and line[:3] == "-A ":
-                found = shape(line)
-                if found is not None:
-                    chain, target, source, destination, protocol, matches = found
-                    draft = rules_of.get(chain)
-                    if draft is None:
-                        draft = rules_of[chain] = builder.chain(table, chain)
-                    rules = draft.rules
-                    # draft.name: one string per chain, not one per rule (11 MB less)
-                    rules.append(
-                        new_rule(table, draft.name, len(rules) + 1, target, source, destination,
-                                 protocol, None, None, None, matches, None,
-                                 new_location(path, number, line))
-                    )  # fmt: skip
+            elif head == "-":
+                taken = take(lines, at, table, path, drafts)
+                if taken > at:
+                    at = taken
                     continue
             elif head == ":" and (m := declare(line)) is not None:
                 name, policy, packets, octets = m.groups()
+                at += 1
+                origin = new_location(path, at, line)
                 counters = counted((packets, octets)) or self._counted((packets, octets))
-                draft = builder.declare(table, name, _POLICIES[policy], counters,
-                                        new_location(path, number, line))  # fmt: skip
-                rules_of[name] = draft
+                draft = drafts.get(name)
+                if draft is None:  # nearly always: the builder's ``declare`` in one step
+                    drafts[name] = ChainDraft(name, _POLICIES[policy], counters, origin)
+                else:
+                    draft.policy, draft.counters, draft.origin = _POLICIES[policy], counters, origin
                 continue
+            at += 1
             if head == ":":
-                self._declaration(number, line)  # what ``line`` does with it
+                self._declaration(at, line)  # what ``line`` does with it
             else:
-                rules_of.clear()
-                self.line(number, line)
-            table = self.table
+                self.line(at, line)
+            if self.table != table:
+                table = self.table
+                drafts = tables.setdefault(table, {}) if table is not None else {}
 
     def finish(self) -> Ruleset:
         for table, chain in self.renumber:
