@@ -2,7 +2,7 @@
 
 Why: every KUBE-SEP chain matches its pod's own IP (``-s 10.1.2.3/32 -j
 KUBE-MARK-MASQ``), so a 10,000-service dump holds 50,000 addresses seen once. Building
-an ``IPv4Network`` costs 1.1 µs even from an int, this placeholder 0.19 µs (measured),
+an ``IPv4Network`` costs 1.1 µs even from an int, this placeholder 0.14 µs (measured),
 and ``kpsim show`` never looks inside most of them; a trace does, and then gets the
 very object ``IPv4Network`` would have built.
 
@@ -22,7 +22,9 @@ class LazyIPv4Network(IPv4Network):
     """``IPv4Network(address)`` for a host address the caller has already checked."""
 
     def __init__(self, address: int) -> None:
-        self.__dict__["_pending"] = address  # IPv4Network.__init__ runs on first use
+        # IPv4Network.__init__ runs on first use. A plain attribute, not ``__dict__[…]``:
+        # the instance keeps its values inline, 121 bytes against 185 (measured).
+        self._pending = address
 
     def _resolve(self) -> bool:
         """Build the network now; False when it was built already."""
