@@ -143,37 +143,22 @@ class _SaveParser:
 
     def run_fast(self, lines: list[str], fast: FastRules) -> None:
         """``line`` for every line, with ``fast`` taking runs of ``-A`` lines in its
-        shapes and ``:CHAIN`` lines matched here first.
+        shapes and ``_declare_run`` runs of ``:CHAIN`` lines first.
 
         The hot loop of a big dump, so it keeps its state in locals. Any line the
         general path takes may change the table, so the table is read again after it."""
-        take, path, tables = fast.take, self.path, self.builder.tables
-        declare = _DECLARATION_RE.fullmatch
-        counted = self._counters.get
+        take, declare, tables = fast.take, self._declare_run, self.builder.tables
         table = self.table
         drafts = tables.setdefault(table, {}) if table is not None else {}
         at, end = 0, len(lines)
         while at < end:
             line = lines[at]
             head = line[:1]
-            if table is None:
-                pass
-            elif head == "-":
-                taken = take(lines, at, table, path, drafts)
+            if table is not None and (head == "-" or head == ":"):
+                taken = (take if head == "-" else declare)(lines, at, table, self.path, drafts)
                 if taken > at:
                     at = taken
                     continue
-            elif head == ":" and (m := declare(line)) is not None:
-                name, policy, packets, octets = m.groups()
-                at += 1
-                origin = new_location(path, at, line)
-                counters = counted((packets, octets)) or self._counted((packets, octets))
-                draft = drafts.get(name)
-                if draft is None:  # nearly always: the builder's ``declare`` in one step
-                    drafts[name] = ChainDraft(name, _POLICIES[policy], counters, origin)
-                else:
-                    draft.policy, draft.counters, draft.origin = _POLICIES[policy], counters, origin
-                continue
             at += 1
             if head == ":":
                 self._declaration(at, line)  # what ``line`` does with it
@@ -182,6 +167,26 @@ class _SaveParser:
             if self.table != table:
                 table = self.table
                 drafts = tables.setdefault(table, {}) if table is not None else {}
+
+    def _declare_run(
+        self, lines: list[str], at: int, table: str, path: str, drafts: dict[str, ChainDraft]
+    ) -> int:
+        """``take`` for ``:CHAIN POLICY [p:b]`` lines, which come in one run per table: the
+        chains' drafts, in order; returns the index of the first line not taken."""
+        declare = _DECLARATION_RE.fullmatch
+        counted = self._counters.get
+        end = len(lines)
+        while at < end and (m := declare(lines[at])) is not None:
+            name, policy, packets, octets = m.groups()
+            at += 1
+            origin = new_location(path, at, lines[at - 1])
+            counters = counted((packets, octets)) or self._counted((packets, octets))
+            draft = drafts.get(name)
+            if draft is None:  # nearly always: the builder's ``declare`` in one step
+                drafts[name] = ChainDraft(name, _POLICIES[policy], counters, origin)
+            else:
+                draft.policy, draft.counters, draft.origin = _POLICIES[policy], counters, origin
+        return at
 
     def finish(self) -> Ruleset:
         for table, chain in self.renumber:
