@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from _paths import CORPUS
-from kpsim import api, kube
+from kpsim import api, kube, synth
 from kpsim.parse import load_file, parse_text
-from kpsim.render.json import dumps, show_doc, show_json
+from kpsim.render.json import dumps, show_doc, show_json, write_show_json
 from kpsim.show import ShowReport, summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,10 +45,22 @@ ODD_SAVE = "\n".join(
 )
 
 
+def _equal(got: str, want: str) -> None:
+    """Equal texts; on a difference, where it starts (pytest's own diff of megabyte
+    strings would take minutes)."""
+    if got != want:
+        at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
+        at = min(len(got), len(want)) if at is None else at
+        pytest.fail(f"texts differ from char {at}: {got[at : at + 60]!r} vs {want[at : at + 60]!r}")
+
+
 def _same_bytes(report: ShowReport) -> None:
     text = show_json(report)
-    assert text == dumps(show_doc(report))
+    _equal(text, dumps(show_doc(report)))
     assert json.loads(text) == show_doc(report)
+    written = io.StringIO()
+    write_show_json(report, written)
+    _equal(written.getvalue(), text)
 
 
 def test_seed_fixture_set_all_nodes_and_files() -> None:
@@ -77,3 +90,22 @@ def test_no_inputs_and_an_empty_capture() -> None:
 def test_corpus_captures() -> None:
     rulesets = [load_file(p) for p in sorted(CORPUS.glob("*.txt"))]
     _same_bytes(ShowReport("corpus", "", tuple(summarize(rs, "n") for rs in rulesets)))
+
+
+def test_written_in_slices_as_one_text() -> None:
+    """``write_show_json`` writes a big report in several slices: the same text."""
+    cluster = synth.synth_large(1500, 2, seed=4)
+    rs = parse_text(synth.render_restore(cluster, cluster.nodes[0]), "big")
+    report = ShowReport("set", "test", (summarize(rs, "n"),))
+    writes: list[str] = []
+
+    class Out(io.StringIO):
+        def write(self, s: str) -> int:
+            writes.append(s)
+            return super().write(s)
+
+    out = Out()
+    write_show_json(report, out)
+    assert len(writes) > 1 and all(writes)
+    _equal(out.getvalue(), show_json(report))
+    _equal(show_json(report), dumps(show_doc(report)))
