@@ -24,7 +24,9 @@ from kpsim.kube_chance import (
     cascade,
     cascade_shares,
     endpoint_shares,
+    is_sep_jump,
     matches_chance,
+    needs_no_history,
     rule_chance,
 )
 from kpsim.kube_names import (
@@ -264,13 +266,10 @@ class _Facts(NamedTuple):
 
 
 def _facts(matches: tuple[Match, ...]) -> _Facts:
-    new_client, rcheck, seconds = True, False, None
-    for m in matches:
-        if isinstance(m, RecentMatch):
-            new_client = False
-            if m.command is RecentCommand.RCHECK:
-                rcheck, seconds = True, m.seconds
-    return _Facts(new_client, matches_chance(matches, False), rcheck, seconds)
+    rcheck = RecentCommand.RCHECK
+    checks = [m for m in matches if isinstance(m, RecentMatch) and m.command is rcheck]
+    seconds = checks[-1].seconds if checks else None
+    return _Facts(needs_no_history(matches), matches_chance(matches, False), bool(checks), seconds)
 
 
 class _ServiceBuilder:
@@ -318,11 +317,7 @@ class _ServiceBuilder:
             if fact.rcheck:
                 rcheck = fact
             target = rule.target
-            if (
-                fact.new_client
-                and isinstance(target, Jump)
-                and target.chain.startswith("KUBE-SEP-")
-            ):
+            if fact.new_client and is_sep_jump(target):  # endpoint_shares' rule
                 seps.append(target.chain)
                 key.append(id(matches))
         shares = self._shares.get(k := tuple(key))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 from functools import lru_cache
+from typing import TypeGuard
 
 from kpsim.model import (
     PROBABILITY_SCALE,
@@ -68,16 +69,23 @@ def fraction(numerator: int, denominator: int) -> Fraction:
     return Fraction(numerator, denominator)
 
 
-def _new_client_sep_jump(rule: Rule) -> bool:
-    """A KUBE-SEP jump a new client can take (affinity rules need history)."""
-    target = rule.target
-    if not (isinstance(target, Jump) and target.chain.startswith("KUBE-SEP-")):
-        return False
+def is_sep_jump(target: object) -> TypeGuard[Jump]:
+    """A jump to an endpoint chain (KUBE-SEP-…)."""
+    return isinstance(target, Jump) and target.chain.startswith("KUBE-SEP-")
+
+
+def needs_no_history(matches: tuple[Match, ...]) -> bool:
+    """No ``-m recent``: a new client (no affinity history) may take the rule."""
     # a loop, not any(<genexpr>): no generator per rule, 0.026 s → 0.018 s (measured)
-    for m in rule.matches:  # noqa: SIM110
+    for m in matches:  # noqa: SIM110
         if isinstance(m, RecentMatch):
             return False
     return True
+
+
+def _new_client_sep_jump(rule: Rule) -> bool:
+    """A KUBE-SEP jump a new client can take (affinity rules need history)."""
+    return is_sep_jump(rule.target) and needs_no_history(rule.matches)
 
 
 def endpoint_shares(rules: Iterable[Rule]) -> tuple[tuple[Rule, Fraction], ...]:
