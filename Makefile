@@ -31,4 +31,4 @@ bench: deps
 	$(PYTHON) bench/fetch_bench.py
 
 fixtures:
-	$(PYTHON) -m kpsim.regen
+	$(PYTHON) -m kpsim.inputs.regen

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from kpsim import netns
 from kpsim.fetch import FetchRequest, Waits, fetch_ssm
+from kpsim.verify import netns
 from moto_ssm import FakeNode, MotoSsm, NetnsRunner, netns_node, seed_rules
 
 

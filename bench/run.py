@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kpsim import netns, synth
+from kpsim.inputs import synth
+from kpsim.verify import netns
 
 
 def best_of(repeat: int, func: Callable[[], object]) -> float:
@@ -155,9 +156,11 @@ def bench_parse(path: Path, repeat: int) -> None:
 def bench_trace(path: Path, node_ip: str, repeat: int) -> None:
     """Trace speed on the same dump: one NodePort after load (≤ 50 ms, aim 10 ms), and the
     exact distribution of every service (≤ 5 s, aim 2 s), against the load time."""
-    from kpsim import api, kube
-    from kpsim.packet import NodeContext, Packet
-    from kpsim.trace import Tracer
+    from kpsim import api
+    from kpsim.engine.packet import Packet
+    from kpsim.engine.trace import Tracer
+    from kpsim.kube import services as kube
+    from kpsim.model.node import NodeContext
 
     start = time.perf_counter()
     ruleset = api.load([str(path)]).nodes[0].primary  # as the CLI loads: GC paused

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from kpsim import api
-from kpsim.packet import Packet
-from kpsim.scenario import NodeInput, node_addresses, node_context
-from kpsim.sim.plan import NodePlan, compile_plan
-from kpsim.simulate import SimRequest, simulate
-from kpsim.trace import Tracer
+from kpsim.engine.packet import Packet
+from kpsim.engine.trace import Tracer
+from kpsim.kube.scenario import NodeInput, node_addresses, node_context
+from kpsim.simulate.plan import NodePlan, compile_plan
+from kpsim.simulate.run import SimRequest, simulate
 
 LAB = Path(__file__).resolve().parents[1] / "fixtures" / "iptables" / "eks-nodeport-workshop"
 

@@ -35,8 +35,9 @@ from moto.server import ThreadedMotoServer
 from moto.ssm.exceptions import SSMException
 from moto.ssm.responses import SimpleSystemManagerResponse
 
-from kpsim import netns, synth
 from kpsim.fetch.aws import AwsClients
+from kpsim.inputs import synth
+from kpsim.verify import netns
 
 REGION = "ap-northeast-2"
 STDOUT_LIMIT = 24_000

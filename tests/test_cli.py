@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from _paths import CORPUS
-from kpsim.cli import main
+from kpsim.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden"

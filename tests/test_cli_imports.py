@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from _paths import REPO
-from kpsim.cli import LAZY_COMMANDS, main
+from kpsim.cli.main import LAZY_COMMANDS, main
 
 FIXTURE = REPO / "fixtures/iptables/eks-nodeport-workshop/ip-10-11-3-14/iptables-save.txt"
 
@@ -31,11 +31,11 @@ OTHER_COMMANDS = (
     "kpsim.simulate",
     "kpsim.verify",
     "kpsim.fetch",
-    "kpsim.replay",
-    "kpsim.cli_fetch",
-    "kpsim.cli_graph",
-    "kpsim.cli_simulate",
-    "kpsim.cli_verify",
+    "kpsim.verify.replay",
+    "kpsim.cli.fetch",
+    "kpsim.cli.graph",
+    "kpsim.cli.simulate",
+    "kpsim.cli.verify",
 )
 
 # Runs `python -m kpsim ARGS` (or executes CODE) and writes the modules loaded to OUT,
@@ -100,7 +100,7 @@ def test_api_import_is_light(tmp_path: Path) -> None:
     modules, _ = modules_after(tmp_path, "-c", "from kpsim import api")
     assert loaded_of(modules, HEAVY) == []
     assert loaded_of(modules, OTHER_COMMANDS) == []
-    assert loaded_of(modules, ("kpsim.scenario", "kpsim.trace", "kpsim.show", "pyparsing")) == []
+    assert loaded_of(modules, ("kpsim.kube", "kpsim.engine", "kpsim.graph", "pyparsing")) == []
 
 
 def test_lazy_commands_load_once() -> None:

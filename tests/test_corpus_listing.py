@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kpsim.formats.iptables.listing import parse_list
 from kpsim.model import (
     Address,
     AddrTypeMatch,
@@ -24,7 +25,6 @@ from kpsim.model import (
     StatisticMatch,
     Verdict,
 )
-from kpsim.parse.listing import parse_list
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real-dumps"
 if not CORPUS.is_dir():

@@ -7,9 +7,9 @@ import pytest
 
 from _paths import CORPUS
 from kpsim.errors import ParseError
+from kpsim.formats.iptables.save import parse_save
+from kpsim.formats.nft.iptables_nft import NOTE, parse_nft
 from kpsim.model import Dnat, Format, Jump, MarkTarget, Masquerade, StatisticMatch
-from kpsim.parse.nft import NOTE, parse_nft
-from kpsim.parse.save import parse_save
 
 
 def _load(prefix: str) -> tuple[str, str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from _paths import REPO
-from kpsim import synth
-from kpsim.cli import main
+from kpsim.cli.main import main
+from kpsim.inputs import synth
 
 FIXTURE = REPO / "fixtures/iptables/eks-nodeport-workshop/ip-10-11-3-14/iptables-save.txt"
 
@@ -46,7 +46,7 @@ def test_exit_handlers_run(tmp_path: Path) -> None:
         "import atexit, pathlib, sys\n"
         f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
         "sys.argv = ['kpsim', '--help']\n"
-        "from kpsim.cli import run\n"
+        "from kpsim.cli.main import run\n"
         "run()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -17,13 +17,14 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kpsim import netns, synth
-from kpsim.cli_fetch import fetch_command
+from kpsim.cli.fetch import fetch_command
 from kpsim.fetch import Clock, FetchRequest, Waits, fetch_ssm
 from kpsim.fetch.model import CaptureFormat, Failure
 from kpsim.fetch.payload import read_frame, split_sections
-from kpsim.parse import load_file
-from kpsim.parse.common import parse_meta
+from kpsim.formats import load_file
+from kpsim.formats.common import parse_meta
+from kpsim.inputs import synth
+from kpsim.verify import netns
 
 pytestmark = [
     pytest.mark.kernel,
@@ -133,7 +134,7 @@ def test_small_node_end_to_end(aws: MotoSsm, seed_ns: NetnsRunner, tmp_path: Pat
 
     # `kpsim trace --port 30080` works on the fetched set as on the shipped one
     from kpsim import api
-    from kpsim.scenario import TraceRequest
+    from kpsim.kube.scenario import TraceRequest
 
     loaded = api.load([str(tmp_path / "fetched")], all_files=False)
     (trace,) = api.trace(loaded, TraceRequest(port=30080)).nodes

@@ -15,8 +15,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kpsim import netns, synth
-from kpsim.cli_fetch import fetch_command
+from kpsim.cli.fetch import fetch_command
 from kpsim.errors import ExitCode, FetchError, UsageError
 from kpsim.fetch import FetchRequest, LocalTarget, fetch_local, validate
 from kpsim.fetch.capture import FixtureFile
@@ -30,7 +29,9 @@ from kpsim.fetch.payload import (
 )
 from kpsim.fetch.script import ScriptSpec, capture_script, chunk_script, cleanup_script
 from kpsim.fetch.store import write_node
-from kpsim.parse.common import meta_line
+from kpsim.formats.common import meta_line
+from kpsim.inputs import synth
+from kpsim.verify import netns
 
 kernel = pytest.mark.skipif(not netns.available(), reason="needs root, ip, iptables")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kpsim import fixtures
 from kpsim.errors import UsageError
+from kpsim.inputs import fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "fixtures" / "iptables" / "eks-nodeport-workshop"

@@ -19,21 +19,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _paths import CORPUS
-from kpsim import api, graph
-from kpsim.cli import main
-from kpsim.cli_graph import build_view, pick_node
+from kpsim import api
+from kpsim.cli.main import main
 from kpsim.errors import UsageError
-from kpsim.graph import GraphEdge, GraphNode, GraphView, Highlight, NodeKind
-from kpsim.model import (
-    PROBABILITY_SCALE,
-    Jump,
-    Rule,
-    Ruleset,
-    StatisticMatch,
-    StatisticMode,
-    Table,
-)
-from kpsim.parse import load_file
+from kpsim.formats import load_file
+from kpsim.graph import build as graph
+from kpsim.graph.model import GraphEdge, GraphNode, GraphView, Highlight, NodeKind
+from kpsim.model import PROBABILITY_SCALE, Jump, Rule, Ruleset, StatisticMatch, StatisticMode, Table
 from kpsim.render.dot import graph_dot
 from kpsim.render.graphjson import GRAPH_SCHEMA, graph_json
 from kpsim.render.mermaid import graph_mermaid
@@ -64,7 +56,7 @@ def seed() -> Ruleset:
 @pytest.fixture(scope="module")
 def view_30080() -> GraphView:
     loaded = api.load([SEED], all_files=False)
-    return build_view(loaded, pick_node(loaded, None), 30080, None)
+    return api.graph(loaded, api.node(loaded, None), 30080, None)
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -122,7 +114,7 @@ def test_port_30080_subgraph_is_exactly_the_service(seed: Ruleset) -> None:
 
 
 def test_edge_shares_match_kube_endpoint_shares(seed: Ruleset) -> None:
-    from kpsim import kube
+    from kpsim.kube import services as kube
 
     view = graph.graph_view(graph.flow_graph(seed))
     for svc in kube.services(seed):
@@ -223,7 +215,7 @@ def test_traced_paths_are_highlighted_most_probable_first(view_30080: GraphView)
 
 def test_no_endpoint_service_draws_its_reject_highlighted() -> None:
     loaded = api.load([SEED], all_files=False)
-    view = build_view(loaded, pick_node(loaded, "ip-10-11-40-87"), 30083, None)
+    view = api.graph(loaded, api.node(loaded, "ip-10-11-40-87"), 30083, None)
     (leaf,) = [n for n in view.nodes if n.kind.is_leaf]
     assert (leaf.kind, leaf.table, leaf.highlight) == (NodeKind.REJECT, "filter", Highlight.BEST)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from _paths import CORPUS
-from kpsim import kube
-from kpsim.parse import load_file, parse_text
+from kpsim.formats import load_file, parse_text
+from kpsim.kube import services as kube
 
 REPO = Path(__file__).resolve().parents[1]
 

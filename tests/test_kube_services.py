@@ -16,10 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _paths import CORPUS
-from kpsim import graph, kube, kube_names, synth
+from kpsim.formats import load_file, parse_text
+from kpsim.inputs import synth
+from kpsim.kube import names as kube_names
+from kpsim.kube import services as kube
+from kpsim.kube.show import ChainSummary, summarize
 from kpsim.model import Address, Chain, Dnat, Jump, RecentCommand, RecentMatch, Rule, Ruleset
-from kpsim.parse import load_file, parse_text
-from kpsim.show import ChainSummary, summarize
+from kpsim.model.references import references
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "fixtures" / "iptables" / "eks-nodeport-workshop"
@@ -178,7 +181,7 @@ def test_tricky_chains() -> None:
 
 @pytest.mark.parametrize("rs", RULESETS, ids=lambda rs: Path(rs.path).name)
 def test_summary_rows_and_references(rs: Ruleset) -> None:
-    refs, missing = graph.references(rs)
+    refs, missing = references(rs)
     plain_missing = []
     for tname, table in rs.tables.items():
         jumps = Counter(

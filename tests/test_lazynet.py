@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kpsim.formats.iptables.fast import FastRules
+from kpsim.formats.iptables.lazynet import LazyIPv4Network
 from kpsim.model import Address
-from kpsim.parse.fast import FastRules
-from kpsim.parse.lazynet import LazyIPv4Network
 
 READS = {
     "str": str,

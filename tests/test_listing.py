@@ -10,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpsim.errors import ParseError
+from kpsim.formats.iptables import names
+from kpsim.formats.iptables.listing import parse_list
+from kpsim.formats.iptables.listing_matches import decode
 from kpsim.model import (
     Address,
     AddrTypeMatch,
@@ -50,9 +53,6 @@ from kpsim.model import (
     Verdict,
     probability_threshold,
 )
-from kpsim.parse import names
-from kpsim.parse.listing import parse_list
-from kpsim.parse.listing_matches import decode
 
 HEAD = "Chain KUBE-X (1 references)\ntarget     prot opt source               destination\n"
 ANY = "0.0.0.0/0            0.0.0.0/0            "

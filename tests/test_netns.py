@@ -1,4 +1,4 @@
-"""Tests for the real-kernel namespace harness (kpsim.netns)."""
+"""Tests for the real-kernel namespace harness (kpsim.verify.netns)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kpsim import netns
+from kpsim.verify import netns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def test_cleanup_stale_removes_dead_owner_only() -> None:
 def test_sigterm_cleans_up() -> None:
     code = (
         "import sys, time\n"
-        "from kpsim import netns\n"
+        "from kpsim.verify import netns\n"
         "name = netns.create()\n"
         "print(name, flush=True)\n"
         "time.sleep(30)\n"

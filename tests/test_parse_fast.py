@@ -16,8 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _paths import CORPUS
-from kpsim import synth
 from kpsim.errors import ParseError
+from kpsim.formats.iptables.construct import constructor as _constructor
+from kpsim.formats.iptables.construct import new_location, new_rule
+from kpsim.formats.iptables.fast import FastRules
+from kpsim.formats.iptables.save import parse_save
+from kpsim.formats.iptables.write import render_save, save_string
+from kpsim.inputs import synth
 from kpsim.model import (
     Address,
     CommentMatch,
@@ -32,11 +37,6 @@ from kpsim.model import (
     Ruleset,
     SourceLocation,
 )
-from kpsim.parse.construct import constructor as _constructor
-from kpsim.parse.construct import new_location, new_rule
-from kpsim.parse.fast import FastRules
-from kpsim.parse.save import parse_save
-from kpsim.render.save import render_save, save_string
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures" / "iptables").glob("**/iptables-save.txt"))

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from _paths import CORPUS
 from kpsim.errors import ParseError
+from kpsim.formats.iptables.save import parse_save
+from kpsim.formats.iptables.tokens import LineError, tokenize, tokenize_grammar
 from kpsim.model import (
     Address,
     AddrTypeMatch,
@@ -55,8 +57,6 @@ from kpsim.model import (
     Verdict,
     format_probability,
 )
-from kpsim.parse.save import parse_save
-from kpsim.parse.tokens import LineError, tokenize, tokenize_grammar
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kpsim.errors import UsageError
-from kpsim.parse import read_text
+from kpsim.formats import read_text
 
 SAMPLES = [
     b"*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n",

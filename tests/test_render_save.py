@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _paths import CORPUS
-from kpsim import netns as kns
+from kpsim.formats.iptables.matches import ADDRTYPES, CTSTATES
+from kpsim.formats.iptables.save import parse_save
+from kpsim.formats.iptables.write import render_save, save_string
 from kpsim.model import (
     BUILTIN_CHAINS,
     Address,
@@ -63,9 +65,7 @@ from kpsim.model import (
     format_probability,
     probability_threshold,
 )
-from kpsim.parse.matches import ADDRTYPES, CTSTATES
-from kpsim.parse.save import parse_save
-from kpsim.render.save import render_save, save_string
+from kpsim.verify import netns as kns
 
 
 def _same_model(a: Ruleset, b: Ruleset) -> None:

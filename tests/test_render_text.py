@@ -11,11 +11,13 @@ from itertools import pairwise
 import pytest
 from rich.cells import cell_len
 
-from kpsim import kube, show, synth
-from kpsim.parse import parse_text
+from kpsim.formats import parse_text
+from kpsim.inputs import synth
+from kpsim.kube import services as kube
+from kpsim.kube import show
+from kpsim.kube.show import InputSummary, ShowReport
 from kpsim.render import plain_table
 from kpsim.render.text import RICH_MAX_ROWS, show_text
-from kpsim.show import InputSummary, ShowReport
 
 
 def _varied(services: tuple[kube.Service, ...]) -> tuple[kube.Service, ...]:

@@ -1,4 +1,4 @@
-"""kpsim.replay without a kernel: the address map and the API's refusals."""
+"""kpsim.verify.replay without a kernel: the address map and the API's refusals."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpsim import replay as rp
+from kpsim.formats import load_file, parse_text
+from kpsim.formats.iptables.write import render_save
 from kpsim.model import Dnat, Ruleset, Snat
-from kpsim.parse import load_file, parse_text
-from kpsim.render.save import render_save
-from kpsim.replay import MappingError, build_map, map_ruleset
+from kpsim.verify import replay as rp
+from kpsim.verify.replay import MappingError, build_map, map_ruleset
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures/iptables/eks-nodeport-workshop").glob("*/iptables-save.txt"))
@@ -153,7 +153,7 @@ def test_replay_refuses_other_protocols() -> None:
 
 
 def test_replay_says_what_it_needs_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kpsim import netns
+    from kpsim.verify import netns
 
     monkeypatch.setattr(netns, "available", lambda: False)
     rs = load_file(FIXTURES[0])
@@ -162,7 +162,7 @@ def test_replay_says_what_it_needs_without_root(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_replay_needs_a_node_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kpsim import netns
+    from kpsim.verify import netns
 
     monkeypatch.setattr(netns, "available", lambda: True)  # fails before touching the kernel
     rs = rules("-A X -j RETURN")

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kpsim import netns as kns
+from kpsim.formats.iptables.listing import parse_list
+from kpsim.formats.iptables.save import parse_save
 from kpsim.model import (
     Address,
     AddrTypeMatch,
@@ -56,8 +57,7 @@ from kpsim.model import (
     Verdict,
     probability_threshold,
 )
-from kpsim.parse.listing import parse_list
-from kpsim.parse.save import parse_save
+from kpsim.verify import netns as kns
 
 TOOLS = ("ip", "iptables", "iptables-save", "iptables-restore")
 pytestmark = [

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from _paths import CORPUS
-from kpsim import api, kube, synth
-from kpsim.parse import load_file, parse_text
+from kpsim import api
+from kpsim.formats import load_file, parse_text
+from kpsim.inputs import synth
+from kpsim.kube import services as kube
+from kpsim.kube.show import ShowReport, summarize
 from kpsim.render.json import dumps, show_doc, show_json, write_show_json
-from kpsim.show import ShowReport, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "fixtures" / "iptables" / "eks-nodeport-workshop"

@@ -17,19 +17,20 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 
 from kpsim import api
-from kpsim.cli_simulate import parse_entry, simulate_command
+from kpsim.cli.simulate import parse_entry, simulate_command
+from kpsim.engine.packet import Packet
+from kpsim.engine.trace import Disposition, Tracer
 from kpsim.errors import UsageError
+from kpsim.formats import parse_text
+from kpsim.kube.scenario import NodeInput, node_context
 from kpsim.model import PROBABILITY_SCALE, StatisticMode
-from kpsim.packet import NodeContext, Packet
-from kpsim.parse import parse_text
+from kpsim.model.node import NodeContext
 from kpsim.render.sim_json import simulate_json
 from kpsim.render.sim_plot import simulate_plot
 from kpsim.render.sim_text import simulate_text
-from kpsim.scenario import NodeInput, node_context
-from kpsim.sim.plan import Cascade, Draw, compile_plan, exact_shares
-from kpsim.sim.sampler import count_fresh, pick_fresh
-from kpsim.simulate import ServiceSim, SimRequest, simulate
-from kpsim.trace import Disposition, Tracer
+from kpsim.simulate.plan import Cascade, Draw, compile_plan, exact_shares
+from kpsim.simulate.run import ServiceSim, SimRequest, simulate
+from kpsim.simulate.sampler import count_fresh, pick_fresh
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_LAB = REPO / "fixtures" / "iptables" / "eks-nodeport-workshop"

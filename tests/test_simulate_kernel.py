@@ -1,6 +1,6 @@
 """kpsim's simulated distribution against the real kernel's (root only; CI runs these).
 
-For each scenario the same rules are loaded into throw-away namespaces (kpsim.replay) and
+For each scenario the same rules are loaded into throw-away namespaces (kpsim.verify.replay) and
 N real TCP connections (fresh source port each) are sent; ``kpsim.simulate`` answers the
 same question with n = N and a seeded generator. Both become counts per category:
 
@@ -37,14 +37,15 @@ import numpy as np
 import pytest
 from scipy.stats import chi2_contingency, chisquare, norm
 
-from kpsim import netns, synth
+from kpsim.engine.trace import Disposition
+from kpsim.formats import load_file
+from kpsim.inputs import synth
+from kpsim.inputs.synth import ClusterSpec
+from kpsim.kube.scenario import NodeInput
 from kpsim.model import Ruleset
-from kpsim.parse import load_file
-from kpsim.replay import KernelResult, open_replay
-from kpsim.scenario import NodeInput
-from kpsim.simulate import ServiceSim, SimRequest, simulate
-from kpsim.synth import ClusterSpec
-from kpsim.trace import Disposition
+from kpsim.simulate.run import ServiceSim, SimRequest, simulate
+from kpsim.verify import netns
+from kpsim.verify.replay import KernelResult, open_replay
 from test_trace_kernel import NODE, cluster_of, node_ruleset, service
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""kpsim.stats: intervals, the χ² tail (against scipy), exact multinomial chances, verdicts."""
+"""kpsim.simulate.stats: intervals, the χ² tail (against scipy), exact multinomial chances."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 from scipy import stats as sp
 
-from kpsim import stats
+from kpsim.simulate import stats
 
 THIRD = Fraction(1, 3)
 

@@ -1,4 +1,4 @@
-"""Tests for kpsim.synth (rule generator) and the shipped seed fixtures."""
+"""Tests for kpsim.inputs.synth (rule generator) and the shipped seed fixtures."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kpsim import netns
-from kpsim.synth import (
+from kpsim.inputs.synth import (
     ClusterSpec,
     EndpointSpec,
     NodeSpec,
@@ -28,6 +27,7 @@ from kpsim.synth import (
     svc_chain,
     synth_large,
 )
+from kpsim.verify import netns
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "iptables" / "eks-nodeport-workshop"
@@ -328,7 +328,7 @@ def test_committed_fixtures_match_regen(tmp_path: Path) -> None:
         p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "kpsim.regen", "--out", str(tmp_path)],
+        [sys.executable, "-m", "kpsim.inputs.regen", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

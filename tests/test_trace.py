@@ -10,8 +10,14 @@ from fractions import Fraction
 
 import pytest
 
-from kpsim import kube, prepare, synth, walk
+from kpsim.engine import prepare, walk
+from kpsim.engine.packet import Packet, State
+from kpsim.engine.trace import Disposition, Outcome, Tracer, trace
 from kpsim.errors import TraceError
+from kpsim.formats import parse_text
+from kpsim.formats.iptables.save import parse_save
+from kpsim.inputs import synth
+from kpsim.kube import services as kube
 from kpsim.model import (
     PROBABILITY_SCALE,
     Address,
@@ -47,10 +53,7 @@ from kpsim.model import (
     Verdict,
     probability_threshold,
 )
-from kpsim.packet import NodeContext, Packet, State
-from kpsim.parse import parse_text
-from kpsim.parse.save import parse_save
-from kpsim.trace import Disposition, Outcome, Tracer, trace
+from kpsim.model.node import NodeContext
 
 NODE_IP = "10.0.1.5"
 NODE = NodeContext.of([NODE_IP])

@@ -1,6 +1,6 @@
 """kpsim's exact trace against the real kernel (root only; CI runs these).
 
-Each test replays a node's rules in throw-away namespaces (kpsim.replay), sends real TCP
+Each test replays a node's rules in throw-away namespaces (kpsim.verify.replay), sends real TCP
 connections and checks that the kernel reaches exactly the endpoints the trace gives a
 probability > 0, masquerades when the trace says so, drops/rejects when the trace says so,
 and — with >= 300 connections — splits traffic consistently with the exact probabilities.
@@ -20,14 +20,15 @@ from types import MappingProxyType
 import pytest
 from scipy.stats import chisquare
 
-from kpsim import netns, synth
+from kpsim.engine.packet import Packet
+from kpsim.engine.trace import Disposition, Tracer
+from kpsim.formats import load_file, parse_text
+from kpsim.inputs import synth
+from kpsim.inputs.synth import ClusterSpec, EndpointSpec, NodeSpec, ServicePortSpec, ServiceSpec
+from kpsim.kube.scenario import NodeInput, NodeTrace, TraceRequest, node_context, trace_node
 from kpsim.model import Ruleset
-from kpsim.packet import Packet
-from kpsim.parse import load_file, parse_text
-from kpsim.replay import KernelResult, open_replay, replay
-from kpsim.scenario import NodeInput, NodeTrace, TraceRequest, node_context, trace_node
-from kpsim.synth import ClusterSpec, EndpointSpec, NodeSpec, ServicePortSpec, ServiceSpec
-from kpsim.trace import Disposition, Tracer
+from kpsim.verify import netns
+from kpsim.verify.replay import KernelResult, open_replay, replay
 
 pytestmark = [
     pytest.mark.kernel,

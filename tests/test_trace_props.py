@@ -10,6 +10,8 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kpsim.engine.packet import Packet, State
+from kpsim.engine.trace import Disposition, Outcome, Step, Tracer, merge_outcomes
 from kpsim.model import (
     PROBABILITY_SCALE,
     Address,
@@ -34,8 +36,6 @@ from kpsim.model import (
     Table,
     Verdict,
 )
-from kpsim.packet import Packet, State
-from kpsim.trace import Disposition, Outcome, Step, Tracer, merge_outcomes
 
 PKT = Packet.of("203.0.113.9", "10.96.0.10", 80)
 thresholds = st.integers(min_value=0, max_value=PROBABILITY_SCALE)

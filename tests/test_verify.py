@@ -24,18 +24,19 @@ import pytest
 from click.testing import CliRunner
 from scipy.stats import chisquare
 
-import kpsim.verify as verification
-from kpsim import netns, synth
-from kpsim.cli import main
+import kpsim.verify.run as verification
+from kpsim.cli.main import main
+from kpsim.formats import load_file
+from kpsim.inputs import synth
+from kpsim.inputs.synth import EndpointSpec
+from kpsim.kube.scenario import NodeInput
 from kpsim.model import Ruleset
-from kpsim.parse import load_file
 from kpsim.render.verify_json import verify_json as render_json
 from kpsim.render.verify_text import verify_text
-from kpsim.replay import AddressMap, KernelResult
-from kpsim.replay.result import Connection
-from kpsim.scenario import NodeInput
-from kpsim.synth import EndpointSpec
-from kpsim.verify import (
+from kpsim.verify import netns
+from kpsim.verify.replay import AddressMap, KernelResult
+from kpsim.verify.replay.result import Connection
+from kpsim.verify.run import (
     P_MIN,
     AffinityPrediction,
     KernelUnavailable,

@@ -1,5 +1,5 @@
 """``python -m kpsim``."""
 
-from kpsim.cli import run
+from kpsim.cli.main import run
 
 run()

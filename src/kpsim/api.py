@@ -1,6 +1,9 @@
 """The library API: one call per stage, usable from a notebook as from the CLI.
 
-select inputs ─▶ load (parse) ─▶ show / trace / simulate ─▶ render
+    fetch ─▶ fixtures ─▶ load (parse) ─▶ show / trace / graph / simulate / verify ─▶ render
+
+One function per command: ``fetch_ssm``/``fetch_local``, ``load``, ``show``, ``trace``,
+``graph``, ``simulate``, ``verify``. The CLI (kpsim.cli) only turns options into these calls.
 
 >>> from kpsim import api
 >>> loaded = api.load([])            # the default fixture set
@@ -15,19 +18,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kpsim import fixtures
-from kpsim.fixtures import FixtureSet, NodeSource
+from kpsim.formats import load_file
+from kpsim.inputs import fixtures
+from kpsim.inputs.fixtures import FixtureSet, NodeSource
 from kpsim.model import Format, Ruleset
-from kpsim.parse import load_file
 
 # Each stage imports its machinery when called: a notebook's (or `kpsim show`'s) import
 # of this module pulls in no trace, simulation or graph code (tests/test_cli_imports.py).
 if TYPE_CHECKING:
     import numpy as np
 
-    from kpsim.scenario import TraceReport, TraceRequest
-    from kpsim.show import ShowReport
-    from kpsim.simulate import SimReport, SimRequest
+    from kpsim.fetch.aws import AwsClients
+    from kpsim.fetch.local import LocalTarget
+    from kpsim.fetch.model import FetchReport, FetchRequest, ProgressEvent
+    from kpsim.graph.model import GraphView
+    from kpsim.kube.scenario import TraceReport, TraceRequest
+    from kpsim.kube.show import ShowReport
+    from kpsim.simulate.run import SimReport, SimRequest
+    from kpsim.verify.predict import VerifyRequest
+    from kpsim.verify.run import Probe, VerifyReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +108,7 @@ def _collector_paused(*, freeze: bool = False) -> Iterator[None]:
 
 def show(loaded: Loaded) -> ShowReport:
     """Summaries of every capture of every node loaded."""
-    from kpsim.show import ShowReport, summarize
+    from kpsim.kube.show import ShowReport, summarize
 
     with _collector_paused(freeze=True):
         inputs = tuple(summarize(rs, node.name) for node in loaded.nodes for rs in node.rulesets)
@@ -108,7 +117,7 @@ def show(loaded: Loaded) -> ShowReport:
 
 def trace(loaded: Loaded, request: TraceRequest) -> TraceReport:
     """Trace one connection on every loaded node (their primary captures)."""
-    from kpsim.scenario import NodeInput, trace_nodes
+    from kpsim.kube.scenario import NodeInput, trace_nodes
 
     inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
     return trace_nodes(inputs, request)
@@ -121,8 +130,103 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
 ) -> SimReport:
     """Many simulated connections through every loaded node, drawn as the kernel draws."""
-    from kpsim.scenario import NodeInput
-    from kpsim.simulate import simulate as run
+    from kpsim.kube.scenario import NodeInput
+    from kpsim.simulate.run import simulate as run
 
     inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
     return run(inputs, request, rng, progress)
+
+
+def node(loaded: Loaded, wanted: str | None) -> LoadedNode:
+    """The first node, or the one named (full or short name), as ``trace --node``."""
+    from kpsim.errors import UsageError
+
+    if wanted is None:
+        return loaded.nodes[0]
+    for candidate in loaded.nodes:
+        if wanted in (candidate.name, candidate.name.split(".")[0], candidate.source.name):
+            return candidate
+    names = ", ".join(n.name for n in loaded.nodes)
+    raise UsageError(f"--node {wanted}: no such node (nodes: {names})")
+
+
+def graph(
+    loaded: Loaded, chosen: LoadedNode, port: int | None = None, service: str | None = None
+) -> GraphView:
+    """The whole nat table, or one service's subgraph; with ``port``, the traced paths
+    marked (most probable first). A port kpsim cannot trace still draws, with a note."""
+    from kpsim.errors import TraceError
+    from kpsim.graph import build
+    from kpsim.graph.model import GraphView, fraction_text, highlight
+    from kpsim.kube.scenario import TraceRequest
+
+    rs = chosen.primary
+    selector: str | int | None = port if port is not None else service
+    g = build.flow_graph(rs) if selector is None else build.service_subgraph(rs, selector)
+    view = build.graph_view(g, title=f"{chosen.name} ({rs.path})")
+    if port is None:
+        return view
+    try:
+        report = trace(loaded, TraceRequest(port=port, node=chosen.name))
+    except TraceError as exc:
+        return build.graph_view(g, view.title, [f"not highlighted: {exc}"])
+    outcomes = report.nodes[0].outcomes if report.nodes else ()
+    if not outcomes:
+        return view
+    best = outcomes[0]
+    note = (
+        f"highlighted: trace of {report.nodes[0].result.packet}; most probable: "
+        f"{best.outcome.verdict.value} {best.destination} "
+        f"(p = {fraction_text(best.outcome.probability)})"
+    )
+    marked = highlight(view, [o.outcome.path for o in outcomes])
+    return GraphView(marked.title, marked.selection, marked.nodes, marked.edges, (note,))
+
+
+def verify(loaded: Loaded, request: VerifyRequest, probe: Probe | None = None) -> VerifyReport:
+    """Replay every loaded node's rules in the real kernel and compare with kpsim's answer
+    (needs root; ``kpsim.verify.run.require_kernel`` says why not)."""
+    from kpsim.kube.scenario import NodeInput
+    from kpsim.verify.run import verify as run
+
+    inputs = [NodeInput(x.name, x.primary) for x in loaded.nodes]
+    label = f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})"
+    return run(inputs, request, fixture_set=label, probe=probe)
+
+
+def fetch_ssm(
+    request: FetchRequest,
+    clients: AwsClients,
+    progress: Callable[[ProgressEvent], None] | None = None,
+) -> FetchReport:
+    """Pull nodes' rules over SSM Run Command into verified fixtures (read-only commands
+    only; ``kpsim.fetch.aws.make_clients`` builds ``clients`` from boto3's chain)."""
+    from kpsim.fetch import fetch_ssm as run
+    from kpsim.fetch.model import no_progress
+
+    return run(request, clients, progress=progress or no_progress)
+
+
+def fetch_local(
+    request: FetchRequest,
+    targets: Sequence[LocalTarget],
+    progress: Callable[[ProgressEvent], None] | None = None,
+) -> FetchReport:
+    """Capture this machine, a network namespace, or nodes through kubectl."""
+    from kpsim.fetch import fetch_local as run
+    from kpsim.fetch.model import FetchReport, NodeResult, no_progress
+
+    results: list[NodeResult] = []
+    for target in targets:
+        results += run(request, target, progress=progress or no_progress).results
+    return FetchReport(tuple(results))
+
+
+def generator(seed: int | None = None) -> tuple[int, np.random.Generator]:
+    """A seeded random generator for ``simulate`` and the seed it used (a fresh one,
+    printed by the CLI so a run can be repeated, when ``seed`` is None)."""
+    import numpy as np
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (1 << 63))  # type: ignore[operator]
+    return seed, np.random.default_rng(seed)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from kpsim.fetch.model import Target
 from kpsim.fetch.payload import FrameError
-from kpsim.parse.common import meta_line
+from kpsim.formats.common import meta_line
 
 SCHEMA = "kpsim/fixture/v1"
 _VERSION_RE = re.compile(r"iptables v(\d+(?:\.\d+)*)(?: \((nf_tables|legacy)\))?")

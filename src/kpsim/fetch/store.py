@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kpsim.errors import FetchError
 from kpsim.fetch.capture import FixtureFile, sha256_text
-from kpsim.parse.common import parse_meta
+from kpsim.formats.common import parse_meta
 
 
 def check_fixture_text(text: str, name: str) -> None:

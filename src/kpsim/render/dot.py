@@ -8,7 +8,7 @@ highlighted trace is drawn thick and coloured. Same view → byte-identical text
 
 from __future__ import annotations
 
-from kpsim.graph import GraphEdge, GraphNode, GraphView, Highlight, NodeKind, fraction_text
+from kpsim.graph.model import GraphEdge, GraphNode, GraphView, Highlight, NodeKind, fraction_text
 
 #: Thick red for the most probable traced path, blue for the other traced outcomes.
 COLORS = {Highlight.BEST: ("#d62728", "3"), Highlight.PATH: ("#1f77b4", "2")}

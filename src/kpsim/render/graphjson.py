@@ -10,7 +10,7 @@ import json
 from fractions import Fraction
 from typing import Any
 
-from kpsim.graph import GraphEdge, GraphNode, GraphView
+from kpsim.graph.model import GraphEdge, GraphNode, GraphView
 
 GRAPH_SCHEMA = "kpsim/graph/v1"
 

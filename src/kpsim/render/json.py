@@ -9,11 +9,11 @@ from fractions import Fraction
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kpsim.kube import Endpoint, Frontend, Service
-from kpsim.show import ChainSummary, InputSummary, ShowReport
+from kpsim.kube.services import Endpoint, Frontend, Service
+from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 
 if TYPE_CHECKING:  # trace machinery stays unimported for ``kpsim show -o json``
-    from kpsim.scenario import NamedOutcome, Pod, TraceReport
+    from kpsim.kube.scenario import NamedOutcome, Pod, TraceReport
 
 SHOW_SCHEMA = "kpsim/show/v1"
 
@@ -164,7 +164,7 @@ def _probability(p: Fraction) -> str:
 def _probabilities() -> Callable[[Fraction], str]:
     """``_probability``, remembered per Fraction object for one call.
 
-    Services with as many endpoints share their Fraction objects (kube_chance.fraction): the
+    Services with as many endpoints share their Fraction objects (kpsim.kube.chance.fraction): the
     50,000 endpoints of a 10,000-service dump hold 4, and an ``id()`` lookup instead of
     the Fraction properties and an lru_cache per endpoint is 0.011 s → 0.007 s
     (measured). The report holds the Fractions while it is written: no id is reused."""

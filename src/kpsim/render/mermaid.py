@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from kpsim.graph import GraphView, Highlight, NodeKind
+from kpsim.graph.model import GraphView, Highlight, NodeKind
 from kpsim.render.dot import COLORS, edge_label, node_label
 
 _SHAPE = {

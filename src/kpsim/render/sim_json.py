@@ -8,9 +8,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from kpsim.engine.trace import Disposition
 from kpsim.render.json import dumps
-from kpsim.simulate import OutcomeStat, ServiceSim, SimReport
-from kpsim.trace import Disposition
+from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
 SIMULATE_SCHEMA = "kpsim/simulate/v1"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import textwrap
 
-from kpsim.simulate import ServiceSim, SimReport
+from kpsim.simulate.run import ServiceSim, SimReport
 
 FORMATS = ("png", "svg")
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kpsim.render.text import make_console
-from kpsim.simulate import OutcomeStat, ServiceSim, SimReport
+from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
 BAR = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kpsim.kube import Service
+from kpsim.kube.services import Service
+from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 from kpsim.render import plain_table
-from kpsim.show import ChainSummary, InputSummary, ShowReport
 
 WIDTH = 140
 

@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from kpsim.engine.trace import Disposition, Step
+from kpsim.kube.scenario import NamedOutcome, NodeTrace, Pod, TraceReport
 from kpsim.model import (
     Dnat,
     Jump,
@@ -26,8 +28,6 @@ from kpsim.model import (
     StatisticMode,
 )
 from kpsim.render.text import make_console
-from kpsim.scenario import NamedOutcome, NodeTrace, Pod, TraceReport
-from kpsim.trace import Disposition, Step
 
 TWO31 = "2³¹"
 
@@ -57,7 +57,7 @@ def _rule_text(rule: Rule) -> str:
     if rule.origin is not None and rule.origin.text:
         text = rule.origin.text.strip()
     else:
-        from kpsim.render.save import render_rule
+        from kpsim.formats.iptables.write import render_rule
 
         text = render_rule(rule)
     prefix = f"-A {rule.chain} "

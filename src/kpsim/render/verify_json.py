@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kpsim.render.json import dumps, exact
-from kpsim.verify import (
+from kpsim.verify.run import (
     AffinityCheck,
     CounterRow,
     EndpointRow,

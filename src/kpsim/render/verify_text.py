@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kpsim.render.text import make_console
-from kpsim.verify import AffinityCheck, CounterRow, NodeVerdict, VerifyReport
+from kpsim.verify.run import AffinityCheck, CounterRow, NodeVerdict, VerifyReport
 
 
 def _pct(f: Fraction | float) -> str:

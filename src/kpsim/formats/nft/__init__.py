@@ -1,0 +1,1 @@
+"""nft text front-ends: iptables-nft rulesets as ``nft list ruleset`` prints them."""

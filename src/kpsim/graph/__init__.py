@@ -1,0 +1,1 @@
+"""The chain graph over networkx (the only package that imports it), and its frozen view."""

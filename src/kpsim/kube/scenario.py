@@ -1,0 +1,275 @@
+"""A trace question asked of every node of a fixture set, answered in kube-proxy terms.
+
+    TraceRequest(port=30080) ─▶ for each node: NodeContext from the fixture's metadata,
+        Packet(outside client → node address:30080) ─▶ Tracer ─▶ outcomes
+        ─▶ each outcome named: service (chain hash → name), pod and its node (metadata)
+    ─▶ Summary: endpoint × entry node shares, cross-node share, masquerade share
+
+``curl NODE_IP:30080`` on each node of the seed lab is ``TraceRequest(port=30080)``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from kpsim.engine.packet import Packet, State
+from kpsim.engine.trace import Disposition, Outcome, Tracer, TraceResult, UnknownMode
+from kpsim.errors import TraceError
+from kpsim.kube import services as kube
+from kpsim.model import Ruleset
+from kpsim.model.node import NodeContext
+
+#: An outside client: TEST-NET-3 (RFC 5737), never a real host.
+DEFAULT_CLIENT = "203.0.113.10"
+DEFAULT_CLIENT_PORT = 40000
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInput:
+    """What the trace needs of one node: its rules and who it is."""
+
+    name: str
+    ruleset: Ruleset
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    """``--port`` alone: NodePort traffic from an outside client to each node's own address."""
+
+    port: int
+    dest: str | None = None
+    protocol: str = "tcp"
+    source: str = DEFAULT_CLIENT
+    source_port: int = DEFAULT_CLIENT_PORT
+    node_ips: tuple[str, ...] = ()
+    node: str | None = None
+    affinity: tuple[str, ...] = ()  # endpoints (ip:port) or KUBE-SEP chains the client has
+    unknown: UnknownMode = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    name: str
+    namespace: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NamedOutcome:
+    """An engine outcome with kube-proxy names: which service, which pod, where."""
+
+    outcome: Outcome
+    service: str | None
+    pod: Pod | None
+
+    @property
+    def destination(self) -> str:
+        ip, port = self.outcome.destination
+        return f"{ip}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTrace:
+    node: str
+    address: str
+    context_notes: tuple[str, ...]
+    result: TraceResult
+    outcomes: tuple[NamedOutcome, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """One destination across entry nodes (share per entry node, mean over nodes)."""
+
+    destination: str
+    verdict: str
+    pod: Pod | None
+    service: str | None
+    by_node: Mapping[str, Fraction]
+    overall: Fraction
+    masquerade: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    rows: tuple[SummaryRow, ...]
+    cross_node: Fraction | None  # share served by a pod on another node than the entry
+    masquerade: Fraction  # share whose client IP is replaced (SNAT/MASQUERADE)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceReport:
+    request: TraceRequest
+    nodes: tuple[NodeTrace, ...]
+    summary: Summary
+    notes: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- node context
+
+
+def _host(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip)
+
+
+def node_addresses(meta: Mapping[str, object], extra: Sequence[str]) -> list[str]:
+    """The node's own addresses (hosts, not subnets): metadata first, then ``--node-ip``."""
+    found: list[str] = []
+    for key in ("private_ips", "local_addresses"):
+        value = meta.get(key)
+        if isinstance(value, list):
+            found.extend(_host(str(v)) for v in value)
+    found.extend(_host(v) for v in extra)
+    return list(dict.fromkeys(a for a in found if not ipaddress.ip_address(a).is_loopback))
+
+
+def node_context(meta: Mapping[str, object], extra: Sequence[str]) -> tuple[NodeContext, list[str]]:
+    """Build the engine's view of the node, saying what was assumed."""
+    addrs = node_addresses(meta, extra)
+    notes: list[str] = []
+    ifaces = meta.get("interfaces")
+    if isinstance(ifaces, dict):
+        on = {str(k): [_host(str(a)) for a in v] for k, v in ifaces.items() if isinstance(v, list)}
+    else:
+        on = {"eth0": addrs}
+        if addrs:
+            notes.append(f"assumed the node's addresses are on eth0 ({', '.join(addrs)})")
+    notes.append("assumed every non-local destination leaves by eth0")
+    ctx = NodeContext.of(addrs, interfaces=(*on, "lo"), on=on, routes={"0.0.0.0/0": "eth0"})
+    return ctx, notes
+
+
+# ---------------------------------------------------------------- naming
+
+
+def pods_of(meta: Mapping[str, object]) -> dict[str, Pod]:
+    pods = meta.get("pods")
+    out: dict[str, Pod] = {}
+    if isinstance(pods, list):
+        for p in pods:
+            if isinstance(p, dict) and "ip" in p:
+                out[str(p["ip"])] = Pod(
+                    str(p.get("name", "?")), str(p.get("namespace", "?")), str(p.get("node", "?"))
+                )
+    return out
+
+
+def _service_of(outcome: Outcome, names: Mapping[str, str]) -> str | None:
+    for step in reversed(outcome.path):
+        for prefix in (*kube.SERVICE_PREFIXES, "KUBE-SEP-"):
+            if step.chain.startswith(prefix) and prefix != "KUBE-SEP-":
+                return names.get(step.chain[len(prefix) :], step.chain)
+        if step.rule is not None and step.chain.startswith("KUBE-SEP-") and step.rule.comment:
+            return kube.clean_name(step.rule.comment)
+    return None
+
+
+def _name(outcomes: Sequence[Outcome], rs: Ruleset, pods: Mapping[str, Pod]) -> list[NamedOutcome]:
+    names = {s.hash: s.name for s in kube.services(rs)}
+    return [NamedOutcome(o, _service_of(o, names), pods.get(o.destination[0])) for o in outcomes]
+
+
+# ---------------------------------------------------------------- the question
+
+
+def _affinity_lists(rs: Ruleset, wanted: Sequence[str]) -> list[str]:
+    """Map ``ip:port`` or chain names to the recent-list names kube-proxy uses (the SEP chain)."""
+    out: list[str] = []
+    for item in wanted:
+        if item.startswith("KUBE-SEP-"):
+            out.append(item)
+            continue
+        chains = [e.chain for s in kube.services(rs) for e in s.endpoints if e.destination == item]
+        if not chains:
+            raise TraceError(f"--assume affinity={item}: no endpoint {item} in {rs.path}")
+        out.extend(chains)
+    return out
+
+
+def check_port(request: TraceRequest, inputs: Sequence[NodeInput]) -> None:
+    """``--port`` alone must be a NodePort some node has; else list the ones that exist."""
+    if request.dest is not None:
+        return
+    ports = sorted({p for n in inputs for s in kube.services(n.ruleset) for p in s.node_ports})
+    if request.port not in ports:
+        listed = ", ".join(str(p) for p in ports) or "none"
+        raise TraceError(
+            f"no NodePort {request.port} in these rules; NodePorts here: {listed} "
+            "(use --dest IP --port P for a ClusterIP or another address)"
+        )
+
+
+def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
+    meta = node.ruleset.metadata
+    ctx, notes = node_context(meta, request.node_ips)
+    addrs = node_addresses(meta, request.node_ips)
+    dest = request.dest or (addrs[0] if addrs else None)
+    if dest is None:
+        raise TraceError(
+            f"{node.ruleset.path}: the node's address is unknown (no metadata): "
+            "pass --node-ip IP, or --dest IP"
+        )
+    packet = Packet.of(
+        request.source, dest, request.port, sport=request.source_port, protocol=request.protocol
+    )
+    state = State.with_affinity(*_affinity_lists(node.ruleset, request.affinity))
+    result = Tracer(node.ruleset, ctx, unknown=request.unknown).trace(packet, state)
+    named = _name(result.outcomes, node.ruleset, pods_of(meta))
+    return NodeTrace(node.name, dest, tuple(notes), result, tuple(named))
+
+
+def summarize(traces: Sequence[NodeTrace]) -> Summary:
+    """Entry nodes weigh equally, like curling each node's IP in turn."""
+    rows: dict[tuple[str, str, bool], dict[str, Fraction]] = {}
+    info: dict[tuple[str, str, bool], NamedOutcome] = {}
+    cross = Fraction(0)
+    masq = Fraction(0)
+    known_pods = True
+    weight = Fraction(1, len(traces)) if traces else Fraction(0)
+    for t in traces:
+        for o in t.outcomes:
+            key = (o.destination, o.outcome.verdict.value, o.outcome.masquerade)
+            rows.setdefault(key, {})[t.node] = (
+                rows.get(key, {}).get(t.node, Fraction(0)) + o.outcome.probability
+            )
+            info.setdefault(key, o)
+            if o.outcome.masquerade or o.outcome.snat_to:
+                masq += weight * o.outcome.probability
+            if o.outcome.verdict is Disposition.DNAT:
+                if o.pod is None:
+                    known_pods = False
+                elif not same_node(o.pod.node, t.node):
+                    cross += weight * o.outcome.probability
+    out = []
+    for key, by_node in rows.items():
+        o = info[key]
+        overall = sum((weight * v for v in by_node.values()), Fraction(0))
+        out.append(
+            SummaryRow(key[0], key[1], o.pod, o.service, by_node, overall, o.outcome.masquerade)
+        )
+    out.sort(key=lambda r: (-r.overall, r.destination))
+    return Summary(tuple(out), cross if known_pods else None, masq)
+
+
+def trace_nodes(inputs: Sequence[NodeInput], request: TraceRequest) -> TraceReport:
+    """The whole question: every node (or ``request.node`` only), then the summary."""
+    chosen = [n for n in inputs if request.node is None or _node_matches(n.name, request.node)]
+    if not chosen:
+        names = ", ".join(n.name for n in inputs)
+        raise TraceError(f"--node {request.node}: no such node (nodes: {names})")
+    check_port(request, chosen)
+    traces = tuple(trace_node(n, request) for n in chosen)
+    return TraceReport(request, traces, summarize(traces))
+
+
+def _node_matches(name: str, wanted: str) -> bool:
+    return name == wanted or name.split(".")[0] == wanted
+
+
+def same_node(a: str, b: str) -> bool:
+    """``ip-10-11-3-14`` and ``ip-10-11-3-14.ap-northeast-2.compute.internal`` are one node:
+    metadata may carry either form, a folder name the short one."""
+    return a == b or a.split(".")[0] == b.split(".")[0]

@@ -1,0 +1,385 @@
+"""kube-proxy meaning of a ruleset: services, their frontends and endpoints.
+
+    KUBE-SERVICES ─ -d ClusterIP --dport P ─▶ KUBE-SVC-H ─ statistic ─▶ KUBE-SEP-E ─ DNAT ip:port
+    KUBE-NODEPORTS ─ --dport NP ─▶ KUBE-EXT-H (≥1.24) / KUBE-XLB-H (<1.24) / KUBE-SVC-H (older)
+    KUBE-EXT-H ─▶ KUBE-SVL-H (externalTrafficPolicy Local: local endpoints only)
+    KUBE-FW-H  ─▶ LoadBalancer IP with source ranges
+
+All chains of one service port share the hash suffix H = base32(sha256(name + proto))[:16],
+so they are grouped by H; names come from kube-proxy's comments, or from the hash when a
+candidate name is known (``names.py``); endpoint chances from ``chance.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from ipaddress import IPv4Address
+from socket import inet_ntoa
+from typing import NamedTuple
+
+from kpsim.formats.iptables.construct import constructor
+from kpsim.kube.chance import (
+    cascade,
+    cascade_shares,
+    endpoint_shares,
+    is_sep_jump,
+    matches_chance,
+    needs_no_history,
+    rule_chance,
+)
+from kpsim.kube.names import (
+    FRONTEND_SUFFIXES,
+    SERVICE_PREFIXES,
+    clean_name,
+    comment_name,
+    endpoint_hash,
+    hash_number,
+    hash_part,
+    name_number,
+    port_proto_hash,
+)
+from kpsim.model import (
+    Address,
+    Chain,
+    CommentMatch,
+    Dnat,
+    Jump,
+    Match,
+    PortMatch,
+    RecentCommand,
+    RecentMatch,
+    Reject,
+    Rule,
+    Ruleset,
+)
+
+# the names callers have always imported from here
+__all__ = [
+    "SERVICE_PREFIXES",
+    "Endpoint",
+    "Frontend",
+    "Service",
+    "cascade",
+    "clean_name",
+    "endpoint_hash",
+    "endpoint_shares",
+    "is_ipvs",
+    "port_proto_hash",
+    "rule_chance",
+    "services",
+]
+
+IPVS_CHAINS = frozenset({"KUBE-LOAD-BALANCER", "KUBE-NODE-PORT"})
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    """An address:port a client can use: ``kind`` is cluster-ip, node-port,
+    external-ip or load-balancer."""
+
+    kind: str
+    address: str | None
+    port: int | None
+    protocol: str | None
+    rule: Rule = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A KUBE-SEP chain's DNAT destination and its chance for a new client."""
+
+    chain: str
+    destination: str | None
+    probability: Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One service port as kube-proxy laid it out on this node."""
+
+    name: str
+    hash: str
+    protocol: str | None
+    frontends: tuple[Frontend, ...]
+    endpoints: tuple[Endpoint, ...]
+    local_endpoints: tuple[Endpoint, ...] = ()
+    affinity_seconds: int | None = None
+    traffic_policy_local: bool = False
+    no_endpoints: bool = False
+    named_by: str = "comment"  # comment | hash | chain
+
+    # tuple(<list comprehension>), not tuple(<generator>): ``show -o json`` reads both
+    # for every service, 0.0095 s → 0.0088 s for 10,000 (measured)
+    @property
+    def cluster_ips(self) -> tuple[str, ...]:
+        return tuple([f.address for f in self.frontends if f.kind == "cluster-ip" and f.address])
+
+    @property
+    def node_ports(self) -> tuple[int, ...]:
+        return tuple([f.port for f in self.frontends if f.kind == "node-port" and f.port])
+
+
+# Positional constructors, 3x as fast as the frozen classes' own (formats/iptables/construct.py):
+# a 10,000-service dump builds 50,000 endpoints (0.020 s → 0.007 s, measured).
+_new_frontend: Callable[..., Frontend] = constructor(Frontend)
+_new_endpoint: Callable[[str, str | None, Fraction], Endpoint] = constructor(Endpoint)
+_new_service: Callable[..., Service] = constructor(Service)
+
+
+def _addr(a: Address | None) -> str | None:
+    if a is None or a.negated:
+        return None
+    if a.network is None:
+        return a.unresolved
+    net = a.network
+    if net.prefixlen != net.max_prefixlen:
+        return str(net)
+    host = net.network_address
+    # inet_ntoa prints what str() does, in C: 0.9 µs → 0.5 µs an address (measured)
+    return inet_ntoa(host.packed) if isinstance(host, IPv4Address) else str(host)
+
+
+class _Draft:
+    """A service port taking shape: its frontends, grouped by the chains' hash. (A plain
+    class: as a dataclass its definition took 0.55 ms of every ``kpsim`` start.)"""
+
+    __slots__ = ("frontends", "hash", "names", "protocol")
+
+    def __init__(self, chain_hash: str) -> None:
+        self.hash = chain_hash
+        self.names: list[str] = []  # from the frontends' comments
+        self.protocol: str | None = None
+        self.frontends: list[Frontend] = []
+
+
+def _frontend_kind(comment: str, default: str) -> str:
+    if comment.endswith(" cluster IP"):  # nearly all of them: one test, not three
+        return "cluster-ip"
+    for suffix, kind in FRONTEND_SUFFIXES.items():
+        if comment.endswith(suffix):
+            return kind
+    return default
+
+
+def _frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
+    """A KUBE-SERVICES / KUBE-NODEPORTS rule's frontend, and the name its comment gives."""
+    text, dport = None, None
+    for m in rule.matches:  # one pass for what rule.comment and a --dport scan would find
+        if isinstance(m, CommentMatch):
+            text = m.text if text is None else text
+        elif isinstance(m, PortMatch) and dport is None and (r := m.dport) is not None:
+            dport = r.lo if r.lo == r.hi else None
+    text = text or ""
+    proto = rule.protocol.name if rule.protocol else None
+    kind = _frontend_kind(text, kind_default)
+    front = _new_frontend(kind, _addr(rule.destination), dport, proto, rule)
+    # the first comment is the named one, nearly always: no second scan for it
+    return front, clean_name(text) if "/" in text else comment_name(rule)
+
+
+def _collect_frontends(ruleset: Ruleset, drafts: dict[str, _Draft]) -> None:
+    for chain_name, kind_default in (
+        ("KUBE-SERVICES", "cluster-ip"),
+        ("KUBE-NODEPORTS", "node-port"),
+    ):
+        chain = ruleset.chain("nat", chain_name)
+        if chain is None:
+            continue
+        for rule in chain.rules:
+            target = rule.target
+            # one C call rejects the ~50k KUBE-SEP- jumps
+            if not isinstance(target, Jump) or not target.chain.startswith(SERVICE_PREFIXES):
+                continue
+            h = hash_part(target.chain)
+            d = drafts.get(h) or drafts.setdefault(h, _Draft(h))
+            front, name = _frontend(rule, kind_default)
+            d.protocol = d.protocol or front.protocol
+            d.frontends.append(front)
+            if name is not None:
+                d.names.append(name)
+
+
+def _collect_rejects(ruleset: Ruleset) -> dict[str, list[Rule]]:
+    """Filter-table REJECTs kube-proxy writes for services without endpoints."""
+    out: dict[str, list[Rule]] = {}
+    table = ruleset.table("filter")
+    if table is None:
+        return out
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            text = rule.comment or ""
+            if isinstance(rule.target, Reject) and text.endswith("has no endpoints"):
+                out.setdefault(clean_name(text), []).append(rule)
+    return out
+
+
+def services(ruleset: Ruleset) -> tuple[Service, ...]:
+    """Every service port the nat (and filter) table shows, sorted by name."""
+    drafts: dict[str, _Draft] = {}
+    _collect_frontends(ruleset, drafts)
+    nat_table = ruleset.table("nat")
+    builder = _ServiceBuilder(nat_table.chains if nat_table else {})
+    for name in builder.service_chains:
+        if (h := hash_part(name)) not in drafts:
+            drafts[h] = _Draft(h)
+    result = [builder.finish(d) for d in drafts.values()]
+    known = {s.name for s in result}
+    for name, rules in _collect_rejects(ruleset).items():
+        if name in known:
+            continue
+        fronts = tuple(
+            Frontend(
+                "node-port" if r.destination is None else "cluster-ip",
+                _addr(r.destination),
+                _dport(r),
+                r.protocol.name if r.protocol else None,
+                r,
+            )
+            for r in rules
+        )
+        proto = fronts[0].protocol if fronts else None
+        result.append(
+            Service(
+                name, port_proto_hash(name, proto or "tcp"), proto, fronts, (), no_endpoints=True
+            )
+        )
+    return tuple(sorted(result, key=lambda s: (s.name, s.protocol or "")))
+
+
+def _dport(rule: Rule) -> int | None:
+    for m in rule.matches:
+        if isinstance(m, PortMatch) and m.dport is not None and m.dport.lo == m.dport.hi:
+            return m.dport.lo
+    return None
+
+
+class _Facts(NamedTuple):
+    """What one ``matches`` tuple means in a KUBE-SVC/SVL chain."""
+
+    new_client: bool  # no ``-m recent``: a new client may take the rule
+    chance: tuple[int, int]  # the statistic's hit / total
+    rcheck: bool  # has a ``--rcheck`` (session affinity) …
+    seconds: int | None  # … and the last one's ``--seconds``
+
+
+def _facts(matches: tuple[Match, ...]) -> _Facts:
+    rcheck = RecentCommand.RCHECK
+    checks = [m for m in matches if isinstance(m, RecentMatch) and m.command is rcheck]
+    seconds = checks[-1].seconds if checks else None
+    return _Facts(needs_no_history(matches), matches_chance(matches, False), bool(checks), seconds)
+
+
+class _ServiceBuilder:
+    """One ``services()`` pass over a nat table, remembering what repeats.
+
+    The parser shares one ``matches`` tuple between rules that read the same: the
+    51,000 KUBE-SVC rules of a 10,000-service dump hold 1,005, and their chains 4
+    distinct cascades. What a tuple means and each cascade's shares are worked out once
+    (with the faster constructors, endpoints took 0.146 s, now 0.115 s, measured). The
+    memos are keyed by ``id()``s, valid while the ruleset lives, so they live only as
+    long as this pass."""
+
+    def __init__(self, nat: Mapping[str, Chain]) -> None:
+        self.nat = nat
+        self.service_chains = [name for name in nat if name.startswith(SERVICE_PREFIXES)]
+        self._facts: dict[int, _Facts] = {}
+        self._shares: dict[tuple[int, ...], list[Fraction]] = {}
+        self._by_hash: dict[str, list[str]] | None = None
+
+    def finish(self, d: _Draft) -> Service:
+        nat = self.nat
+        svc = nat.get("KUBE-SVC-" + d.hash)
+        svl = nat.get("KUBE-SVL-" + d.hash)
+        endpoints, svc_rcheck = self.endpoints(svc)
+        local, svl_rcheck = self.endpoints(svl)
+        rcheck = svl_rcheck or svc_rcheck  # the last --rcheck of both chains
+        affinity = rcheck.seconds if rcheck else None
+        policy_local = svl is not None or "KUBE-XLB-" + d.hash in nat
+        fronts, empty = tuple(d.frontends), not endpoints and not local
+        name, by = self.choose_name(d)
+        # Service's fields in order: the fast constructor is positional
+        return _new_service(
+            name, d.hash, d.protocol, fronts, endpoints, local, affinity, policy_local, empty, by
+        )
+
+    def endpoints(self, chain: Chain | None) -> tuple[tuple[Endpoint, ...], _Facts | None]:
+        """The chain's KUBE-SEP jumps with their shares for a new client (what
+        ``endpoint_shares`` gives), and the facts of its last ``--rcheck`` rule."""
+        if chain is None:
+            return (), None
+        facts, seps, key, rcheck = self._facts, [], [], None
+        for rule in chain.rules:
+            matches = rule.matches
+            fact = facts.get(id(matches)) or facts.setdefault(id(matches), _facts(matches))
+            if fact.rcheck:
+                rcheck = fact
+            target = rule.target
+            if fact.new_client and is_sep_jump(target):  # endpoint_shares' rule
+                seps.append(target.chain)
+                key.append(id(matches))
+        shares = self._shares.get(k := tuple(key))
+        if shares is None:
+            shares = self._shares[k] = cascade_shares(facts[i].chance for i in k)
+        dests = map(self.destination, seps)
+        return tuple(map(_new_endpoint, seps, dests, shares)), rcheck
+
+    def destination(self, sep_chain: str) -> str | None:
+        sep = self.nat.get(sep_chain)
+        if sep is None:
+            return None
+        for rule in sep.rules:
+            target = rule.target
+            if isinstance(target, Dnat) and target.to:
+                return str(target.to[0])
+        return None
+
+    def chain_names(self, d: _Draft) -> Iterator[str]:
+        """Comment names in the service's own chains (KUBE-SVC-H, KUBE-EXT-H, …), in order."""
+        if self._by_hash is None:  # indexed on first need
+            self._by_hash = {}
+            for chain in self.service_chains:
+                self._by_hash.setdefault(hash_part(chain), []).append(chain)
+        for chain in self._by_hash.get(d.hash, ()):
+            for rule in self.nat[chain].rules:
+                if (name := comment_name(rule)) is not None:
+                    yield name
+
+    def choose_name(self, d: _Draft) -> tuple[str, str]:
+        """Prefer a comment name whose hash matches the chain suffix (it proves the label).
+
+        Candidates are the frontends' comment names, then those of the service's chains;
+        the chains are indexed and read only when no frontend name matches (reading them
+        all up front took 0.026 s of a 10,000-service dump, measured).
+
+        kube-proxy before 1.x wrote an unnamed port as ``ns/svc:`` and hashed that form,
+        so both spellings are tried."""
+        names, number = d.names, hash_number(d.hash)
+        if names and d.protocol and name_number(names[0], d.protocol) == number:
+            # the loop's first try, nearly always right: 0.027 s → 0.017 s (measured)
+            return names[0], "hash"
+        tried: set[str] = set()
+        first: str | None = None
+        for candidate in itertools.chain(names, self.chain_names(d)):
+            if first is None:
+                first = candidate
+            if number is None:  # nothing can prove a name: the first one it is
+                break
+            if candidate in tried:
+                continue
+            tried.add(candidate)
+            for spelled in (candidate, candidate + ":"):
+                for proto in (d.protocol, "tcp", "udp", "sctp"):
+                    if proto and name_number(spelled, proto) == number:
+                        return candidate, "hash"
+        if first is not None:
+            return first, "comment"
+        return f"KUBE-SVC-{d.hash}", "chain"
+
+
+def is_ipvs(ruleset: Ruleset) -> bool:
+    """kube-proxy in IPVS mode keeps its balancing out of iptables."""
+    nat = ruleset.table("nat")
+    return nat is not None and any(name in nat.chains for name in IPVS_CHAINS)

@@ -1,0 +1,127 @@
+"""The immutable rule model every stage shares.
+
+    Ruleset ─ tables ─▶ Table ─ chains ─▶ Chain ─ rules ─▶ Rule
+                                                          ├─ core fields (-s -d -p -i -o -f)
+                                                          ├─ matches (-m …, typed or Opaque)
+                                                          └─ target (-j / -g …, typed or Opaque)
+
+Standard library only. Every parsed thing carries its ``SourceLocation`` so any
+answer can quote the line that produced it. Fields hold what the kernel holds
+(e.g. a statistic probability is the kernel's integer over 2^31), not what a
+particular printer showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from kpsim.model.matches import CommentMatch, Match
+from kpsim.model.targets import Target, Verdict
+from kpsim.model.values import (
+    Address,
+    Counters,
+    Family,
+    Format,
+    Interface,
+    Protocol,
+    SourceLocation,
+)
+
+BUILTIN_CHAINS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "raw": ("PREROUTING", "OUTPUT"),
+        "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+        "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+        "filter": ("INPUT", "FORWARD", "OUTPUT"),
+        "security": ("INPUT", "FORWARD", "OUTPUT"),
+    }
+)
+
+# ---------------------------------------------------------------- structure
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule, in chain order (``number`` is 1-based, as ``--line-numbers``)."""
+
+    table: str
+    chain: str
+    number: int
+    target: Target | None
+    source: Address | None = None
+    destination: Address | None = None
+    protocol: Protocol | None = None
+    in_interface: Interface | None = None
+    out_interface: Interface | None = None
+    fragment: bool | None = None  # True: -f, False: ! -f
+    matches: tuple[Match, ...] = ()
+    counters: Counters | None = None
+    origin: SourceLocation | None = field(default=None, compare=False)
+
+    @property
+    def comment(self) -> str | None:
+        for m in self.matches:
+            if isinstance(m, CommentMatch):
+                return m.text
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A chain; ``policy`` is set for built-in chains whose policy the input showed."""
+
+    name: str
+    rules: tuple[Rule, ...] = ()
+    policy: Verdict | None = None
+    counters: Counters | None = None
+    origin: SourceLocation | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    chains: Mapping[str, Chain]
+
+    def chain(self, name: str) -> Chain | None:
+        return self.chains.get(name)
+
+    @property
+    def rule_count(self) -> int:
+        return sum(len(c.rules) for c in self.chains.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """A line kpsim skipped or doubted, with where and why."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    text: str = ""
+
+    def render(self) -> str:
+        caret = " " * max(self.col - 1, 0) + "^"
+        return f"{self.path}:{self.line}:{self.col}: {self.message}\n    {self.text}\n    {caret}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """Everything read from one input: tables, detected format, metadata, diagnostics."""
+
+    path: str
+    format: Format
+    family: Family
+    tables: Mapping[str, Table]
+    metadata: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    diagnostics: tuple[Diagnostic, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. "nft syntax: recognised, not translated"
+
+    def table(self, name: str) -> Table | None:
+        return self.tables.get(name)
+
+    def chain(self, table: str, name: str) -> Chain | None:
+        t = self.tables.get(table)
+        return t.chains.get(name) if t else None

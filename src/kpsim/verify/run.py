@@ -1,0 +1,249 @@
+"""Check kpsim's exact answer against the real kernel, node by node.
+
+    NodeInput + VerifyRequest ─┬─ predict: trace once per client address ─▶ Prediction
+                               │    (per destination p, masquerade, REJECT / DROP p,
+                               │     expected matches per rule on the outcome paths)
+                               └─ probe: replay the node's rules in namespaces, N real
+                                    connections (kpsim.verify.replay) ─▶ KernelResult
+    compare(Prediction, KernelResult) ─▶ NodeVerdict: counts, χ² p-value, agree + reasons
+
+The trace is exact, the kernel samples: they agree when the kernel reaches what kpsim
+says it can (all of it once every p·N ≥ 5), masquerades and refuses / drops as kpsim
+says, and its split passes a χ² goodness-of-fit test against N·p (p ≥ 0.001).
+
+Session affinity (``-m recent --rcheck`` in a chain the outcomes pass) keeps a client on
+its first endpoint, so the split over all connections is not kpsim's fresh-client answer:
+
+    clients connect in a seeded random order (replay ``order=``)
+    first pick of each client  ─▶ χ² against Σ_clients p (K·p ≥ 5; else reached ⊆ predicted)
+    repeat connections that changed endpoint ─▶ two-proportion test against the sampler
+        (kpsim.simulate) run R times on the same order with the kernel's ip_list_tot
+
+run.py runs the whole question (kernel requirements, the probes, ``verify``) and
+re-exports the pieces: predict.py (request, kpsim's exact answer), affinity.py
+(session affinity), compare.py (rows, reasons, verdicts), stats.py (χ² and
+two-proportion tests).
+
+Nothing here prints; render/verify_text.py and render/verify_json.py format the report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+
+from kpsim.errors import ExitCode, KpsimError, UsageError
+from kpsim.kube.scenario import NodeInput, TraceRequest, check_port
+from kpsim.verify.affinity import AFFINITY_RUNS as AFFINITY_RUNS
+from kpsim.verify.affinity import IP_LIST_TOT as IP_LIST_TOT
+from kpsim.verify.affinity import (
+    AffinityCheck,
+    AffinityPrediction,
+    changes,
+    predict_affinity,
+    recent_capacity,
+)
+from kpsim.verify.affinity import check_affinity as check_affinity
+from kpsim.verify.compare import (
+    CounterRow,
+    EndpointRow,
+    NodeVerdict,
+    VerdictRow,
+    VerifyReport,
+    compare,
+)
+from kpsim.verify.predict import MAX_CLIENTS as MAX_CLIENTS
+from kpsim.verify.predict import MAX_CONNECTIONS as MAX_CONNECTIONS
+from kpsim.verify.predict import REACHED as REACHED
+from kpsim.verify.predict import (
+    Prediction,
+    VerifyRequest,
+    affinity_order,
+    client_addresses,
+    client_weights,
+    predict,
+)
+from kpsim.verify.replay import KernelResult, MappingError, ReplayError, open_replay, replay
+from kpsim.verify.stats import MIN_EXPECTED as MIN_EXPECTED
+from kpsim.verify.stats import P_MIN, chi_square, two_proportion_p
+
+__all__ = [
+    "P_MIN",
+    "AffinityCheck",
+    "AffinityPrediction",
+    "CounterRow",
+    "EndpointRow",
+    "KeepingProbe",
+    "KernelUnavailable",
+    "NodeVerdict",
+    "Prediction",
+    "Probe",
+    "VerdictRow",
+    "VerifyError",
+    "VerifyReport",
+    "VerifyRequest",
+    "affinity_order",
+    "changes",
+    "chi_square",
+    "client_addresses",
+    "client_weights",
+    "compare",
+    "kernel_probe",
+    "missing_requirements",
+    "predict",
+    "predict_affinity",
+    "recent_capacity",
+    "require_kernel",
+    "select_nodes",
+    "two_proportion_p",
+    "verify",
+]
+
+TOOLS = ("ip", "iptables", "iptables-save", "iptables-restore", "sysctl")
+
+
+class KernelUnavailable(KpsimError):
+    """verify needs root and the iptables tools; without them it cannot run at all."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class VerifyError(KpsimError):
+    """The replay of one node failed (a harness problem, not a disagreement)."""
+
+
+def missing_requirements() -> list[str]:
+    """What the kernel replay lacks here: root, and each missing tool by name."""
+    missing = [] if os.geteuid() == 0 else ["root (run as root, e.g. with sudo)"]
+    missing += [f"the {t} command" for t in TOOLS if shutil.which(t) is None]
+    return missing
+
+
+def require_kernel() -> None:
+    """Fail early, naming what is missing, rather than halfway through a replay."""
+    missing = missing_requirements()
+    if missing:
+        raise KernelUnavailable(
+            "verify replays the rules in the real kernel and needs " + ", ".join(missing)
+        )
+
+
+def select_nodes(inputs: Sequence[NodeInput], wanted: str | None) -> list[NodeInput]:
+    """Every node, or the one named (full or short name) as ``trace --node``."""
+    if wanted is None:
+        return list(inputs)
+    chosen = [n for n in inputs if wanted in (n.name, n.name.split(".")[0])]
+    if not chosen:
+        names = ", ".join(n.name for n in inputs)
+        raise UsageError(f"--node {wanted}: no such node (nodes: {names})")
+    return chosen
+
+
+# ---------------------------------------------------------------- the kernel's side
+
+#: How the kernel is asked: (rules, request) → what it did. Tests inject their own.
+Probe = Callable[[NodeInput, VerifyRequest], KernelResult]
+
+
+def kernel_probe(node: NodeInput, request: VerifyRequest) -> KernelResult:
+    """One replay in fresh namespaces, removed again whatever happens."""
+    return replay(
+        node.ruleset,
+        port=request.port,
+        dest=request.dest,
+        n=request.n,
+        clients=request.clients,
+        source=request.source,
+        connect_timeout_s=request.connect_timeout_s,
+        timeout_s=request.budget_s,
+        order=request.order,
+    )
+
+
+class KeepingProbe:
+    """``--keep``: each node's session is entered into ``stack`` and left open, so its
+    namespaces outlive the probe; ``namespaces`` lists them as (name, node, role). Whoever
+    owns ``stack`` decides: close it (removal) or end the process without cleanup."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.namespaces: list[tuple[str, str, str]] = []
+
+    def __call__(self, node: NodeInput, request: VerifyRequest) -> KernelResult:
+        session = self.stack.enter_context(
+            open_replay(
+                node.ruleset,
+                clients=request.clients,
+                source=request.source,
+                timeout_s=request.budget_s,
+            )
+        )
+        topo = session.topology
+        self.namespaces += [
+            (topo.node, node.name, "node: the rules, eth0 and eni0"),
+            (topo.client, node.name, "client"),
+            (topo.pods, node.name, "pods: the endpoints"),
+        ]
+        return session.probe(
+            request.port,
+            dest=request.dest,
+            n=request.n,
+            connect_timeout_s=request.connect_timeout_s,
+            order=request.order,
+        )
+
+
+# ---------------------------------------------------------------- the whole question
+
+
+def verify(
+    inputs: Iterable[NodeInput],
+    request: VerifyRequest,
+    *,
+    fixture_set: str = "",
+    probe: Probe | None = None,
+    capacity_of: Callable[[], int] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> VerifyReport:
+    """Every chosen node: predict, probe the kernel, compare. Under session affinity the
+    clients connect in ``affinity_order`` and kpsim's sampler replays that order (recent
+    lists of ``capacity_of()`` entries, default the kernel's ip_list_tot). Harness failures
+    raise VerifyError; rules that cannot be moved into 198.18.0.0/15 raise UsageError."""
+    request.check()
+    if probe is None:
+        require_kernel()
+        probe = kernel_probe  # looked up now, so a test can stand in for the kernel
+    chosen = select_nodes(list(inputs), request.node)
+    if request.dest is None:
+        check_port(TraceRequest(port=request.port), chosen)
+    out = []
+    for node in chosen:
+        req = request
+        pred = predict(node, req)
+        if pred.affinity and req.order is None:  # affinity: a known, mixed client order
+            req = replace(req, order=affinity_order(req))
+            pred = predict(node, req)
+        try:
+            start = clock()
+            k = probe(node, req)
+            elapsed = clock() - start
+        except MappingError as exc:  # the capture itself cannot be replayed: bad input
+            raise UsageError(f"{node.name}: cannot be replayed: {exc}") from exc
+        except (ReplayError, OSError, RuntimeError) as exc:  # NetnsError is a RuntimeError
+            raise VerifyError(f"{node.name}: the kernel replay failed: {exc}") from exc
+        sim = None
+        if pred.affinity:  # after the probe: xt_recent is loaded, ip_list_tot readable
+            capacity = recent_capacity() if capacity_of is None else capacity_of()
+            sim = predict_affinity(
+                node,
+                req,
+                capacity=capacity,
+                seconds=pred.affinity_seconds,
+                elapsed_s=elapsed,
+            )
+        out.append(compare(node.name, pred, k, sim))
+    return VerifyReport(request, fixture_set, tuple(out))
