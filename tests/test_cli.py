@@ -69,7 +69,7 @@ def test_show_without_path_names_the_fixture_set_it_used() -> None:
 def test_trace_answers_the_seed_question() -> None:
     code, out, _ = run("trace", "--port", "30080", "-o", "json")
     doc = json.loads(out)
-    assert code == 0 and doc["schema"] == "kpsim/trace/v1"
+    assert code == 0 and doc["schema"] == "kpsim/trace/v2"
     assert [n["node"].split(".")[0] for n in doc["nodes"]] == [
         "ip-10-11-28-53",
         "ip-10-11-3-14",

@@ -85,8 +85,14 @@ def test_007_strict_stops_at_first_comment() -> None:
 def test_028_elided_ipvs_fragment() -> None:
     text, path = _load("028")
     rs = parse_save(text, path)
-    assert [(d.line, d.message) for d in rs.diagnostics] == [(24, "skipped elision")]
+    assert [(d.line, d.message) for d in rs.diagnostics] == [
+        (24, "skipped elision"),
+        (26, "COMMIT expected: table nat was not closed"),  # iptables-restore's words
+    ]
     assert _counts(rs, "nat") == {"PREROUTING": 3, "cali-PREROUTING": 1}
+    # the elision and the missing COMMIT: PREROUTING may lack rules after #3 (line 25)
+    assert rs.capture.cut_at == 25 and rs.capture.limit("nat", "PREROUTING") == 3
+    assert {g.kind.value for g in rs.capture.gaps} >= {"elided", "truncated"}
     assert len(rs.tables["nat"].chains) == 18
     pre = rs.chain("nat", "PREROUTING")
     assert pre is not None and pre.counters is not None and pre.counters.packets == 23

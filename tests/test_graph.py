@@ -328,7 +328,8 @@ def test_old_kube_fw_layout_graphs() -> None:
     assert shares == [p1, (1 - p1) / 2, (1 - p1) / 2]
     code, out, err = run("graph", str(OLD), "--port", "30938", "-o", "mermaid")
     assert code == 0
-    assert "not highlighted" in err  # no node address in a fragment: drawn, not traced
+    # no node address in a fragment: traced to the documented stand-in local address
+    assert "highlighted: trace of tcp 203.0.113.10:40000 → 198.51.100.10:30938" in out
 
 
 def _ruleset(chains_: dict[str, tuple[Rule, ...]]) -> Ruleset:

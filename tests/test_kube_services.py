@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from _paths import CORPUS
 from kpsim.formats import load_file, parse_text
 from kpsim.inputs import synth
+from kpsim.kube import frontends
 from kpsim.kube import names as kube_names
 from kpsim.kube import services as kube
 from kpsim.kube.show import ChainSummary, summarize
@@ -253,4 +254,4 @@ def test_a_hash_number_is_only_what_base32_spells(chain_hash: str) -> None:
 def test_addresses_print_as_ipaddress_does(ip: ipaddress._BaseAddress, prefix: int) -> None:
     net = ipaddress.ip_network(f"{ip}/{min(prefix, ip.max_prefixlen)}", strict=False)
     single = net.prefixlen == net.max_prefixlen
-    assert kube._addr(Address(net)) == (str(net.network_address) if single else str(net))
+    assert frontends.address(Address(net)) == (str(net.network_address) if single else str(net))

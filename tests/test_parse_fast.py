@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures" / "iptables").glob("**/iptables-save.txt"))
 
 CORPUS_FILES = sorted(p for pre in ("005", "007", "028") for p in CORPUS.glob(f"{pre}-*"))
+KUBE_PROXY_DUMPS = sorted((ROOT / "tests" / "data" / "kube-proxy").glob("*.txt"))
 
 
 def _rule_fields(rule: Rule) -> tuple[object, ...]:
@@ -119,6 +120,34 @@ def test_declared_keyword_chain_keeps_its_meaning() -> None:
     dnat, ret = fast.chain("nat", "X").rules  # type: ignore[union-attr]
     assert dnat.target == OpaqueTarget("DNAT", (Option("--to-destination", ("1.2.3.4:80",)),))
     assert ret.target == Jump("RETURN")
+
+
+@pytest.mark.parametrize("path", KUBE_PROXY_DUMPS, ids=lambda p: p.stem)
+def test_kube_proxy_dump(path: Path) -> None:
+    """kube-proxy's own test dumps, some with unquoted multi-word comments."""
+    check(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-A X -m comment --comment kubernetes service portals -j KUBE-SERVICES",
+        "-A X -m comment --comment ns1/svc1:p80 cluster IP -m tcp -p tcp -d 172.30.0.41 "
+        "--dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O",
+        "-A X -d 172.30.0.41/32 -p tcp -m comment --comment ns1/svc1:p80 cluster IP -m tcp "
+        "--dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O",
+        '-A X -m comment --comment "ns1/svc1:p80" cluster IP -j KUBE-SVC-XPGD46QRK7WJZT7O',
+        "-A X -s 10.180.0.1/32 -m comment --comment a b -j KUBE-MARK-MASQ",
+        "-A X -m comment --comment a b -m statistic --mode random --probability 0.5 -j X1",
+        "-A X -m comment --comment a b ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ",
+    ],
+)
+def test_unquoted_multi_word_comment_takes_the_general_path(line: str) -> None:
+    """The shortcut reads one comment word: it must hand such lines on, not misread them."""
+    assert FastRules(frozenset()).shape(line) is None
+    fast = check("*nat\n:X - [0:0]\n:X1 - [0:0]\n" + line + "\nCOMMIT\n")
+    (rule,) = fast.chain("nat", "X").rules  # type: ignore[union-attr]
+    assert rule.target is not None and len(fast.diagnostics) == 1
 
 
 # ---------------------------------------------------------------- generated lines

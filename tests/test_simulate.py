@@ -147,7 +147,7 @@ def test_same_seed_same_bytes(lab: list[NodeInput]) -> None:
     assert run(3) == run(3)
     assert run(3) != run(4)
     doc = json.loads(run(3))
-    assert doc["schema"] == "kpsim/simulate/v1"
+    assert doc["schema"] == "kpsim/simulate/v2"
     assert [s["port"] for s in doc["services"]] == [30080, 30081, 30082, 30083]
 
 

@@ -151,36 +151,46 @@ def node(loaded: Loaded, wanted: str | None) -> LoadedNode:
 
 
 def graph(
-    loaded: Loaded, chosen: LoadedNode, port: int | None = None, service: str | None = None
+    loaded: Loaded,
+    chosen: LoadedNode,
+    port: int | None = None,
+    service: str | None = None,
+    node_ips: Sequence[str] = (),
 ) -> GraphView:
     """The whole nat table, or one service's subgraph; with ``port``, the traced paths
-    marked (most probable first). A port kpsim cannot trace still draws, with a note."""
+    marked (most probable first). A port kpsim cannot trace still draws, with a note;
+    what the capture lacks is a note too (``capture: …``)."""
     from kpsim.errors import TraceError
     from kpsim.graph import build
     from kpsim.graph.model import GraphView, fraction_text, highlight
     from kpsim.kube.scenario import TraceRequest
+    from kpsim.render.capture import capture_text
 
     rs = chosen.primary
     selector: str | int | None = port if port is not None else service
     g = build.flow_graph(rs) if selector is None else build.service_subgraph(rs, selector)
-    view = build.graph_view(g, title=f"{chosen.name} ({rs.path})")
+    gaps = capture_text(rs.capture)
+    notes = [gaps] if gaps else []
+    view = build.graph_view(g, f"{chosen.name} ({rs.path})", notes)
     if port is None:
         return view
     try:
-        report = trace(loaded, TraceRequest(port=port, node=chosen.name))
+        request = TraceRequest(port=port, node=chosen.name, node_ips=tuple(node_ips))
+        report = trace(loaded, request)
     except TraceError as exc:
-        return build.graph_view(g, view.title, [f"not highlighted: {exc}"])
-    outcomes = report.nodes[0].outcomes if report.nodes else ()
-    if not outcomes:
+        return build.graph_view(g, view.title, [*notes, f"not highlighted: {exc}"])
+    traced = report.nodes[0] if report.nodes else None
+    if traced is None or not traced.outcomes:
         return view
-    best = outcomes[0]
-    note = (
-        f"highlighted: trace of {report.nodes[0].result.packet}; most probable: "
+    best = traced.outcomes[0]
+    notes.append(
+        f"highlighted: trace of {traced.result.packet}; most probable: "
         f"{best.outcome.verdict.value} {best.destination} "
         f"(p = {fraction_text(best.outcome.probability)})"
     )
-    marked = highlight(view, [o.outcome.path for o in outcomes])
-    return GraphView(marked.title, marked.selection, marked.nodes, marked.edges, (note,))
+    notes += [n for n in traced.context_notes if n.startswith("no node address")]
+    marked = highlight(view, [o.outcome.path for o in traced.outcomes])
+    return GraphView(marked.title, marked.selection, marked.nodes, marked.edges, tuple(notes))
 
 
 def verify(loaded: Loaded, request: VerifyRequest, probe: Probe | None = None) -> VerifyReport:

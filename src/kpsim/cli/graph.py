@@ -35,6 +35,12 @@ RENDERERS: dict[str, Callable[[GraphView], str]] = {
 @click.option("--service", help="Only this service (ns/name[:port], name, or chain hash).")
 @click.option("--node", help="Graph this node (name or short name; default: the first).")
 @click.option(
+    "--node-ip",
+    "node_ips",
+    multiple=True,
+    help="Add a local address of the node (for --port; else the capture's or a stand-in).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Choice(sorted(RENDERERS)),
@@ -51,6 +57,7 @@ def graph_command(
     port: int | None,
     service: str | None,
     node: str | None,
+    node_ips: tuple[str, ...],
     output: str,
 ) -> None:
     """Draw a node's nat chains as a graph: jumps with their conditions and exact
@@ -68,8 +75,8 @@ def graph_command(
         all_files=False,
     )
     keep_until_exit(loaded)
-    view = api.graph(loaded, api.node(loaded, node), port, service)
+    view = api.graph(loaded, api.node(loaded, node), port, service, node_ips)
     for note in view.notes:
-        if note.startswith("not highlighted"):
+        if note.startswith(("not highlighted", "capture:", "no node address")):
             click.echo(f"kpsim: {note}", err=True)
     click.echo(RENDERERS[output](view), nl=False)

@@ -14,27 +14,24 @@ assumption is written on every outcome it touched.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Hashable
 from fractions import Fraction
 from typing import get_args
 
 from kpsim.engine import walk
+from kpsim.engine.branch import Branch, Disposition, End, Run, Step, UnknownMode
 from kpsim.engine.flow import Flow, Hook
+from kpsim.engine.outcome import NOT_DELIVERED, Outcome, TraceResult, merge_outcomes
 from kpsim.engine.packet import Packet, State
 from kpsim.engine.prepare import build_indexes, with_kube_proxy_base
-from kpsim.engine.walk import (
-    Branch,
-    Disposition,
-    End,
-    Replay,
-    Run,
-    Step,
-    UnknownMode,
-    Walker,
-    neutral,
-    remember,
+from kpsim.engine.replay import Replay, neutral, remember
+from kpsim.engine.unseen import (
+    POSTROUTING_UNSEEN,
+    capture_assumptions,
+    unseen_hooks,
+    unseen_table,
 )
+from kpsim.engine.walk import Walker
 from kpsim.errors import TraceError
 from kpsim.model import Family, Ruleset
 from kpsim.model.node import NodeContext
@@ -49,85 +46,6 @@ __all__ = [
     "merge_outcomes",
     "trace",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One way the trace ends, with its exact probability and one path that gets there
-    (the most probable of the ``merged`` paths that end the same way)."""
-
-    verdict: Disposition
-    probability: Fraction
-    destination: tuple[str, int]
-    masquerade: bool = False
-    snat_to: str | None = None
-    path: tuple[Step, ...] = ()
-    assumptions: tuple[str, ...] = ()
-    reason: str | None = None
-    merged: int = 1
-
-    @property
-    def key(self) -> tuple[str, tuple[str, int], bool, str, str]:
-        """Outcomes with equal keys are one outcome."""
-        return (
-            self.verdict.value,
-            self.destination,
-            self.masquerade,
-            self.snat_to or "",
-            self.reason or "",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TraceResult:
-    packet: Packet
-    outcomes: tuple[Outcome, ...]
-    notes: tuple[str, ...] = ()
-
-    @property
-    def total(self) -> Fraction:
-        return sum((o.probability for o in self.outcomes), Fraction(0))
-
-
-# ---------------------------------------------------------------- merging
-
-
-def _path_key(o: Outcome) -> tuple[tuple[str, str, int], ...]:
-    return tuple((s.table, s.chain, s.number) for s in o.path)
-
-
-def merge_outcomes(outcomes: Iterable[Outcome]) -> tuple[Outcome, ...]:
-    """Add up outcomes that end the same way. The result does not depend on input order:
-    ties between equally probable paths go to the smallest path."""
-    groups: dict[tuple[str, tuple[str, int], bool, str, str], list[Outcome]] = {}
-    for o in outcomes:
-        groups.setdefault(o.key, []).append(o)
-    merged = []
-    for group in groups.values():
-        if len(group) == 1:  # the common case: no Fraction sums (merging was 18% of a trace)
-            merged.append(_alone(group[0]))
-            continue
-        best = min(group, key=lambda o: (-o.probability, _path_key(o), o.assumptions))
-        merged.append(
-            replace(
-                best,
-                probability=sum((o.probability for o in group), Fraction(0)),
-                assumptions=tuple(sorted({a for o in group for a in o.assumptions})),
-                merged=sum(o.merged for o in group),
-            )
-        )
-    # By (-probability, key) in two stable passes: no negated Fraction built per outcome.
-    merged.sort(key=lambda o: o.key)
-    merged.sort(key=lambda o: o.probability, reverse=True)
-    return tuple(merged)
-
-
-def _alone(o: Outcome) -> Outcome:
-    """A group of one, as the general case would build it."""
-    if not o.assumptions:
-        return o
-    assumptions = tuple(sorted(set(o.assumptions)))
-    return o if assumptions == o.assumptions else replace(o, assumptions=assumptions)
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -168,9 +86,12 @@ class Tracer:
         self.ruleset = ruleset
         self.node = context or NodeContext()
         self.unknown = _check_mode(unknown)
+        self.capture = ruleset.capture
         self.tables, note = with_kube_proxy_base(ruleset)
         self.notes: tuple[str, ...] = (note,) if note else ()
-        self._walker = Walker(self.tables, build_indexes(self.tables), self.node, memo=memo)
+        self._walker = Walker(
+            self.tables, build_indexes(self.tables), self.node, memo=memo, capture=self.capture
+        )
         self._loopback_only = self.node.local == NodeContext().local
         #: Whole FORWARD/POSTROUTING (or local-delivery) walks, by what they can see;
         #: None when the walk cannot be replayed for another flow.
@@ -199,7 +120,7 @@ class Tracer:
         if self._loopback_only:
             notes.append("no node addresses given: only loopback counts as local")
         notes.extend(_NEW_CLIENT_NOTES if state is None else state.describe())
-        outcomes = merge_outcomes(_outcome(b, v, r) for b, v, r in ends if v is not None)
+        outcomes = merge_outcomes(self._outcome(b, v, r) for b, v, r in ends if v is not None)
         return TraceResult(packet, outcomes, tuple(notes))
 
     # -------------------------------------------------------------- stages
@@ -240,7 +161,7 @@ class Tracer:
         flow looks like one seen before (``walk.Replay``): after DNAT to each endpoint,
         FORWARD and POSTROUTING take the same rules for every pod address. Measured on
         the 10,000-service bench: one lookup a branch instead of four hook walks."""
-        if not branches or not self._walker.memo:
+        if not branches or not self._walker.memo or self._unseen(hooks):
             return self._stages(run, hooks, branches, in_iface, ends)
         hooks = tuple(h for h in hooks if h[0] in self.tables)
         keys = [self._pipeline_key(run, hooks, in_iface, b.flow) for b in branches]
@@ -297,6 +218,8 @@ class Tracer:
         """Run branches through hooks in order; finished branches go to ``ends``."""
         for table, chain in hooks:
             if table not in self.tables:
+                if self.capture.has_table(table) is None:  # not captured, not known empty
+                    branches = unseen_table(table, chain, branches, ends)
                 continue
             nxt: list[Branch] = []
             for b in branches:
@@ -311,6 +234,32 @@ class Tracer:
                         ends.append(end)
             branches = nxt
         return branches
+
+    def _unseen(self, hooks: tuple[tuple[str, str], ...]) -> bool:
+        """Do these hooks meet a table the capture does not show (nor know empty)?"""
+        return any(t not in self.tables and self.capture.has_table(t) is None for t, _ in hooks)
+
+    def _outcome(self, b: Branch, verdict: Disposition, reason: str | None) -> Outcome:
+        """An end as an outcome, with what the capture could not show written on it.
+        Masquerade is stated only for packets that go on (None when nat POSTROUTING was
+        not captured)."""
+        masquerade: bool | None = b.masquerade
+        if verdict in NOT_DELIVERED or POSTROUTING_UNSEEN in b.assumptions:
+            masquerade = None
+        capture = self.capture
+        assumptions = unseen_hooks(b.assumptions)
+        if not capture.interfaces_known or capture.unsure is not None:
+            assumptions = assumptions + capture_assumptions(capture, b.path)
+        return Outcome(
+            verdict,
+            b.prob,
+            (str(b.flow.dst), b.flow.dport),
+            masquerade,
+            b.snat_to,
+            b.path,
+            assumptions,
+            reason,
+        )
 
     def _hook(self, run: Run, table: str, chain: str, in_iface: str, b: Branch) -> Hook:
         """Interfaces as the kernel knows them at this hook."""
@@ -328,19 +277,6 @@ def _fits(run: Run, replays: list[Replay]) -> bool:
     return (
         run.rules + sum(r.rules for r in replays) <= walk.MAX_RULES
         and run.forks + sum(r.forks for r in replays) <= walk.MAX_BRANCHES
-    )
-
-
-def _outcome(b: Branch, verdict: Disposition, reason: str | None) -> Outcome:
-    return Outcome(
-        verdict,
-        b.prob,
-        (str(b.flow.dst), b.flow.dport),
-        b.masquerade,
-        b.snat_to,
-        b.path,
-        b.assumptions,
-        reason,
     )
 
 

@@ -7,35 +7,34 @@ Rules are taken in order; a ``statistic --mode random`` match forks the branch i
 exact weights; jumps push a frame, gotos replace one, RETURN pops. A hook ends with a
 verdict (DROP, REJECT, UNKNOWN) or with "go on to the next table" (ACCEPT, NAT, policy).
 
-walk.py walks (the Walker, its budgets, remembered walks); branch.py holds what a
-walk carries (Branch, Step, Run), match.py decides one rule's alternatives and
-target.py applies the rewriting targets (NAT, CONNMARK).
+walk.py walks (the Walker, its budgets); replay.py remembers walks; branch.py holds what
+a walk carries (Branch, Step, Run), match.py decides one rule's alternatives and
+target.py applies the rewriting targets (NAT, CONNMARK); unseen.py answers where the
+capture shows nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Hashable, Mapping, Sequence
 
-from kpsim.engine.branch import _ONE, Branch, Disposition, End, Run, Step, UnknownMode
+from kpsim.engine.branch import Branch, Disposition, End, Run, Step, UnknownMode
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.match import _HIT, _STOP, Alternative, _evaluate, _where
 from kpsim.engine.prepare import ChainIndex, TableView, reachable
+from kpsim.engine.replay import MEMO_MAX, Replay, neutral, remember
 from kpsim.engine.target import _connmark, _nat
+from kpsim.engine.unseen import DECIDES_DESTINATION, uncaptured_text
 from kpsim.model import (
+    Capture,
     Chain,
     ConnmarkTarget,
     Ct,
-    Dnat,
     Jump,
     Log,
     MarkTarget,
     OpaqueTarget,
-    Redirect,
     Reject,
     Rule,
-    Snat,
     Standard,
     Verdict,
 )
@@ -62,12 +61,9 @@ __all__ = [
     "remember",
 ]
 
-_T = TypeVar("_T")
-
 MAX_DEPTH = 64  # jump-stack depth; real rulesets stay far below
 MAX_BRANCHES = 100_000  # forks per trace before the rest is reported UNKNOWN
 MAX_RULES = 2_000_000  # rule evaluations per trace (guards diamond-shaped chain graphs)
-MEMO_MAX = 65_536  # remembered hook walks per Walker; the memo is emptied when full
 #: After this many walks of a hook in a row that could not be remembered, only every
 #: this-many-th walk tries: the memo key and the join cost 7% of a ClusterIP trace (bench).
 FUTILE_WALKS = 16
@@ -79,92 +75,9 @@ PASSIVE_TARGETS = frozenset(_PASSIVE.split()) | {"IDLETIMER", "LED", "NOTRACK"}
 
 Frame = tuple[Chain, Sequence[int], int, frozenset[str]]  # chain, candidates, cursor, gotos
 
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The ends of a walk (one hook, or several in a row) from a neutral branch —
-    probability 1, empty path — with the rule and fork budget it used. Nothing in a walk
-    reads a branch's probability, path or flags, only its flow; so ``join`` gives what
-    walking from any branch would, and ``replay`` what walking any flow would that looks
-    the same to the walk (``prepare.TableView``), as long as the walk rewrote no
-    destination and no recent list (``replayable``)."""
-
-    ends: tuple[End, ...]
-    rules: int
-    forks: int
-    origin: Flow  # the flow walked: an end still holding it was left unchanged
-
-    def replayable(self, start: Flow) -> bool:
-        return not any(_rewrote(end[0], start) for end in self.ends)
-
-    def fits(self, run: Run) -> bool:
-        return run.rules + self.rules <= MAX_RULES and run.forks + self.forks <= MAX_BRANCHES
-
-    def join(self, start: Branch) -> list[End]:
-        """The ends as if the walk had started from ``start``."""
-        return [_join(start, end, None, self.origin) for end in self.ends]
-
-    def replay(self, run: Run, start: Branch) -> list[End]:
-        """The ends for ``start``'s flow; charges the budget the walk used."""
-        run.rules += self.rules
-        run.forks += self.forks
-        return [_join(start, end, start.flow, self.origin) for end in self.ends]
-
-
-def _targets(b: Branch) -> Iterator[object]:
-    """The path's targets, last first (DNAT, REDIRECT and SNAT end a hook)."""
-    return (step.rule.target for step in reversed(b.path) if step.rule is not None)
-
-
-def _rewrote(b: Branch, start: Flow) -> bool:
-    """Did DNAT or REDIRECT (which read and set the destination) act, or did the recent
-    lists change? Such a walk is not replayed for another flow."""
-    return b.flow.recent != start.recent or any(isinstance(t, Dnat | Redirect) for t in _targets(b))
-
-
-def _join(start: Branch, end: End, seen: Flow | None, origin: Flow) -> End:
-    """``end`` of a walk of ``origin`` from a neutral branch, as if the walk had started
-    from ``start``; replayed for flow ``seen``, with its destination and recent lists."""
-    rel, verdict, reason = end
-    flow = rel.flow
-    if seen is not None and flow is origin:  # the walk changed nothing: no copy
-        flow = seen
-    elif seen is not None and (
-        flow.dst != seen.dst or flow.dport != seen.dport or flow.recent != seen.recent
-    ):
-        flow = flow.moved_to(seen.dst, seen.dport, flow.dnat, seen.recent)
-    assumptions = start.assumptions
-    for text in rel.assumptions:
-        if text not in assumptions:
-            assumptions = (*assumptions, text)
-    snat_to = start.snat_to
-    # SNAT overwrites snat_to, possibly with None: only then is the path worth a look.
-    if rel.snat_to is not None or (
-        snat_to is not None and any(isinstance(t, Snat) for t in _targets(rel))
-    ):
-        snat_to = rel.snat_to
-    joined = Branch(
-        start.prob if rel.prob is _ONE or rel.prob == 1 else start.prob * rel.prob,
-        flow,
-        start.path + rel.path,
-        assumptions,
-        start.masquerade or rel.masquerade,
-        snat_to,
-        start.redirected or rel.redirected,
-    )
-    return (joined, verdict, reason)
-
-
-def remember(memo: dict[Hashable, _T], key: Hashable, value: _T) -> None:
-    """Store in a memo that is emptied when full, so memory stays bounded."""
-    if len(memo) >= MEMO_MAX:
-        memo.clear()
-    memo[key] = value
-
-
-def neutral(flow: Flow) -> Branch:
-    """Probability 1, empty path, no flags: where a remembered walk starts."""
-    return Branch(_ONE, flow)
+#: A candidate index that stands for rules the capture does not show (``Capture.limits``):
+#: a walk that reaches it cannot know what the hidden rules would have done.
+HIDDEN = -1
 
 
 class Walker:
@@ -177,11 +90,13 @@ class Walker:
         node: NodeContext,
         *,
         memo: bool = True,
+        capture: Capture | None = None,
     ) -> None:
         self.tables = tables
         self.index = index
         self.node = node
         self.memo = memo
+        self.capture = capture or Capture()
         self._views: dict[tuple[tuple[str, str], ...], TableView] = {}
         self._memo: dict[Hashable, Replay] = {}
         self._futile: dict[tuple[str, str], int] = {}
@@ -189,8 +104,18 @@ class Walker:
 
     def _frame(self, table: str, chain: Chain, flow: Flow, gotos: frozenset[str]) -> Frame:
         idx = self.index.get((table, chain.name))
-        cands = idx.candidates(flow) if idx else range(len(chain.rules))
+        cands: Sequence[int] = idx.candidates(flow) if idx else range(len(chain.rules))
+        limit = self.capture.limits.get((table, chain.name)) if self.capture.limits else None
+        if limit is not None:  # rules after ``limit`` may be missing: stop where they start
+            rules = chain.rules
+            cands = [*(i for i in cands if rules[i].number <= limit), HIDDEN]
         return (chain, cands, 0, gotos | {chain.name})
+
+    def _hidden(self, table: str, chain: str) -> str:
+        """Why a walk stopped where the capture stops showing a chain's rules."""
+        gap = self.capture.gap_for(table, chain)
+        why = f" ({gap.message})" if gap is not None else ""
+        return f"{table} {chain}: the capture does not show all its rules{why}"
 
     def run_hook(self, run: Run, hook: Hook, start: Branch) -> list[End]:
         """Walk one table's built-in chain; forks wait on a work list.
@@ -201,8 +126,8 @@ class Walker:
         every ClusterIP trace ends in DNAT) is walked from ``start`` directly, and tried
         again now and then. Both give the same ends; the memo is only about speed."""
         chain = self.tables[hook.table].get(hook.chain)
-        if chain is None:  # a built-in chain the input did not show: empty, ACCEPT
-            return [(start, None, None)]
+        if chain is None:
+            return [self._uncaptured(hook, start)]
         where = (hook.table, hook.chain)
         futile = self._futile.get(where)
         if futile is None or not self.memo:
@@ -216,7 +141,7 @@ class Walker:
         flow = start.flow
         key = (hook, run.unknown, flow.exact_fields(), self.seen(run, (where,), flow))
         memo = self._memo.get(key)
-        if memo is not None and memo.fits(run):
+        if memo is not None and memo.fits(run, MAX_RULES, MAX_BRANCHES):
             return memo.replay(run, start)
         rules, forks = run.rules, run.forks
         ends = self._run(run, hook, chain, neutral(flow))
@@ -227,6 +152,18 @@ class Walker:
         else:
             self._futile[where] = futile + 1
         return memo.join(start)
+
+    def _uncaptured(self, hook: Hook, start: Branch) -> End:
+        """A built-in chain the input did not show. Known empty (a whole save prints every
+        built-in chain of its tables): the packet goes on. Not captured: nat PREROUTING
+        and OUTPUT decide the destination, so the answer is UNKNOWN; elsewhere the packet
+        goes on under a stated assumption (nat POSTROUTING: masquerade unknown)."""
+        where = (hook.table, hook.chain)
+        if self.capture.builtin_captured(*where):
+            return (start, None, None)
+        if where in DECIDES_DESTINATION:
+            return (start, Disposition.UNKNOWN, f"{hook.table} {hook.chain} not captured")
+        return (start.assume(uncaptured_text(hook.table, hook.chain)), None, None)
 
     def seen(self, run: Run, hooks: tuple[tuple[str, str], ...], flow: Flow) -> Hashable:
         """What walks of these built-in chains can observe of the flow's destination
@@ -284,7 +221,10 @@ class Walker:
                     return self._policy(hook, chain, b)
                 frames.pop()
                 continue
-            rule = chain.rules[cands[cursor]]
+            at = cands[cursor]
+            if at < 0:
+                return (b, Disposition.UNKNOWN, self._hidden(hook.table, chain.name))
+            rule = chain.rules[at]
             frames[-1] = (chain, cands, cursor + 1, gotos)
             run.rules += 1
             if run.rules > MAX_RULES:
@@ -360,7 +300,12 @@ class Walker:
         target = self.tables[hook.table].get(t.chain)
         if target is None:
             where = _where(hook.table, rule)
-            return (b, Disposition.UNKNOWN, f"{where} jumps to missing chain {t.chain}")
+            line = f" (line {rule.origin.line})" if rule.origin and rule.origin.line else ""
+            return (
+                b,
+                Disposition.UNKNOWN,
+                f"{where}{line} jumps to chain {t.chain}, which is not in the capture",
+            )
         for fr in frames:
             if t.chain in fr[3]:
                 where = _where(hook.table, rule)

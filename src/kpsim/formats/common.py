@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from kpsim.errors import ParseError
+from kpsim.formats.capture import CaptureFacts, assess
 from kpsim.formats.iptables.construct import new_chain
 from kpsim.model import (
     Counters,
@@ -102,6 +103,7 @@ class RulesetBuilder:
         self.tables: dict[str, dict[str, ChainDraft]] = {}
         self.metadata: dict[str, object] = {}
         self.notes: list[str] = []
+        self.facts = CaptureFacts()
 
     def chain(self, table: str, name: str) -> ChainDraft:
         chains = self.tables.setdefault(table, {})
@@ -151,7 +153,7 @@ class RulesetBuilder:
             )
             for tname, chains in self.tables.items()
         }
-        return Ruleset(
+        ruleset = Ruleset(
             path=self.path,
             format=self.format,
             family=self.family,
@@ -160,3 +162,4 @@ class RulesetBuilder:
             diagnostics=tuple(diagnostics),
             notes=tuple(self.notes),
         )
+        return replace(ruleset, capture=assess(ruleset, self.facts, diagnostics))

@@ -19,12 +19,19 @@ from kpsim.engine.packet import Packet, State
 from kpsim.engine.trace import Disposition, Outcome, Tracer, TraceResult, UnknownMode
 from kpsim.errors import TraceError
 from kpsim.kube import services as kube
-from kpsim.model import Ruleset
+from kpsim.kube.mode import ProxyMode, proxy_mode
+from kpsim.model import Capture, Diagnostic, Jump, Ruleset
 from kpsim.model.node import NodeContext
 
 #: An outside client: TEST-NET-3 (RFC 5737), never a real host.
 DEFAULT_CLIENT = "203.0.113.10"
 DEFAULT_CLIENT_PORT = 40000
+#: The node's address when the capture does not say it (no metadata, no --node-ip):
+#: TEST-NET-2 (RFC 5737). kube-proxy's NodePort rules match any local address
+#: (``-m addrtype --dst-type LOCAL``), so the answer does not depend on which one.
+STAND_IN_NODE_IP = "198.51.100.10"
+
+_DELIVERED = frozenset({Disposition.DNAT, Disposition.ACCEPT, Disposition.LOCAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +80,17 @@ class NamedOutcome:
 
 @dataclass(frozen=True, slots=True)
 class NodeTrace:
+    """One node's answer, with what its capture could not show (``capture``) and the
+    lines kpsim could not read (``diagnostics``)."""
+
     node: str
     address: str
     context_notes: tuple[str, ...]
     result: TraceResult
     outcomes: tuple[NamedOutcome, ...]
+    capture: Capture = field(default_factory=Capture)
+    diagnostics: tuple[Diagnostic, ...] = ()
+    remarks: tuple[str, ...] = ()  # one-line explanations of the answer (kube-proxy terms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +103,7 @@ class SummaryRow:
     service: str | None
     by_node: Mapping[str, Fraction]
     overall: Fraction
-    masquerade: bool
+    masquerade: bool | None  # None: unknown, or not a delivery (DROP, REJECT, UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +111,7 @@ class Summary:
     rows: tuple[SummaryRow, ...]
     cross_node: Fraction | None  # share served by a pod on another node than the entry
     masquerade: Fraction  # share whose client IP is replaced (SNAT/MASQUERADE)
+    masquerade_unknown: Fraction = Fraction(0)  # delivered, but POSTROUTING not captured
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +203,20 @@ def _affinity_lists(rs: Ruleset, wanted: Sequence[str]) -> list[str]:
     return out
 
 
+def check_mode(inputs: Sequence[NodeInput]) -> None:
+    """Refuse to trace rules that do not choose the endpoint (kube-proxy in IPVS, userspace
+    or nftables mode): say in one line what does, with the capture line that shows it."""
+    refused = []
+    for node in inputs:
+        found = proxy_mode(node.ruleset)
+        if found.chooses_endpoints or found.mode is ProxyMode.NONE:
+            continue
+        where = f" ({found.evidence[0]})" if found.evidence else ""
+        refused.append(f"{node.name}: {found.message}{where}")
+    if refused:
+        raise TraceError("; ".join(refused))
+
+
 def check_port(request: TraceRequest, inputs: Sequence[NodeInput]) -> None:
     """``--port`` alone must be a NodePort some node has; else list the ones that exist."""
     if request.dest is not None:
@@ -202,31 +230,87 @@ def check_port(request: TraceRequest, inputs: Sequence[NodeInput]) -> None:
         )
 
 
+def stand_in(ruleset: Ruleset, extra: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
+    """``extra`` node addresses, or a stand-in when neither the capture's metadata nor the
+    user gives one: the address kube-proxy's NodePort jump names (``-d IP -j
+    KUBE-NODEPORTS``, nodePortAddresses), else ``STAND_IN_NODE_IP``; with the note saying so."""
+    if extra or node_addresses(ruleset.metadata, ()):
+        return tuple(extra), None
+    named = _nodeport_addresses(ruleset)
+    if named:
+        return (named[0],), (
+            f"no node address known: traced to {named[0]}, the address the capture's "
+            "KUBE-NODEPORTS jump names (pass --node-ip for another)"
+        )
+    return (STAND_IN_NODE_IP,), (
+        f"no node address known: traced to a stand-in local address {STAND_IN_NODE_IP} "
+        "(NodePort rules match any local address; pass --node-ip for the real one)"
+    )
+
+
+def _nodeport_addresses(ruleset: Ruleset) -> list[str]:
+    nat = ruleset.table("nat")
+    chain = nat.chain("KUBE-SERVICES") if nat is not None else None
+    out = []
+    for rule in chain.rules if chain is not None else ():
+        dst, target = rule.destination, rule.target
+        net = dst.network if dst is not None and not dst.negated else None
+        nodeports = isinstance(target, Jump) and target.chain == "KUBE-NODEPORTS"
+        if nodeports and net is not None and net.num_addresses == 1:
+            out.append(str(net.network_address))
+    return out
+
+
 def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     meta = node.ruleset.metadata
-    ctx, notes = node_context(meta, request.node_ips)
-    addrs = node_addresses(meta, request.node_ips)
-    dest = request.dest or (addrs[0] if addrs else None)
-    if dest is None:
-        raise TraceError(
-            f"{node.ruleset.path}: the node's address is unknown (no metadata): "
-            "pass --node-ip IP, or --dest IP"
-        )
+    extra, stand_in_note = stand_in(node.ruleset, request.node_ips)
+    ctx, notes = node_context(meta, extra)
+    if stand_in_note is not None:
+        notes.insert(0, stand_in_note)
+    addrs = node_addresses(meta, extra)
+    dest = request.dest or addrs[0]
     packet = Packet.of(
         request.source, dest, request.port, sport=request.source_port, protocol=request.protocol
     )
     state = State.with_affinity(*_affinity_lists(node.ruleset, request.affinity))
     result = Tracer(node.ruleset, ctx, unknown=request.unknown).trace(packet, state)
     named = _name(result.outcomes, node.ruleset, pods_of(meta))
-    return NodeTrace(node.name, dest, tuple(notes), result, tuple(named))
+    remarks = _explain(node.ruleset, request, result)
+    rs = node.ruleset
+    return NodeTrace(
+        node.name, dest, tuple(notes), result, tuple(named), rs.capture, rs.diagnostics, remarks
+    )
+
+
+def _explain(ruleset: Ruleset, request: TraceRequest, result: TraceResult) -> tuple[str, ...]:
+    """One line where the answer would puzzle a kube-proxy user: a NodePort the capture
+    lists but nothing in it jumps to."""
+    if request.dest is not None or any(o.verdict is Disposition.DNAT for o in result.outcomes):
+        return ()
+    nat = ruleset.table("nat")
+    if nat is None or "KUBE-NODEPORTS" not in nat.chains:
+        return ()
+    jumps = any(
+        isinstance(r.target, Jump) and r.target.chain == "KUBE-NODEPORTS"
+        for c in nat.chains.values()
+        for r in c.rules
+    )
+    if jumps:
+        return ()
+    return (
+        f"NodePort {request.port} is in KUBE-NODEPORTS, but no rule in this capture jumps to "
+        "KUBE-NODEPORTS (kube-proxy writes it as KUBE-SERVICES' last rule), so it is not "
+        "DNATed here",
+    )
 
 
 def summarize(traces: Sequence[NodeTrace]) -> Summary:
     """Entry nodes weigh equally, like curling each node's IP in turn."""
-    rows: dict[tuple[str, str, bool], dict[str, Fraction]] = {}
-    info: dict[tuple[str, str, bool], NamedOutcome] = {}
+    rows: dict[tuple[str, str, bool | None], dict[str, Fraction]] = {}
+    info: dict[tuple[str, str, bool | None], NamedOutcome] = {}
     cross = Fraction(0)
     masq = Fraction(0)
+    unknown = Fraction(0)
     known_pods = True
     weight = Fraction(1, len(traces)) if traces else Fraction(0)
     for t in traces:
@@ -238,6 +322,8 @@ def summarize(traces: Sequence[NodeTrace]) -> Summary:
             info.setdefault(key, o)
             if o.outcome.masquerade or o.outcome.snat_to:
                 masq += weight * o.outcome.probability
+            elif o.outcome.masquerade is None and o.outcome.verdict in _DELIVERED:
+                unknown += weight * o.outcome.probability
             if o.outcome.verdict is Disposition.DNAT:
                 if o.pod is None:
                     known_pods = False
@@ -251,7 +337,7 @@ def summarize(traces: Sequence[NodeTrace]) -> Summary:
             SummaryRow(key[0], key[1], o.pod, o.service, by_node, overall, o.outcome.masquerade)
         )
     out.sort(key=lambda r: (-r.overall, r.destination))
-    return Summary(tuple(out), cross if known_pods else None, masq)
+    return Summary(tuple(out), cross if known_pods else None, masq, unknown)
 
 
 def trace_nodes(inputs: Sequence[NodeInput], request: TraceRequest) -> TraceReport:
@@ -260,6 +346,7 @@ def trace_nodes(inputs: Sequence[NodeInput], request: TraceRequest) -> TraceRepo
     if not chosen:
         names = ", ".join(n.name for n in inputs)
         raise TraceError(f"--node {request.node}: no such node (nodes: {names})")
+    check_mode(chosen)
     check_port(request, chosen)
     traces = tuple(trace_node(n, request) for n in chosen)
     return TraceReport(request, traces, summarize(traces))

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from ipaddress import IPv4Address
-from socket import inet_ntoa
 from typing import NamedTuple
 
 from kpsim.formats.iptables.construct import constructor
@@ -30,8 +28,8 @@ from kpsim.kube.chance import (
     needs_no_history,
     rule_chance,
 )
+from kpsim.kube.frontends import Draft, Frontend, address, collect_frontends, collect_rejects
 from kpsim.kube.names import (
-    FRONTEND_SUFFIXES,
     SERVICE_PREFIXES,
     clean_name,
     comment_name,
@@ -42,16 +40,12 @@ from kpsim.kube.names import (
     port_proto_hash,
 )
 from kpsim.model import (
-    Address,
     Chain,
-    CommentMatch,
     Dnat,
-    Jump,
     Match,
     PortMatch,
     RecentCommand,
     RecentMatch,
-    Reject,
     Rule,
     Ruleset,
 )
@@ -76,18 +70,6 @@ IPVS_CHAINS = frozenset({"KUBE-LOAD-BALANCER", "KUBE-NODE-PORT"})
 
 
 @dataclass(frozen=True, slots=True)
-class Frontend:
-    """An address:port a client can use: ``kind`` is cluster-ip, node-port,
-    external-ip or load-balancer."""
-
-    kind: str
-    address: str | None
-    port: int | None
-    protocol: str | None
-    rule: Rule = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
 class Endpoint:
     """A KUBE-SEP chain's DNAT destination and its chance for a new client."""
 
@@ -108,8 +90,9 @@ class Service:
     local_endpoints: tuple[Endpoint, ...] = ()
     affinity_seconds: int | None = None
     traffic_policy_local: bool = False
-    no_endpoints: bool = False
+    no_endpoints: bool = False  # kube-proxy says so (a REJECT, no chains): not a gap
     named_by: str = "comment"  # comment | hash | chain
+    captured: bool = True  # False: a chain of the service is missing or cut in the capture
 
     # tuple(<list comprehension>), not tuple(<generator>): ``show -o json`` reads both
     # for every service, 0.0095 s → 0.0088 s for 10,000 (measured)
@@ -124,116 +107,28 @@ class Service:
 
 # Positional constructors, 3x as fast as the frozen classes' own (formats/iptables/construct.py):
 # a 10,000-service dump builds 50,000 endpoints (0.020 s → 0.007 s, measured).
-_new_frontend: Callable[..., Frontend] = constructor(Frontend)
 _new_endpoint: Callable[[str, str | None, Fraction], Endpoint] = constructor(Endpoint)
 _new_service: Callable[..., Service] = constructor(Service)
 
 
-def _addr(a: Address | None) -> str | None:
-    if a is None or a.negated:
-        return None
-    if a.network is None:
-        return a.unresolved
-    net = a.network
-    if net.prefixlen != net.max_prefixlen:
-        return str(net)
-    host = net.network_address
-    # inet_ntoa prints what str() does, in C: 0.9 µs → 0.5 µs an address (measured)
-    return inet_ntoa(host.packed) if isinstance(host, IPv4Address) else str(host)
-
-
-class _Draft:
-    """A service port taking shape: its frontends, grouped by the chains' hash. (A plain
-    class: as a dataclass its definition took 0.55 ms of every ``kpsim`` start.)"""
-
-    __slots__ = ("frontends", "hash", "names", "protocol")
-
-    def __init__(self, chain_hash: str) -> None:
-        self.hash = chain_hash
-        self.names: list[str] = []  # from the frontends' comments
-        self.protocol: str | None = None
-        self.frontends: list[Frontend] = []
-
-
-def _frontend_kind(comment: str, default: str) -> str:
-    if comment.endswith(" cluster IP"):  # nearly all of them: one test, not three
-        return "cluster-ip"
-    for suffix, kind in FRONTEND_SUFFIXES.items():
-        if comment.endswith(suffix):
-            return kind
-    return default
-
-
-def _frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
-    """A KUBE-SERVICES / KUBE-NODEPORTS rule's frontend, and the name its comment gives."""
-    text, dport = None, None
-    for m in rule.matches:  # one pass for what rule.comment and a --dport scan would find
-        if isinstance(m, CommentMatch):
-            text = m.text if text is None else text
-        elif isinstance(m, PortMatch) and dport is None and (r := m.dport) is not None:
-            dport = r.lo if r.lo == r.hi else None
-    text = text or ""
-    proto = rule.protocol.name if rule.protocol else None
-    kind = _frontend_kind(text, kind_default)
-    front = _new_frontend(kind, _addr(rule.destination), dport, proto, rule)
-    # the first comment is the named one, nearly always: no second scan for it
-    return front, clean_name(text) if "/" in text else comment_name(rule)
-
-
-def _collect_frontends(ruleset: Ruleset, drafts: dict[str, _Draft]) -> None:
-    for chain_name, kind_default in (
-        ("KUBE-SERVICES", "cluster-ip"),
-        ("KUBE-NODEPORTS", "node-port"),
-    ):
-        chain = ruleset.chain("nat", chain_name)
-        if chain is None:
-            continue
-        for rule in chain.rules:
-            target = rule.target
-            # one C call rejects the ~50k KUBE-SEP- jumps
-            if not isinstance(target, Jump) or not target.chain.startswith(SERVICE_PREFIXES):
-                continue
-            h = hash_part(target.chain)
-            d = drafts.get(h) or drafts.setdefault(h, _Draft(h))
-            front, name = _frontend(rule, kind_default)
-            d.protocol = d.protocol or front.protocol
-            d.frontends.append(front)
-            if name is not None:
-                d.names.append(name)
-
-
-def _collect_rejects(ruleset: Ruleset) -> dict[str, list[Rule]]:
-    """Filter-table REJECTs kube-proxy writes for services without endpoints."""
-    out: dict[str, list[Rule]] = {}
-    table = ruleset.table("filter")
-    if table is None:
-        return out
-    for chain in table.chains.values():
-        for rule in chain.rules:
-            text = rule.comment or ""
-            if isinstance(rule.target, Reject) and text.endswith("has no endpoints"):
-                out.setdefault(clean_name(text), []).append(rule)
-    return out
-
-
 def services(ruleset: Ruleset) -> tuple[Service, ...]:
     """Every service port the nat (and filter) table shows, sorted by name."""
-    drafts: dict[str, _Draft] = {}
-    _collect_frontends(ruleset, drafts)
+    drafts: dict[str, Draft] = {}
+    collect_frontends(ruleset, drafts)
     nat_table = ruleset.table("nat")
-    builder = _ServiceBuilder(nat_table.chains if nat_table else {})
+    builder = _ServiceBuilder(nat_table.chains if nat_table else {}, _gaps(ruleset))
     for name in builder.service_chains:
         if (h := hash_part(name)) not in drafts:
-            drafts[h] = _Draft(h)
+            drafts[h] = Draft(h)
     result = [builder.finish(d) for d in drafts.values()]
     known = {s.name for s in result}
-    for name, rules in _collect_rejects(ruleset).items():
+    for name, rules in collect_rejects(ruleset).items():
         if name in known:
             continue
         fronts = tuple(
             Frontend(
                 "node-port" if r.destination is None else "cluster-ip",
-                _addr(r.destination),
+                address(r.destination),
                 _dport(r),
                 r.protocol.name if r.protocol else None,
                 r,
@@ -247,6 +142,13 @@ def services(ruleset: Ruleset) -> tuple[Service, ...]:
             )
         )
     return tuple(sorted(result, key=lambda s: (s.name, s.protocol or "")))
+
+
+def _gaps(ruleset: Ruleset) -> frozenset[str]:
+    """nat chains the capture lacks or does not show whole (``Capture``)."""
+    capture = ruleset.capture
+    missing = {c for t, c in capture.missing if t == "nat"}
+    return frozenset(missing | {c for t, c in capture.limits if t == "nat"})
 
 
 def _dport(rule: Rule) -> int | None:
@@ -282,14 +184,15 @@ class _ServiceBuilder:
     memos are keyed by ``id()``s, valid while the ruleset lives, so they live only as
     long as this pass."""
 
-    def __init__(self, nat: Mapping[str, Chain]) -> None:
+    def __init__(self, nat: Mapping[str, Chain], gaps: frozenset[str] = frozenset()) -> None:
         self.nat = nat
+        self.gaps = gaps
         self.service_chains = [name for name in nat if name.startswith(SERVICE_PREFIXES)]
         self._facts: dict[int, _Facts] = {}
         self._shares: dict[tuple[int, ...], list[Fraction]] = {}
         self._by_hash: dict[str, list[str]] | None = None
 
-    def finish(self, d: _Draft) -> Service:
+    def finish(self, d: Draft) -> Service:
         nat = self.nat
         svc = nat.get("KUBE-SVC-" + d.hash)
         svl = nat.get("KUBE-SVL-" + d.hash)
@@ -300,10 +203,20 @@ class _ServiceBuilder:
         policy_local = svl is not None or "KUBE-XLB-" + d.hash in nat
         fronts, empty = tuple(d.frontends), not endpoints and not local
         name, by = self.choose_name(d)
+        whole = not self.gaps or self.whole(d.hash, endpoints + local)
         # Service's fields in order: the fast constructor is positional
         return _new_service(
-            name, d.hash, d.protocol, fronts, endpoints, local, affinity, policy_local, empty, by
-        )
+            name, d.hash, d.protocol, fronts, endpoints, local, affinity, policy_local,
+            empty and whole, by, whole,
+        )  # fmt: skip
+
+    def whole(self, h: str, endpoints: tuple[Endpoint, ...]) -> bool:
+        """Are the service's chains (and its endpoints' chains) all in the capture, whole?
+        An absent KUBE-SVC chain that a frontend jumps to is "not captured", never "no
+        endpoints"."""
+        gaps = self.gaps
+        own = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-XLB-", "KUBE-FW-")
+        return not any(p + h in gaps for p in own) and not any(e.chain in gaps for e in endpoints)
 
     def endpoints(self, chain: Chain | None) -> tuple[tuple[Endpoint, ...], _Facts | None]:
         """The chain's KUBE-SEP jumps with their shares for a new client (what
@@ -336,7 +249,7 @@ class _ServiceBuilder:
                 return str(target.to[0])
         return None
 
-    def chain_names(self, d: _Draft) -> Iterator[str]:
+    def chain_names(self, d: Draft) -> Iterator[str]:
         """Comment names in the service's own chains (KUBE-SVC-H, KUBE-EXT-H, …), in order."""
         if self._by_hash is None:  # indexed on first need
             self._by_hash = {}
@@ -347,7 +260,7 @@ class _ServiceBuilder:
                 if (name := comment_name(rule)) is not None:
                     yield name
 
-    def choose_name(self, d: _Draft) -> tuple[str, str]:
+    def choose_name(self, d: Draft) -> tuple[str, str]:
         """Prefer a comment name whose hash matches the chain suffix (it proves the label).
 
         Candidates are the frontends' comment names, then those of the service's chains;

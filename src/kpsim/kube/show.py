@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kpsim.kube import services as kube
-from kpsim.model import Diagnostic, Format, Ruleset, Table
+from kpsim.kube.mode import ModeFinding, ProxyMode, proxy_mode
+from kpsim.model import Capture, Diagnostic, Format, Ruleset, Table
 from kpsim.model.references import references
 
 
@@ -37,6 +38,8 @@ class InputSummary:
     ipvs: bool
     notes: tuple[str, ...]
     diagnostics: tuple[Diagnostic, ...]
+    capture: Capture = field(default_factory=Capture)
+    mode: ModeFinding | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +57,11 @@ def summarize(ruleset: Ruleset, node: str) -> InputSummary:
         rows = _chain_rows(tname, table, refs[tname])
         tables[tname] = (len(rows), sum([row.rules for row in rows]))
         chains += rows
-    ipvs = kube.is_ipvs(ruleset)
+    mode = proxy_mode(ruleset)
+    ipvs = kube.is_ipvs(ruleset) or mode.mode is ProxyMode.IPVS
     notes = ruleset.notes
-    if ipvs:
-        notes += (
-            "kube-proxy runs in IPVS mode here (KUBE-NODE-PORT/KUBE-LOAD-BALANCER): "
-            "endpoints are chosen by IPVS, not by these iptables rules",
-        )
+    if not mode.chooses_endpoints and mode.mode is not ProxyMode.NONE:
+        notes += (mode.message,)
     return InputSummary(
         path=ruleset.path,
         node=node,
@@ -73,6 +74,8 @@ def summarize(ruleset: Ruleset, node: str) -> InputSummary:
         ipvs=ipvs,
         notes=notes,
         diagnostics=ruleset.diagnostics,
+        capture=ruleset.capture,
+        mode=mode,
     )
 
 

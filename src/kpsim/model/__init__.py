@@ -6,12 +6,14 @@
                                                           └─ target (-j / -g …, typed or Opaque)
 
 values.py (addresses, ports, formats, probabilities), matches.py, targets.py, rules.py
-(Rule, Chain, Table, Ruleset); node.py (the node a packet meets) and references.py
-(who jumps where) are imported from their own modules. Standard library only.
+(Rule, Chain, Table, Ruleset), capture.py (what a capture can and cannot tell); node.py
+(the node a packet meets) and references.py (who jumps where) are imported from their own
+modules. Standard library only.
 """
 
 from __future__ import annotations
 
+from kpsim.model.capture import Capture, Gap, GapKind
 from kpsim.model.matches import (
     AddrTypeMatch,
     CommentMatch,
@@ -73,6 +75,7 @@ __all__ = [
     "PROBABILITY_SCALE",
     "AddrTypeMatch",
     "Address",
+    "Capture",
     "Chain",
     "CommentMatch",
     "ConnmarkMatch",
@@ -85,6 +88,8 @@ __all__ = [
     "Dnat",
     "Family",
     "Format",
+    "Gap",
+    "GapKind",
     "IPNetwork",
     "Interface",
     "Jump",

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from kpsim.model.capture import Capture
 from kpsim.model.matches import CommentMatch, Match
 from kpsim.model.targets import Target, Verdict
 from kpsim.model.values import (
@@ -118,6 +119,7 @@ class Ruleset:
     metadata: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     diagnostics: tuple[Diagnostic, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "nft syntax: recognised, not translated"
+    capture: Capture = field(default_factory=Capture)  # what the input can and cannot tell
 
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)

@@ -9,13 +9,17 @@ from fractions import Fraction
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kpsim.kube.mode import ModeFinding
 from kpsim.kube.services import Endpoint, Frontend, Service
 from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
+from kpsim.render.capture import capture_doc, diagnostics_doc
 
 if TYPE_CHECKING:  # trace machinery stays unimported for ``kpsim show -o json``
     from kpsim.kube.scenario import NamedOutcome, Pod, TraceReport
 
-SHOW_SCHEMA = "kpsim/show/v1"
+#: v2: each input has ``capture``; a service whose chains the capture lacks has
+#: ``captured: false`` and is no longer ``no_endpoints``.
+SHOW_SCHEMA = "kpsim/show/v2"
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -49,6 +53,7 @@ def service_doc(s: Service) -> dict[str, Any]:
         "no_endpoints": s.no_endpoints,
         "named_by": s.named_by,
         "chain_hash": s.hash,
+        "captured": s.captured,
     }
 
 
@@ -73,10 +78,18 @@ def _input_fields(i: InputSummary) -> dict[str, Any]:
         "missing_chains": [{"table": t, "chain": c} for t, c in i.missing_chains],
         "ipvs": i.ipvs,
         "notes": list(i.notes),
-        "diagnostics": [
-            {"line": d.line, "col": d.col, "message": d.message, "text": d.text}
-            for d in i.diagnostics
-        ],
+        "diagnostics": diagnostics_doc(i.diagnostics),
+        "capture": capture_doc(i.capture),
+        "proxy_mode": None if i.mode is None else mode_doc(i.mode),
+    }
+
+
+def mode_doc(m: ModeFinding) -> dict[str, Any]:
+    return {
+        "mode": m.mode.value,
+        "chooses_endpoints": m.chooses_endpoints,
+        "message": m.message,
+        "evidence": [f"{loc.path}:{loc.line}" for loc in m.evidence],
     }
 
 
@@ -215,7 +228,7 @@ def _frontends_json(frontends: Iterable[Frontend]) -> str:
 
 def _service_json(s: Service, probability: Callable[[Fraction], str]) -> str:
     return (
-        f'{{"chain_hash": {_text(s.hash)}, '
+        f'{{"captured": {_BOOL[s.captured]}, "chain_hash": {_text(s.hash)}, '
         f'"cluster_ips": [{", ".join(map(_text, s.cluster_ips))}], '
         f'"endpoints": [{_endpoints_json(s.endpoints, probability)}], '
         f'"frontends": [{_frontends_json(s.frontends)}], '
@@ -269,7 +282,9 @@ def _show_pieces(report: ShowReport) -> Pieces:
 
 # ---------------------------------------------------------------- trace
 
-TRACE_SCHEMA = "kpsim/trace/v1"
+#: v2: ``masquerade`` is null when unknown (nat POSTROUTING not captured) and for packets
+#: not delivered (DROP, REJECT, UNKNOWN); nodes carry ``capture``, ``diagnostics``, ``remarks``.
+TRACE_SCHEMA = "kpsim/trace/v2"
 
 
 def _maybe(f: Fraction | None) -> float | None:
@@ -329,6 +344,9 @@ def trace_json(report: TraceReport, fixture_set: str) -> str:
                 },
                 "outcomes": [outcome_doc(o) for o in t.outcomes],
                 "notes": list(t.context_notes) + list(t.result.notes),
+                "remarks": list(t.remarks),
+                "capture": capture_doc(t.capture),
+                "diagnostics": diagnostics_doc(t.diagnostics),
             }
         )
     summary = report.summary
@@ -354,6 +372,7 @@ def trace_json(report: TraceReport, fixture_set: str) -> str:
                 ],
                 "cross_node_share": _maybe(summary.cross_node),
                 "masquerade_share": float(summary.masquerade),
+                "masquerade_unknown_share": float(summary.masquerade_unknown),
             },
         }
     )

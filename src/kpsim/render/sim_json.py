@@ -9,10 +9,13 @@ from fractions import Fraction
 from typing import Any
 
 from kpsim.engine.trace import Disposition
+from kpsim.render.capture import capture_doc, diagnostics_doc
 from kpsim.render.json import dumps
 from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
-SIMULATE_SCHEMA = "kpsim/simulate/v1"
+#: v2: an outcome's ``masquerade`` is null when unknown or not delivered; services have
+#: ``masquerade_unknown_share``; ``inputs`` carry each node's ``capture`` and ``diagnostics``.
+SIMULATE_SCHEMA = "kpsim/simulate/v2"
 
 
 def _f(x: float | Fraction) -> float:
@@ -63,6 +66,7 @@ def service_doc(s: ServiceSim) -> dict[str, Any]:
         "chi2_p": None if s.chi2_p is None else _f(s.chi2_p),
         "chi2_tested": s.tested,
         "masquerade_share": _share(s.masquerade, s.n),
+        "masquerade_unknown_share": _share(s.masquerade_unknown, s.n),
         "cross_node_share": _share(s.cross_node, s.n),
         "expected_cross_node_share": (
             None if s.expected_cross_node is None else _f(s.expected_cross_node)
@@ -103,5 +107,9 @@ def simulate_json(report: SimReport, label: str = "") -> str:
             "entry": {n: _f(w) for n, w in zip(report.nodes, report.weights, strict=True)},
             "services": [service_doc(s) for s in report.services],
             "notes": list(report.notes),
+            "inputs": [
+                {"node": node, "capture": capture_doc(c), "diagnostics": diagnostics_doc(d)}
+                for node, c, d in report.captures
+            ],
         }
     )

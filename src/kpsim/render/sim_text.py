@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
 from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
@@ -145,6 +146,10 @@ def simulate_text(
     r = report.request
     if label:
         console.print(f"fixture set: {label}")
+    many = len(report.captures) > 1
+    for node, capture, diagnostics in report.captures:
+        for line in capture_lines(capture, diagnostics):
+            console.print(Text(f"{_short(node)}: {line}" if many else line, style="yellow"))
     entry = ", ".join(
         f"{_short(n)} {float(w) * 100:.0f}%"
         for n, w in zip(report.nodes, report.weights, strict=True)

@@ -13,6 +13,7 @@ from rich.text import Text
 from kpsim.kube.services import Service
 from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 from kpsim.render import plain_table
+from kpsim.render.capture import capture_text
 
 WIDTH = 140
 
@@ -51,6 +52,8 @@ def _service_row(s: Service) -> tuple[str, ...]:
         notes.append(f"policy Local ({len(s.local_endpoints)} local)")
     if s.no_endpoints:
         notes.append("NO ENDPOINTS")
+    if not s.captured:
+        notes.append("chains not captured: endpoints unknown")
     if s.named_by == "chain":
         notes.append("unnamed")
     return (
@@ -77,12 +80,14 @@ def _chain_columns(chains: tuple[ChainSummary, ...]) -> list[list[str]]:
 def _services_summary(services: tuple[Service, ...]) -> str:
     endpoints = sum(len(s.endpoints) for s in services)
     empty = sum(1 for s in services if s.no_endpoints)
+    cut = sum(1 for s in services if not s.captured)
     local = sum(1 for s in services if s.traffic_policy_local)
     affinity = sum(1 for s in services if s.affinity_seconds is not None)
     unnamed = sum(1 for s in services if s.named_by == "chain")
     return (
         f"{len(services)} ({endpoints} endpoints); {empty} with no endpoints, "
-        f"{local} with policy Local, {affinity} with session affinity, {unnamed} unnamed"
+        + (f"{cut} not whole in the capture, " if cut else "")
+        + f"{local} with policy Local, {affinity} with session affinity, {unnamed} unnamed"
     )
 
 
@@ -115,6 +120,9 @@ def _input(console: Console, buf: io.StringIO, i: InputSummary) -> None:
     console.print(f"node: {i.node}    format: {i.format.value}    family: {i.family}")
     tables = "  ".join(f"{n}: {c} chains, {r} rules" for n, (c, r) in i.tables.items())
     console.print(f"tables: {tables or 'none'}")
+    line = capture_text(i.capture)
+    if line:
+        console.print(Text(line, style="yellow"))
     for note in i.notes:
         console.print(f"note: {note}")
     if i.missing_chains:

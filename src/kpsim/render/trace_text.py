@@ -15,7 +15,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kpsim.engine.trace import Disposition, Step
-from kpsim.kube.scenario import NamedOutcome, NodeTrace, Pod, TraceReport
+from kpsim.kube.scenario import NamedOutcome, NodeTrace, Pod, SummaryRow, TraceReport
 from kpsim.model import (
     Dnat,
     Jump,
@@ -27,9 +27,11 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
 )
+from kpsim.render.capture import capture_lines, client_ip
 from kpsim.render.text import make_console
 
 TWO31 = "2³¹"
+_UNSEEN = " (nat POSTROUTING not captured)"
 
 
 def pct(f: Fraction) -> str:
@@ -110,7 +112,9 @@ def _leaf(n: NamedOutcome, after: Sequence[Step]) -> Text:
     if n.pod is not None:
         text.append(f"  pod {_pod(n.pod)}")
     text.append(f"  {pct(o.probability)} ({exact(o.probability)})", style="cyan")
-    text.append("  client IP " + ("MASQUERADED" if o.masquerade or o.snat_to else "kept"))
+    ip = client_ip(o)
+    if ip is not None:
+        text.append("  client IP " + ip + (_UNSEEN if ip == "unknown" else ""))
     if after:
         text.append(f"\n  then {_then(after)}", style="dim")
     if o.reason:
@@ -212,7 +216,7 @@ def _outcome_table(trace: NodeTrace) -> Table:
             _pod(n.pod),
             pct(o.probability),
             exact(o.probability),
-            "masqueraded" if o.masquerade or o.snat_to else "kept",
+            (client_ip(o) or "-").lower(),
         )
     return table
 
@@ -241,9 +245,15 @@ def _summary_table(report: TraceReport) -> Table:
             *cells,
             pct(r.overall),
             exacts.pop() if len(exacts) == 1 and len(r.by_node) == len(nodes) else "varies",
-            "masqueraded" if r.masquerade else "kept",
+            _row_client_ip(r),
         )
     return table
+
+
+def _row_client_ip(r: SummaryRow) -> str:
+    if r.verdict not in ("DNAT", "ACCEPT", "LOCAL"):
+        return "-"
+    return {True: "masqueraded", False: "kept", None: "unknown"}[r.masquerade]
 
 
 def _headline(report: TraceReport) -> str:
@@ -277,6 +287,7 @@ def _blocked(report: TraceReport) -> list[str]:
 
 def _verdict_lines(report: TraceReport) -> list[str]:
     s = report.summary
+    many = len(report.nodes) > 1
     lines = []
     if any(r.verdict == "DNAT" for r in s.rows):
         lines.append(
@@ -293,7 +304,14 @@ def _verdict_lines(report: TraceReport) -> list[str]:
             )
         else:
             lines.append("every connection that reaches a pod is served on the node it entered")
-    lines.append(f"client IP masqueraded for {pct(s.masquerade)} of connections")
+    if s.masquerade_unknown:
+        lines.append(
+            f"whether the client IP is masqueraded is unknown for {pct(s.masquerade_unknown)} "
+            "of connections: nat POSTROUTING is not in the capture"
+        )
+    if s.masquerade or not s.masquerade_unknown:
+        lines.append(f"client IP masqueraded for {pct(s.masquerade)} of connections")
+    lines += [f"via {short(t.node)}: {r}" if many else r for t in report.nodes for r in t.remarks]
     return lines
 
 
@@ -310,9 +328,12 @@ def trace_text(
     buf = io.StringIO()
     console: Console = make_console(buf, color)
     console.print(f"fixture set: {fixture_set}")
+    many = len(report.nodes) > 1
+    for t in report.nodes:
+        for line in capture_lines(t.capture, t.diagnostics):
+            console.print(Text(f"{short(t.node)}: {line}" if many else line, style="yellow"))
     console.print(Text(_headline(report), style="bold"))
     console.print()
-    many = len(report.nodes) > 1
     if tree is None:
         shown: Sequence[NodeTrace] = report.nodes[:1]
     else:

@@ -16,7 +16,7 @@ from fractions import Fraction
 from kpsim.engine.trace import UnknownMode
 from kpsim.errors import TraceError, UsageError
 from kpsim.kube import services as kube
-from kpsim.kube.scenario import NodeInput
+from kpsim.kube.scenario import NodeInput, check_mode
 from kpsim.simulate.sampler import RECENT_CAPACITY
 
 #: Client addresses: RFC 5737 documentation ranges first, then RFC 2544 benchmarking.
@@ -85,6 +85,7 @@ def _all_services(inputs: Sequence[NodeInput]) -> list[kube.Service]:
 
 def targets(inputs: Sequence[NodeInput], req: SimRequest) -> list[Target]:
     """The frontends the request names, or every NodePort service."""
+    check_mode(inputs)
     svcs = _all_services(inputs)
     node_ports = sorted({(p, s.name) for s in svcs for p in s.node_ports})
     if req.service is not None:

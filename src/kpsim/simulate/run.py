@@ -21,9 +21,9 @@ import numpy as np
 
 from kpsim.engine.packet import Packet
 from kpsim.engine.trace import Outcome, Tracer
-from kpsim.errors import TraceError, UsageError
-from kpsim.kube.scenario import NodeInput, node_addresses, node_context, pods_of
-from kpsim.model import Ruleset
+from kpsim.errors import UsageError
+from kpsim.kube.scenario import NodeInput, node_addresses, node_context, pods_of, stand_in
+from kpsim.model import Capture, Diagnostic, Ruleset
 from kpsim.simulate.plan import compile_plan, exact_shares
 from kpsim.simulate.request import SimRequest, Target, client_ip, entry_weights, targets
 from kpsim.simulate.sampler import NodeState, Tally, count_fresh, pick_fresh, run_stateful
@@ -63,6 +63,8 @@ class SimReport:
     weights: tuple[Fraction, ...]
     services: tuple[ServiceSim, ...]
     notes: tuple[str, ...] = field(default=())
+    #: per entry node: what its capture could not show, and the lines not read
+    captures: tuple[tuple[str, Capture, tuple[Diagnostic, ...]], ...] = ()
 
 
 # ---------------------------------------------------------------- one frontend
@@ -74,10 +76,10 @@ def _compile(
     plans, notes = [], []
     first, last = client_ip(0), client_ip(max(req.clients - 1, 0))
     for name, tracer, rs in tracers:
-        addrs = node_addresses(rs.metadata, req.node_ips)
-        dest = target.dest or (addrs[0] if addrs else None)
-        if dest is None:
-            raise TraceError(f"{rs.path}: the node's address is unknown: pass --node-ip IP")
+        extra, note = stand_in(rs, req.node_ips)
+        dest = target.dest or node_addresses(rs.metadata, extra)[0]
+        if note is not None and target.dest is None:
+            notes.append(f"{name}: {note}")
         pkt = Packet.of(first, dest, target.port, protocol=req.protocol)
         plan = compile_plan(tracer, name, pkt)
         other = tracer.trace(Packet.of(last, dest, target.port, protocol=req.protocol))
@@ -87,7 +89,7 @@ def _compile(
             notes.append(f"{name}: the rules treat client {last} unlike {first}; used {first}'s")
         plans.append(plan)
         notes.extend(plan.notes)
-    keys: list[tuple[str, tuple[str, int], bool, str, str]] = []
+    keys: list[tuple[str, tuple[str, int], bool | None, str, str]] = []
     rows: list[Outcome] = []
     for p in plans:
         for o in p.outcomes:
@@ -191,7 +193,7 @@ def simulate(
     weights = entry_weights(names, request.entry)
     tracers = []
     for node in inputs:
-        ctx, _ = node_context(node.ruleset.metadata, request.node_ips)
+        ctx, _ = node_context(node.ruleset.metadata, stand_in(node.ruleset, request.node_ips)[0])
         tracers.append(
             (node.name, Tracer(node.ruleset, ctx, unknown=request.unknown), node.ruleset)
         )
@@ -213,4 +215,5 @@ def simulate(
         "entry nodes are drawn per connection with the weights shown; each node's "
         "rules decide with the kernel's integer thresholds",
     )
-    return SimReport(request, names, weights, tuple(out), notes)
+    captures = tuple((n.name, n.ruleset.capture, n.ruleset.diagnostics) for n in inputs)
+    return SimReport(request, names, weights, tuple(out), notes, captures)

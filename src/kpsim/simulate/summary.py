@@ -31,7 +31,7 @@ class OutcomeStat:
     share: float
     expected: Fraction
     ci95: tuple[float, float]
-    masquerade: bool
+    masquerade: bool | None  # None: unknown (POSTROUTING not captured) or not delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,7 @@ class ServiceSim:
     affinity: AffinityStat | None = None
     notes: tuple[str, ...] = ()
     remarks: tuple[str, ...] = ()
+    masquerade_unknown: int = 0  # delivered connections whose masquerade is unknown
 
     @property
     def endpoints(self) -> tuple[OutcomeStat, ...]:
@@ -87,7 +88,7 @@ class Compiled:
     """A frontend's plans on every entry node, with outcomes numbered across nodes."""
 
     plans: tuple[NodePlan, ...]
-    keys: tuple[tuple[str, tuple[str, int], bool, str, str], ...]  # global outcomes
+    keys: tuple[tuple[str, tuple[str, int], bool | None, str, str], ...]  # global outcomes
     rows: tuple[Outcome, ...]
     gmap: np.ndarray  # [node, local outcome] → global outcome (-1 padding)
     exact: tuple[tuple[Fraction, ...], ...]  # [node][global] exact share, fresh client
@@ -128,7 +129,7 @@ def summarise(
                 k / n if n else 0.0,
                 expected[i],
                 stats.wilson(k, n),
-                o.masquerade or bool(o.snat_to),
+                True if o.masquerade or o.snat_to else o.masquerade,
             )
         )
     order = sorted(
@@ -155,6 +156,7 @@ def summarise(
         labels, [expected[i] for i in dnat], [seen[i] for i in dnat], chi2=chi, unit=unit
     )
     masq = sum(int(total[i]) for i, r in enumerate(rows) if r.masquerade)
+    unsure = sum(int(total[i]) for i, r in enumerate(rows) if _masquerade_unknown(r))
     aff = _affinity_stat(c, req, target, names, tally) if any(p.sticky for p in c.plans) else None
     sim = ServiceSim(
         target,
@@ -169,8 +171,13 @@ def summarise(
         verdict,
         aff,
         c.notes,
+        masquerade_unknown=unsure,
     )
     return replace(sim, remarks=remarks(sim))
+
+
+def _masquerade_unknown(row: OutcomeStat) -> bool:
+    return row.masquerade is None and row.verdict in ("DNAT", "ACCEPT", "LOCAL")
 
 
 def remarks(s: ServiceSim) -> tuple[str, ...]:
@@ -196,6 +203,11 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
         )
     if s.masquerade:
         out.append(f"client IP masqueraded (SNAT) for {s.masquerade / n:.1%} of connections")
+    if s.masquerade_unknown:
+        out.append(
+            f"whether the client IP is masqueraded is unknown for {s.masquerade_unknown / n:.1%} "
+            "of connections (nat POSTROUTING not captured)"
+        )
     a = s.affinity
     if a is not None:
         repeat = f"{a.changed / a.repeats:.1%}" if a.repeats else "none"

@@ -158,7 +158,7 @@ def _sticky(ruleset: Ruleset, chains: Iterable[tuple[str, str]]) -> tuple[bool, 
 def predict(node: NodeInput, request: VerifyRequest) -> Prediction:
     """Trace the probe's question once per client address and weigh the answers."""
     shares: dict[str, Fraction] = {}
-    masq: dict[str, set[bool]] = {}
+    masq: dict[str, set[bool | None]] = {}
     tally = {"REJECT": Fraction(0), "DROP": Fraction(0), "unknown": Fraction(0)}
     rules: dict[RuleKey, Fraction] = {}
     depth: dict[RuleKey, int] = {}  # first position on any path: the traversal order
@@ -184,7 +184,9 @@ def predict(node: NodeInput, request: VerifyRequest) -> Prediction:
             if o.verdict in REACHED:
                 d = n.destination
                 shares[d] = shares.get(d, Fraction(0)) + p
-                masq.setdefault(d, set()).add(o.masquerade or o.snat_to is not None)
+                # None: nat POSTROUTING not captured, the kernel's answer is not predicted
+                seen = True if o.masquerade or o.snat_to is not None else o.masquerade
+                masq.setdefault(d, set()).add(seen)
                 if name := _name(n):
                     names.setdefault(d, name)
             else:

@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from kpsim.errors import ExitCode, KpsimError, UsageError
-from kpsim.kube.scenario import NodeInput, TraceRequest, check_port
+from kpsim.kube.scenario import NodeInput, TraceRequest, check_mode, check_port
 from kpsim.verify.affinity import AFFINITY_RUNS as AFFINITY_RUNS
 from kpsim.verify.affinity import IP_LIST_TOT as IP_LIST_TOT
 from kpsim.verify.affinity import (
@@ -218,6 +218,7 @@ def verify(
         require_kernel()
         probe = kernel_probe  # looked up now, so a test can stand in for the kernel
     chosen = select_nodes(list(inputs), request.node)
+    check_mode(chosen)  # replaying rules that do not pick the pod would prove nothing
     if request.dest is None:
         check_port(TraceRequest(port=request.port), chosen)
     out = []

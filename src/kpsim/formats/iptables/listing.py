@@ -19,15 +19,16 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from kpsim.formats.capture import CaptureFacts, unsure_last
 from kpsim.formats.common import RulesetBuilder, Sink, classify_noise, parse_meta
 from kpsim.formats.iptables import names
+from kpsim.formats.iptables.listing_columns import OPTS, Layout, guess_layout, iface, named
 from kpsim.formats.iptables.listing_matches import decode
 from kpsim.model import (
     Counters,
     Diagnostic,
     Family,
     Format,
-    Interface,
     Rule,
     Ruleset,
     SourceLocation,
@@ -59,16 +60,7 @@ _COMMAND = re.compile(r"\b(?P<prog>ip6?tables)(?:-legacy|-nft)?(?P<args>(?:\s.*)
 _TABLE_OPT = re.compile(r"(?:^|\s)(?:[-–]t\s*|[-–]{1,2}table[=\s]+)(?P<t>[a-z]+)\b")
 _LIST_OPT = re.compile(r"(?:^|\s)(?:[-–][a-zA-Z]*L[a-zA-Z]*|[-–]{1,2}list)\b")
 _COUNT = re.compile(r"^(?P<n>\d+)(?P<unit>[KMGT]?)$")
-_OPTS = {"--": None, "-f": True, "!f": False}
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_ANY_IFACE = ("*", "any")
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    num: bool = False
-    verbose: bool = False
-    io: bool = False
 
 
 @dataclass
@@ -105,11 +97,15 @@ class _Reader:
         self.drafts: list[_Draft] = []
         self.seen: dict[tuple[str | None, str], _Draft] = {}
         self.current: _Draft | None = None
-        self.layout: _Layout | None = None
+        self.layout: Layout | None = None
         self.metadata: dict[str, object] = {}
         self.rounded = False
         self.opaque = 0
         self.rules_since_footer = 0
+        self.hidden_interfaces = False  # a rule read from a layout without in/out columns
+        self.resolved = False  # a name where -n prints a number (anywhere, a host, http)
+        self.elisions: list[int] = []
+        self.lost: list[tuple[int, _Draft]] = []  # rule lines not read, with their chain
 
     # ------------------------------------------------------------ lines
 
@@ -132,7 +128,7 @@ class _Reader:
             return
         columns = _COLUMNS.match(line)
         if columns is not None:
-            self.layout = _Layout(bool(columns["num"]), bool(columns["v"]), bool(columns["io"]))
+            self.layout = Layout(bool(columns["num"]), bool(columns["v"]), bool(columns["io"]))
             return
         if self._footer(lineno, line):
             return
@@ -204,11 +200,12 @@ class _Reader:
             self.current = None
         elif kind == "elision" and self.current is not None:
             self.current.elided = True
+            self.elisions.append(lineno)
         self.sink.skip_line(lineno, line, kind)
 
     @staticmethod
     def _looks_like_rule(line: str) -> bool:
-        return any(tok in _OPTS for tok in line.split()[:6])
+        return any(tok in OPTS for tok in line.split()[:6])
 
     # ------------------------------------------------------------ rules
 
@@ -219,6 +216,7 @@ class _Reader:
         try:
             rule = self._read_rule(lineno, line, chain)
         except _Error as exc:
+            self.lost.append((lineno, chain))
             self.sink.report(lineno, exc.offset + 1, exc.message, line)
             return
         chain.rules.append(rule)
@@ -226,7 +224,7 @@ class _Reader:
 
     def _read_rule(self, lineno: int, line: str, chain: _Draft) -> Rule:
         toks = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", line)]
-        layout = self.layout or _guess_layout([t[2] for t in toks])
+        layout = self.layout or guess_layout([t[2] for t in toks])
         self.layout = layout
         i = 0
 
@@ -254,17 +252,20 @@ class _Reader:
             pk, by = take("pkts"), take("bytes")
             counters = Counters(self._count_at(pk), self._count_at(by))
         target: str | None = None
-        if not (i + 1 < len(toks) and toks[i + 1][2] in _OPTS):
+        if not (i + 1 < len(toks) and toks[i + 1][2] in OPTS):
             target = take("target")[2]
         prot = take("prot")[2]
         opt_start, _, opt = take("opt")
-        if opt not in _OPTS:
+        if opt not in OPTS:
             raise _Error(opt_start, f"expected '--', '-f' or '!f' in the opt column, found {opt!r}")
         in_if = out_if = None
         if layout.io:
-            in_if, out_if = _iface(take("in")[2]), _iface(take("out")[2])
+            in_if, out_if = iface(take("in")[2]), iface(take("out")[2])
+        else:
+            self.hidden_interfaces = True
         src = take("source")[2]
         dst_end = take("destination")[1]
+        self.resolved = self.resolved or named(src) or named(toks[i - 1][2])
         rest = line[dst_end:]
         offset = dst_end + len(rest) - len(rest.lstrip())
         goto = rest.lstrip().startswith("[goto]")
@@ -284,7 +285,7 @@ class _Reader:
             protocol=names.protocol(prot),
             in_interface=in_if,
             out_interface=out_if,
-            fragment=_OPTS[opt],
+            fragment=OPTS[opt],
             matches=decoded.matches,
             counters=counters,
             origin=SourceLocation(self.path, lineno, line),
@@ -310,6 +311,7 @@ class _Reader:
         builder = RulesetBuilder(self.path, Format.LIST, self.family)
         builder.metadata.update(self.metadata)
         inferred = self.forced_table or self._infer_table(builder)
+        self._facts(builder.facts, inferred)
         for d in self.drafts:
             table = self.forced_table or d.table or inferred
             origin = SourceLocation(self.path, d.line, d.text)
@@ -323,6 +325,15 @@ class _Reader:
         if self.opaque:
             builder.note(f"{self.opaque} match/target text(s) not decoded; kept as opaque text")
         return builder.freeze(diagnostics)
+
+    def _facts(self, facts: CaptureFacts, inferred: str) -> None:
+        """What the listing showed of the capture itself (``kpsim.formats.capture``)."""
+        facts.interfaces_known = not self.hidden_interfaces
+        facts.names_resolved = self.resolved
+        facts.elisions = [(line, None) for line in self.elisions]
+        facts.lost = [
+            (line, self.forced_table or d.table or inferred, d.name) for line, d in self.lost
+        ]
 
     def _infer_table(self, builder: RulesetBuilder) -> str:
         undecided = {d.name for d in self.drafts if d.table is None}
@@ -340,27 +351,6 @@ class _Reader:
         return table
 
 
-def _iface(text: str) -> Interface | None:
-    if text in _ANY_IFACE:
-        return None
-    if text.startswith("!"):
-        return Interface(text[1:], negated=True)
-    return Interface(text)
-
-
-def _guess_layout(words: list[str]) -> _Layout:
-    """Without a columns line, count the words before the opt column."""
-    opt = next((k for k, w in enumerate(words) if w in _OPTS), -1)
-    before = max(opt - 1, 0)  # words before prot
-    if before >= 4:
-        return _Layout(num=True, verbose=True, io=True)
-    if before == 3:
-        return _Layout(verbose=True, io=True)
-    if before == 2:
-        return _Layout(num=True)
-    return _Layout()
-
-
 def parse_list(text: str, path: str, *, strict: bool = False, table: str | None = None) -> Ruleset:
     """Parse ``iptables -L`` output (any of -n, -v, -x, --line-numbers, pasted or not).
 
@@ -369,6 +359,10 @@ def parse_list(text: str, path: str, *, strict: bool = False, table: str | None 
     Lenient: unreadable lines become diagnostics. Strict: ParseError at the first.
     """
     reader = _Reader(path, strict, table)
-    for lineno, raw in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    for lineno, raw in enumerate(lines, start=1):
         reader.feed(lineno, raw)
-    return reader.finish(reader.sink.items)
+    ruleset = reader.finish(reader.sink.items)
+    if lines[-1].strip():  # no newline at the end: the last rule may be cut (a paste)
+        return unsure_last(ruleset, len(lines))
+    return ruleset

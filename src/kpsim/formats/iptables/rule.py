@@ -9,12 +9,14 @@ claims it (the target, then the most recently loaded module, then the protocol's
 implicit module, as iptables does), so ``-m tcp -p tcp -d X --dport 80`` works.
 Then each module's options become a typed match (matches.py), the target's a typed
 target (targets.py), or, when kpsim does not model them, an opaque one keeping every word.
+An unquoted multi-word comment (kube-proxy's unit tests write them) is read whole, with
+a diagnostic; any other stray word ends the rule, and what follows it is ignored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kpsim.formats.iptables.matches import MATCH_SPECS, PROTO_MODULES, build_match
 from kpsim.formats.iptables.options import PROTOCOL_NAMES, Loaded, network
@@ -52,9 +54,16 @@ _CORE = {
 }
 
 
+IGNORED = "ignored text after the rule"
+
+
 @dataclass
 class RuleBody:
-    """Everything a rule line says after ``-A CHAIN``; ``garbage_col`` marks ignored text."""
+    """Everything a rule line says after ``-A CHAIN``, and what the parser doubted.
+
+    ``problems`` holds ``(column, message)`` pairs in line order: text it ignored, or
+    read in a way iptables-restore would not (an unquoted multi-word comment). Each is
+    a diagnostic, so lenient parsing is never silent and strict parsing stops there."""
 
     source: Address | None = None
     destination: Address | None = None
@@ -65,8 +74,18 @@ class RuleBody:
     matches: tuple[Match, ...] = ()
     target: Target | None = None
     counters: Counters | None = None
-    garbage_col: int | None = None
     ipv6: bool = False
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def garbage_col(self) -> int | None:
+        """The column of the first problem, for callers that report only one."""
+        return self.problems[0][0] if self.problems else None
+
+    @property
+    def ignored(self) -> bool:
+        """Part of the line was not read: the rule may lack something it said."""
+        return any(message == IGNORED for _, message in self.problems)
 
 
 def parse_rule(words: Words, start: int, chains: Container[str], *, ipv6: bool = False) -> RuleBody:
@@ -79,8 +98,7 @@ def parse_rule(words: Words, start: int, chains: Container[str], *, ipv6: bool =
         body = _parse(words.values[start:], chains, ipv6)
     except LineError as exc:
         raise LineError(_col(words, start + exc.col), exc.message) from None
-    if body.garbage_col is not None:
-        body.garbage_col = _col(words, start + body.garbage_col)
+    body.problems = [(_col(words, start + at), message) for at, message in body.problems]
     return body
 
 
@@ -131,7 +149,8 @@ class _Walker:
             elif _is_option(word):
                 self._extension(word)
             else:
-                self.body.garbage_col = self.negated or self.i
+                at = self.i if self.negated is None else self.negated
+                self.body.problems.append((at, IGNORED))
                 self.negated = None
                 return
         if self.negated is not None:
@@ -252,8 +271,26 @@ class _Walker:
             args, col, negated = self._free_args(negated)
         else:
             args, col, negated = self._args(arity, negated)
+            if word == "--comment" and owner.name == "comment":
+                args = self._comment_rest(args)
         owner.options.append(Option(word, args, negated))
         owner.cols.append(col)
+
+    def _comment_rest(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        """``--comment kubernetes service portals -j X``: kube-proxy's unit tests write
+        such comments unquoted. iptables-restore rejects the line; kpsim reads the words
+        up to the next option (or ``!``) as the comment, with a diagnostic, so that the
+        target and later matches are kept. (kube-proxy's own test parser keeps only the
+        first word as the comment and skips the others one by one, keeping the target
+        too; joining them keeps the text the author meant.)"""
+        values, start = self.values, self.i
+        while self.i < len(values) and values[self.i] != "!" and not _is_option(values[self.i]):
+            self.i += 1
+        if self.i == start:
+            return args
+        text = " ".join((*args, *values[start : self.i]))
+        self.body.problems.append((start, f'unquoted multi-word comment: read as "{text}"'))
+        return (text,)
 
     def _owner(self, word: str) -> tuple[Loaded, int | None]:
         """Who takes ``word``, as iptables decides, and how many arguments it has."""

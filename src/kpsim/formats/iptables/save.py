@@ -19,6 +19,7 @@ import gc
 import re
 from dataclasses import replace
 
+from kpsim.formats.capture import unsure_last
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink, classify_noise, parse_meta
 from kpsim.formats.iptables.construct import new_location, new_rule
 from kpsim.formats.iptables.fast import FastRules
@@ -37,6 +38,7 @@ _DECLARE = rf"[ \t]*(?::|-N[ \t]+|--new-chain[ \t]+)({_KEYWORDS})(?=[ \t\[\r\n]|
 _DECLARE_RE = re.compile(_DECLARE)
 _NL_DECLARE_RE = re.compile("\n" + _DECLARE)
 _TABLE_OR_CHAIN_RE = re.compile(r"\s*[*:]")
+_TABLE_LINE_RE = re.compile(r"^\*\w+[ \t]*\r?$", re.M)
 _NL_TABLE_OR_CHAIN_RE = re.compile(r"\n\s*[*:]")
 _RULES_RE = re.compile(r"\s*-[PN] ")
 _NL_RULES_RE = re.compile(r"\n\s*-[PN] ")
@@ -45,6 +47,12 @@ _COMMAND_RE = re.compile(r"[ \t]*(?:--?[A-Za-z]|\[\d)")  # not "---" nor a "- it
 #: every other spacing.
 _DECLARATION_RE = re.compile(r":(\S+) (-|ACCEPT|DROP|RETURN|QUEUE) \[(\d+):(\d+)\]")
 _POLICIES = {"-": None, **{v.value: v for v in Verdict}}
+
+#: The table and chain of a rule line, for one that cannot be read.
+_RULE_HEAD_RE = re.compile(
+    r"\s*(?:\[\d+:\d+\]\s*)?(?:(?:-t|--table)\s+(?P<table>\S+)\s+)?"
+    r"(?:-A|--append|-I|--insert)\s+(?P<chain>\S+)"
+)
 
 _APPEND = ("-A", "--append")
 _INSERT = ("-I", "--insert")
@@ -77,12 +85,25 @@ def _parse(text: str, path: str, strict: bool, fast: bool) -> Ruleset:
         lines = [line.removesuffix("\r") for line in lines]
     parser = _SaveParser(path, _detect_format(text), Sink(path, strict))
     parser.declared = declared_keywords(text)
+    last = lines[-1] if lines and lines[-1].strip() and _is_content(lines[-1]) else None
+    if last is not None and _TABLE_LINE_RE.search(text):
+        # No newline after a rule or declaration, and no COMMIT after it: the capture
+        # ends mid-line. Its last line is not trusted ("-j DNAT --to-destination 10.1.0.4"
+        # may have been 10.1.0.45); iptables-restore rejects the whole input.
+        parser.drop_last(len(lines), last)
+        lines[-1] = ""
     if fast:
         parser.run_fast(lines, FastRules(parser.declared))
     else:
         for number, line in enumerate(lines, 1):
             parser.line(number, line)
-    return parser.finish()
+    ruleset = parser.finish(lines)
+    # without `*table` sections there is no COMMIT to tell a cut: kept, marked unsure
+    return (
+        unsure_last(ruleset, len(lines))
+        if last is not None and not parser.dropped_text
+        else ruleset
+    )
 
 
 def _matches_a_line(first: re.Pattern[str], later: re.Pattern[str], text: str) -> bool:
@@ -109,6 +130,11 @@ def declared_keywords(text: str) -> frozenset[str]:
     return frozenset(_NL_DECLARE_RE.findall(text) + ([first[1]] if first else []))
 
 
+def _is_content(line: str) -> bool:
+    """A rule, command or chain declaration line (what a cut can make wrong)."""
+    return _COMMAND_RE.match(line) is not None or line.lstrip().startswith(":")
+
+
 class _SaveParser:
     """Line-by-line state: current table, family, and the builder."""
 
@@ -116,7 +142,11 @@ class _SaveParser:
         self.path = path
         self.sink = sink
         self.builder = RulesetBuilder(path, fmt)
+        self.facts = self.builder.facts
         self.table: str | None = None
+        self.committed = True  # the current `*table` section reached COMMIT
+        self.dropped_text: str | None = None  # the last line, when not trusted
+        self.last_line = 0  # the last line with text (set by ``finish``)
         self.declared: frozenset[str] = frozenset()
         self.renumber: set[tuple[str, str]] = set()
         self._counters: dict[tuple[str, str], Counters] = {}
@@ -132,12 +162,11 @@ class _SaveParser:
         elif _COMMAND_RE.match(line):
             self._command(number, line)
         elif head == "*":
-            self.table = line.strip()[1:]
-            self.builder.tables.setdefault(self.table, {})
+            self._section(number, line.strip()[1:])
         elif head == ":":
             self._declaration(number, line)
         elif line.strip() == "COMMIT":
-            return
+            self.committed = True
         else:
             self._noise(number, line)
 
@@ -188,7 +217,41 @@ class _SaveParser:
                 draft.policy, draft.counters, draft.origin = _POLICIES[policy], counters, origin
         return at
 
-    def finish(self) -> Ruleset:
+    def _section(self, number: int, table: str) -> None:
+        """A ``*table`` line; the section before it must have been committed."""
+        if not self.committed and self.table is not None:
+            self.facts.cut_lines.add(number)
+            self.sink.report(number, 1, f"COMMIT expected: table {self.table} was not closed")
+            self.facts.uncommitted.append((self.table, number - 1))
+        self.facts.headers = True
+        self.table = table
+        self.committed = False
+        self.builder.tables.setdefault(table, {})
+
+    def drop_last(self, number: int, line: str) -> None:
+        """The capture's last line ends without a newline: report it, do not use it."""
+        self.facts.dropped = number
+        self.facts.cut_lines.add(number)
+        match = _RULE_HEAD_RE.match(line)
+        if match is not None:
+            self.facts.dropped_chain = (
+                match["table"] or self.table or DEFAULT_TABLE,
+                match["chain"],
+            )
+        col = len(line) - len(line.lstrip()) + 1
+        self.sink.report(number, col, "the capture ends mid-line: its last line is not used", line)
+
+    def finish(self, lines: list[str]) -> Ruleset:
+        head = _RULE_HEAD_RE.match(self.dropped_text) if self.dropped_text else None
+        if head is not None:  # the chain the dropped line was a rule of, in the last table
+            table = head["table"] or self.table or DEFAULT_TABLE
+            self.facts.dropped_chain = (table, head["chain"])
+        if not self.committed and self.table is not None:
+            last = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), 0)
+            # iptables-restore's own words, at the line after the last
+            self.facts.cut_lines.add(last + 1)
+            self.sink.report(last + 1, 1, f"COMMIT expected: table {self.table} was not closed")
+            self.facts.uncommitted.append((self.table, last))
         for table, chain in self.renumber:
             rules = self.builder.chain(table, chain).rules
             rules[:] = [replace(r, number=i) for i, r in enumerate(rules, 1)]
@@ -212,6 +275,8 @@ class _SaveParser:
 
     def _noise(self, number: int, line: str) -> None:
         what = classify_noise(line)
+        if what == "elision":  # rules were left out here (``Capture.limits``)
+            self.facts.elisions.append((number, self.table))
         if what == "shell prompt":
             if "ip6tables" in line:
                 self.builder.family = Family.IPV6
@@ -248,7 +313,15 @@ class _SaveParser:
             words = tokenize(line)
             self._words(number, line, words)
         except LineError as exc:
+            self._lost(number, line)
             self.sink.report(number, exc.col, exc.message, line)
+
+    def _lost(self, number: int, line: str) -> None:
+        """A rule line not read: its chain has a hole there (``CaptureFacts.lost``)."""
+        match = _RULE_HEAD_RE.match(line)
+        if match is not None:
+            table = match["table"] or self.table or DEFAULT_TABLE
+            self.facts.lost.append((number, table, match["chain"]))
 
     def _words(self, number: int, line: str, words: Words) -> None:
         values = words.values
@@ -310,8 +383,10 @@ class _SaveParser:
                         body.destination, body.protocol, body.in_interface, body.out_interface,
                         body.fragment, body.matches, body.counters or words.counters,
                         new_location(self.path, number, line))  # fmt: skip
-        if body.garbage_col is not None:  # keep the rule, flag what follows it
-            self.sink.report(number, body.garbage_col, "ignored text after the rule", line)
+        if body.ignored:  # text after the rule was not read: the rule may be wrong
+            self.facts.lost.append((number, table, chain))
+        for col, message in body.problems:  # kept, flagged (an unquoted comment, …)
+            self.sink.report(number, col, message, line)
         if insert:
             draft.rules.insert(max((position or 1) - 1, 0), rule)
             self.renumber.add((table, chain))

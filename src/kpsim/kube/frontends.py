@@ -1,0 +1,126 @@
+"""A service port's frontends: the KUBE-SERVICES / KUBE-NODEPORTS rules that lead to its
+chains (cluster IP, NodePort, external IP, load balancer), grouped by the chains' hash,
+and the filter-table REJECTs kube-proxy writes for services without endpoints.
+
+    KUBE-SERVICES -d 172.20.1.5 --dport 80 -j KUBE-SVC-H   ─▶ Frontend(cluster-ip, …) of H
+    KUBE-NODEPORTS --dport 30080 -j KUBE-EXT-H             ─▶ Frontend(node-port, …) of H
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from socket import inet_ntoa
+
+from kpsim.formats.iptables.construct import constructor
+from kpsim.kube.names import (
+    FRONTEND_SUFFIXES,
+    SERVICE_PREFIXES,
+    clean_name,
+    comment_name,
+    hash_part,
+)
+from kpsim.model import Address, CommentMatch, Jump, PortMatch, Reject, Rule, Ruleset
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    """An address:port a client can use: ``kind`` is cluster-ip, node-port,
+    external-ip or load-balancer."""
+
+    kind: str
+    address: str | None
+    port: int | None
+    protocol: str | None
+    rule: Rule = field(compare=False)
+
+
+_new_frontend: Callable[..., Frontend] = constructor(Frontend)
+
+
+def address(a: Address | None) -> str | None:
+    if a is None or a.negated:
+        return None
+    if a.network is None:
+        return a.unresolved
+    net = a.network
+    if net.prefixlen != net.max_prefixlen:
+        return str(net)
+    host = net.network_address
+    # inet_ntoa prints what str() does, in C: 0.9 µs → 0.5 µs an address (measured)
+    return inet_ntoa(host.packed) if isinstance(host, IPv4Address) else str(host)
+
+
+class Draft:
+    """A service port taking shape: its frontends, grouped by the chains' hash. (A plain
+    class: as a dataclass its definition took 0.55 ms of every ``kpsim`` start.)"""
+
+    __slots__ = ("frontends", "hash", "names", "protocol")
+
+    def __init__(self, chain_hash: str) -> None:
+        self.hash = chain_hash
+        self.names: list[str] = []  # from the frontends' comments
+        self.protocol: str | None = None
+        self.frontends: list[Frontend] = []
+
+
+def _frontend_kind(comment: str, default: str) -> str:
+    if comment.endswith(" cluster IP"):  # nearly all of them: one test, not three
+        return "cluster-ip"
+    for suffix, kind in FRONTEND_SUFFIXES.items():
+        if comment.endswith(suffix):
+            return kind
+    return default
+
+
+def _frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
+    """A KUBE-SERVICES / KUBE-NODEPORTS rule's frontend, and the name its comment gives."""
+    text, dport = None, None
+    for m in rule.matches:  # one pass for what rule.comment and a --dport scan would find
+        if isinstance(m, CommentMatch):
+            text = m.text if text is None else text
+        elif isinstance(m, PortMatch) and dport is None and (r := m.dport) is not None:
+            dport = r.lo if r.lo == r.hi else None
+    text = text or ""
+    proto = rule.protocol.name if rule.protocol else None
+    kind = _frontend_kind(text, kind_default)
+    front = _new_frontend(kind, address(rule.destination), dport, proto, rule)
+    # the first comment is the named one, nearly always: no second scan for it
+    return front, clean_name(text) if "/" in text else comment_name(rule)
+
+
+def collect_frontends(ruleset: Ruleset, drafts: dict[str, Draft]) -> None:
+    for chain_name, kind_default in (
+        ("KUBE-SERVICES", "cluster-ip"),
+        ("KUBE-NODEPORTS", "node-port"),
+    ):
+        chain = ruleset.chain("nat", chain_name)
+        if chain is None:
+            continue
+        for rule in chain.rules:
+            target = rule.target
+            # one C call rejects the ~50k KUBE-SEP- jumps
+            if not isinstance(target, Jump) or not target.chain.startswith(SERVICE_PREFIXES):
+                continue
+            h = hash_part(target.chain)
+            d = drafts.get(h) or drafts.setdefault(h, Draft(h))
+            front, name = _frontend(rule, kind_default)
+            d.protocol = d.protocol or front.protocol
+            d.frontends.append(front)
+            if name is not None:
+                d.names.append(name)
+
+
+def collect_rejects(ruleset: Ruleset) -> dict[str, list[Rule]]:
+    """Filter-table REJECTs kube-proxy writes for services without endpoints."""
+    out: dict[str, list[Rule]] = {}
+    table = ruleset.table("filter")
+    if table is None:
+        return out
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            text = rule.comment or ""
+            if isinstance(rule.target, Reject) and text.endswith("has no endpoints"):
+                out.setdefault(clean_name(text), []).append(rule)
+    return out

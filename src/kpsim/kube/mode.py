@@ -1,0 +1,310 @@
+"""Which kube-proxy mode wrote a capture, and so whether its iptables rules pick the endpoint.
+
+kpsim traces iptables mode; in the other modes the rules it reads do not choose the pod,
+and a trace must say so instead of answering as if they did. Each mode leaves its own
+layout (read from kube-proxy's pkg/proxy/{iptables,ipvs,nftables}/proxier.go, ipvs/ipset.go
+and, for the mode removed in 1.26, pkg/proxy/userspace/proxier.go of its last releases):
+
+    iptables   KUBE-SVC-/KUBE-SEP-/KUBE-EXT-/KUBE-SVL-/KUBE-XLB-/KUBE-FW- chains, KUBE-NODEPORTS;
+               nat KUBE-SERVICES jumps to them
+    IPVS       KUBE-NODE-PORT, KUBE-LOAD-BALANCER, KUBE-IPVS-FILTER chains (KUBE-FIREWALL in nat
+               in older releases); ipset matches such as ``--match-set KUBE-CLUSTER-IP dst,dst``
+    userspace  KUBE-PORTALS-CONTAINER/-HOST, KUBE-NODEPORT-CONTAINER/-HOST/-NON-LOCAL,
+               REDIRECT/DNAT to the proxy's own port
+    nftables   table ``kube-proxy`` (services, nat-prerouting, service-HASH-ns/name/proto/port)
+
+A mode's rules are *live* when they hold the entry point: nat KUBE-SERVICES for iptables
+and IPVS (both rewrite it whole on every sync), the PREROUTING/OUTPUT jumps for userspace,
+the hooked table for nftables. A mode seen only in chains nothing enters is a leftover.
+When the capture does not show the entry point (a fragment), being there counts as live.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from kpsim.kube.names import SERVICE_PREFIXES
+from kpsim.model import Chain, Format, Jump, Rule, Ruleset, SetMatch, SourceLocation
+
+
+class ProxyMode(Enum):
+    IPTABLES = "iptables"
+    IPVS = "ipvs"
+    USERSPACE = "userspace"
+    NFTABLES = "nftables"
+    MIXED = "mixed"  # several modes' rules are live: which one wins is not in the capture
+    NONE = "none"  # no kube-proxy rules at all
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    ProxyMode.IPTABLES: "iptables",
+    ProxyMode.IPVS: "IPVS",
+    ProxyMode.USERSPACE: "userspace",
+    ProxyMode.NFTABLES: "nftables",
+    ProxyMode.MIXED: "mixed",
+    ProxyMode.NONE: "none",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModeFinding:
+    """The mode, the capture lines that show it, and one line for users.
+
+    ``active`` are the modes whose rules are live (several only for MIXED); ``leftovers``
+    the modes seen only in chains nothing enters."""
+
+    mode: ProxyMode
+    evidence: tuple[SourceLocation, ...]
+    message: str
+    chooses_endpoints: bool  # True only for IPTABLES: then these rules pick the endpoint
+    active: tuple[ProxyMode, ...] = ()
+    leftovers: tuple[ProxyMode, ...] = ()
+
+
+# ---------------------------------------------------------------- what each mode writes
+
+_IPTABLES_PREFIXES = (*SERVICE_PREFIXES, "KUBE-SEP-")
+# KUBE-EXTERNAL-SERVICES (filter) and KUBE-PROXY-CANARY come from the iptables proxier only
+_IPTABLES_CHAINS = frozenset({"KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-CANARY"})
+_IPVS_CHAINS = frozenset(
+    {
+        "KUBE-NODE-PORT",
+        "KUBE-LOAD-BALANCER",
+        "KUBE-IPVS-FILTER",
+        "KUBE-IPVS-OUT-FILTER",
+        "KUBE-SOURCE-RANGES-FIREWALL",
+        "KUBE-FIRE-WALL",  # the first IPVS proxier's (2017)
+    }
+)
+_IPVS_NAT_CHAINS = frozenset({"KUBE-FIREWALL"})  # old IPVS proxier; kubelet's is in filter
+_IPVS_ENTRY = frozenset({"KUBE-NODE-PORT", "KUBE-LOAD-BALANCER", "KUBE-FIREWALL"})
+_IPVS_SETS_V4 = (
+    "KUBE-LOOP-BACK",
+    "KUBE-CLUSTER-IP",
+    "KUBE-EXTERNAL-IP",
+    "KUBE-EXTERNAL-IP-LOCAL",
+    "KUBE-LOAD-BALANCER",
+    "KUBE-LOAD-BALANCER-FW",
+    "KUBE-LOAD-BALANCER-LOCAL",
+    "KUBE-LOAD-BALANCER-SOURCE-IP",
+    "KUBE-LOAD-BALANCER-SOURCE-CIDR",
+    "KUBE-NODE-PORT-TCP",
+    "KUBE-NODE-PORT-LOCAL-TCP",
+    "KUBE-NODE-PORT-UDP",
+    "KUBE-NODE-PORT-LOCAL-UDP",
+    "KUBE-NODE-PORT-SCTP-HASH",
+    "KUBE-NODE-PORT-LOCAL-SCTP-HASH",
+    "KUBE-HEALTH-CHECK-NODE-PORT",
+    "KUBE-IPVS-IPS",
+)
+# IPv6 sets are renamed KUBE-6-…, cut to ipset's 31 characters (ipvs/ipset.go NewIPSet).
+# Only these names: kube-router's policy sets (KUBE-SRC-…, KUBE-DST-…) are not IPVS mode.
+_IPVS_SETS = frozenset(_IPVS_SETS_V4) | frozenset(("KUBE-6-" + n[5:])[:31] for n in _IPVS_SETS_V4)
+_USERSPACE_CHAINS = frozenset(
+    {
+        "KUBE-PORTALS-CONTAINER",
+        "KUBE-PORTALS-HOST",
+        "KUBE-NODEPORT-CONTAINER",
+        "KUBE-NODEPORT-HOST",
+        "KUBE-NODEPORT-NON-LOCAL",
+    }
+)
+_NFT_TABLE = "kube-proxy"
+# per-service chains: prefix, 8 base32 characters of sha256, then ns/name/proto/port
+_NFT_SERVICE_CHAIN = re.compile(r"(?:service|external|local|endpoint|firewall)-[A-Z2-7]{8}-\S*/")
+_NFT_BASE = frozenset({"nat-prerouting", "services"})
+_KUBELET_CHAINS = frozenset(
+    {"KUBE-MARK-MASQ", "KUBE-MARK-DROP", "KUBE-POSTROUTING", "KUBE-FIREWALL", "KUBE-KUBELET-CANARY"}
+)
+_MODES = (ProxyMode.IPTABLES, ProxyMode.IPVS, ProxyMode.USERSPACE, ProxyMode.NFTABLES)
+_FEW = 3
+
+
+class _Signs:
+    """What one mode left in the capture: whether it is there and live, and a few lines
+    that show it (a chain can come without a line: a reader may not know it)."""
+
+    __slots__ = ("is_live", "is_seen", "live", "seen")
+
+    def __init__(self) -> None:
+        self.is_live = self.is_seen = False
+        self.live: list[SourceLocation] = []
+        self.seen: list[SourceLocation] = []
+
+    def add(self, where: SourceLocation | None, *, live: bool = False) -> None:
+        if live:
+            self.is_live = True
+        self.is_seen = True
+        bucket = self.live if live else self.seen
+        if where is not None and where.line > 0 and len(bucket) < _FEW and where not in bucket:
+            bucket.append(where)
+
+    def all_live(self) -> None:
+        """The entry point is not in the capture: being here counts as live."""
+        if self.is_seen:
+            self.is_live = True
+            self.live += [w for w in self.seen if w not in self.live][: _FEW - len(self.live)]
+
+    def lines(self, limit: int) -> list[SourceLocation]:
+        out = list(self.live)
+        out += [w for w in self.seen if w not in out]
+        return out[:limit]
+
+
+# ---------------------------------------------------------------- the answer
+
+
+def proxy_mode(ruleset: Ruleset) -> ModeFinding:
+    """Which kube-proxy mode wrote ``ruleset`` and whether these rules pick the endpoint."""
+    signs = {mode: _Signs() for mode in _MODES}
+    for tname, table in ruleset.tables.items():
+        nft_table = tname == _NFT_TABLE
+        # its hooked entry chains say it best; the nft reader may file them under another
+        # table name (a set's closing brace ends its table), so look for them by name too
+        if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= _NFT_BASE):
+            for name in sorted(_NFT_BASE & table.chains.keys()):
+                signs[ProxyMode.NFTABLES].add(table.chains[name].origin, live=True)
+        for chain in table.chains.values():
+            _chain_signs(signs, tname, chain, nft_table)
+            if not chain.name.startswith(_IPTABLES_PREFIXES):  # many, and only jump onwards
+                for rule in chain.rules:
+                    _rule_signs(signs, tname, rule)
+    _entry_points(signs, ruleset)
+    present = [m for m in _MODES if signs[m].is_seen]
+    if not present:
+        weak = ruleset.chain("nat", "KUBE-SERVICES")
+        if weak is None:
+            return _none(ruleset)
+        signs[ProxyMode.IPTABLES].add(weak.origin, live=True)
+        present = [ProxyMode.IPTABLES]
+    live = [m for m in present if signs[m].is_live] or present
+    leftovers = tuple(m for m in present if m not in live)
+    mode = live[0] if len(live) == 1 else ProxyMode.MIXED
+    evidence: list[SourceLocation] = []
+    for m in live:
+        evidence += signs[m].lines(_FEW if len(live) == 1 else 2)
+    for m in leftovers:
+        evidence += signs[m].lines(1)
+    return ModeFinding(
+        mode=mode,
+        evidence=tuple(evidence),
+        message=_message(mode, tuple(live), leftovers),
+        chooses_endpoints=mode is ProxyMode.IPTABLES,
+        active=tuple(live),
+        leftovers=leftovers,
+    )
+
+
+def _chain_signs(signs: dict[ProxyMode, _Signs], table: str, chain: Chain, nft: bool) -> None:
+    name = chain.name
+    if nft or _NFT_SERVICE_CHAIN.match(name):
+        signs[ProxyMode.NFTABLES].add(chain.origin, live=True)  # its own hooks: always live
+    elif name.startswith(_IPTABLES_PREFIXES) or name in _IPTABLES_CHAINS:
+        signs[ProxyMode.IPTABLES].add(chain.origin)
+    elif name in _IPVS_CHAINS or (table == "nat" and name in _IPVS_NAT_CHAINS):
+        signs[ProxyMode.IPVS].add(chain.origin)
+    elif name in _USERSPACE_CHAINS:
+        signs[ProxyMode.USERSPACE].add(chain.origin)
+    elif table == "filter" and name == "KUBE-SERVICES" and chain.rules:
+        signs[ProxyMode.IPTABLES].add(chain.origin)  # its REJECTs for services without pods
+
+
+def _rule_signs(signs: dict[ProxyMode, _Signs], table: str, rule: Rule) -> None:
+    """Jumps to chains the capture may not define (a fragment), and IPVS's ipset matches."""
+    target = rule.target
+    if isinstance(target, Jump):
+        to = target.chain
+        if to.startswith(_IPTABLES_PREFIXES) or to in _IPTABLES_CHAINS:
+            signs[ProxyMode.IPTABLES].add(rule.origin)
+        elif to in _IPVS_CHAINS or (table == "nat" and to in _IPVS_NAT_CHAINS):
+            signs[ProxyMode.IPVS].add(rule.origin)
+        elif to in _USERSPACE_CHAINS:
+            signs[ProxyMode.USERSPACE].add(rule.origin)
+    if _ipvs_set(rule):
+        signs[ProxyMode.IPVS].add(rule.origin)
+
+
+def _ipvs_set(rule: Rule) -> bool:
+    return any(isinstance(m, SetMatch) and m.name in _IPVS_SETS for m in rule.matches)
+
+
+def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
+    """Mark live the modes that hold the entry points, or every mode seen when the
+    capture does not show them."""
+    services = ruleset.chain("nat", "KUBE-SERVICES")
+    if services is None or not services.rules:
+        for mode in (ProxyMode.IPTABLES, ProxyMode.IPVS):
+            signs[mode].all_live()
+    else:
+        for rule in services.rules:
+            target = rule.target
+            to = target.chain if isinstance(target, Jump) else ""
+            if to.startswith(_IPTABLES_PREFIXES) or to == "KUBE-NODEPORTS":
+                signs[ProxyMode.IPTABLES].add(rule.origin, live=True)
+            elif to in _IPVS_ENTRY or _ipvs_set(rule):
+                signs[ProxyMode.IPVS].add(rule.origin, live=True)
+    hooks = [ruleset.chain("nat", name) for name in ("PREROUTING", "OUTPUT")]
+    hook_rules = [rule for chain in hooks if chain is not None for rule in chain.rules]
+    if not hook_rules:
+        signs[ProxyMode.USERSPACE].all_live()
+    for rule in hook_rules:
+        target = rule.target
+        if isinstance(target, Jump) and target.chain in _USERSPACE_CHAINS:
+            signs[ProxyMode.USERSPACE].add(rule.origin, live=True)
+
+
+# ---------------------------------------------------------------- messages
+
+_SAYS = {
+    ProxyMode.IPTABLES: "kube-proxy runs in iptables mode here: these iptables rules "
+    "(KUBE-SVC- chains and their statistic matches) pick the endpoint",
+    ProxyMode.IPVS: "kube-proxy runs in IPVS mode here: IPVS, not these iptables rules, "
+    "picks the endpoint — see `ipvsadm -Ln` on the node (the rules only mark, masquerade "
+    "and accept)",
+    ProxyMode.USERSPACE: "kube-proxy runs in userspace mode here (removed in Kubernetes 1.26): "
+    "these rules only redirect to kube-proxy's own port, and the kube-proxy process picks "
+    "the endpoint",
+    ProxyMode.NFTABLES: "kube-proxy runs in nftables mode: kpsim does not trace nftables-mode "
+    "rules yet (they are read, not understood); the nftables table kube-proxy picks the "
+    "endpoint — see `nft list table ip kube-proxy` on the node",
+}
+
+
+def _message(mode: ProxyMode, live: tuple[ProxyMode, ...], leftovers: tuple[ProxyMode, ...]) -> str:
+    if mode is ProxyMode.MIXED:
+        names = " and ".join(m.label for m in live)
+        text = (
+            f"rules of several kube-proxy modes are live here ({names}): which of them picks "
+            "the endpoint depends on their order in the kernel, which the capture does not show"
+        )
+    else:
+        text = _SAYS[mode]
+    if leftovers:
+        names = " and ".join(m.label for m in leftovers)
+        text += f"; rules left behind by {names} mode are here too, but nothing enters them"
+    return text
+
+
+def _none(ruleset: Ruleset) -> ModeFinding:
+    kubelet = [
+        chain.name
+        for table in ruleset.tables.values()
+        for chain in table.chains.values()
+        if chain.name in _KUBELET_CHAINS
+    ]
+    text = (
+        "no kube-proxy rules in this capture (no KUBE-SERVICES, KUBE-SVC-, IPVS, userspace or "
+        "nftables kube-proxy chains): nothing here picks a service endpoint"
+    )
+    if kubelet:
+        text += f" (only kubelet's chains: {', '.join(sorted(set(kubelet)))})"
+    return ModeFinding(ProxyMode.NONE, (), text, chooses_endpoints=False)
+
+
+__all__ = ["ModeFinding", "ProxyMode", "proxy_mode"]
