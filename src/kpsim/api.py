@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kpsim.formats import load_file
+from kpsim.formats import load_captures
 from kpsim.inputs import fixtures
 from kpsim.inputs.fixtures import FixtureSet, NodeSource
-from kpsim.model import Format, Ruleset
+from kpsim.model import Family, Format, Ruleset
 
 # Each stage imports its machinery when called: a notebook's (or `kpsim show`'s) import
 # of this module pulls in no trace, simulation or graph code (tests/test_cli_imports.py).
@@ -53,6 +53,13 @@ class LoadedNode:
                 return rs
         return self.rulesets[0]
 
+    def primary_for(self, dest: str | None) -> Ruleset:
+        """The primary file's capture of ``dest``'s family (IPv4 when no destination is
+        given: a NodePort on the node's own address), when the file holds both."""
+        want = Family.IPV6 if dest is not None and ":" in dest else Family.IPV4
+        own = [rs for rs in self.rulesets if rs.path == str(self.source.primary)]
+        return next((rs for rs in own if rs.family is want), self.primary)
+
     @property
     def name(self) -> str:
         node = self.primary.metadata.get("node")
@@ -79,7 +86,7 @@ def load(
     with _collector_paused(freeze=True):
         for src in chosen.nodes:
             files = src.files if all_files else (src.primary,)
-            rulesets = tuple(load_file(f, fmt=fmt, strict=strict) for f in files)
+            rulesets = tuple(rs for f in files for rs in load_captures(f, fmt=fmt, strict=strict))
             nodes.append(LoadedNode(src, rulesets))
     return Loaded(chosen, tuple(nodes))
 
@@ -119,7 +126,7 @@ def trace(loaded: Loaded, request: TraceRequest) -> TraceReport:
     """Trace one connection on every loaded node (their primary captures)."""
     from kpsim.kube.scenario import NodeInput, trace_nodes
 
-    inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
+    inputs = [NodeInput(node.name, node.primary_for(request.dest)) for node in loaded.nodes]
     return trace_nodes(inputs, request)
 
 

@@ -91,4 +91,34 @@ def load_file(path: Path, *, fmt: Format | None = None, strict: bool = False) ->
     return parse_text(read_text(path), str(path), fmt=fmt, strict=strict)
 
 
-__all__ = ["detect_format", "load_file", "parse_text", "read_text"]
+def parse_captures(
+    text: str, path: str, *, fmt: Format | None = None, strict: bool = False
+) -> tuple[Ruleset, ...]:
+    """Every capture a text holds: one, or one per family when ``iptables-save`` and
+    ``ip6tables-save`` output share the file (``sections.split_families``)."""
+    from kpsim.formats.sections import split_families
+
+    sections = split_families(text)
+    if not sections:
+        return (parse_text(text, path, fmt=fmt, strict=strict),)
+    out = []
+    for family, part in sections:
+        ruleset = parse_text(part, path, fmt=fmt, strict=strict)
+        out.append(dataclasses.replace(ruleset, family=family))
+    return tuple(out)
+
+
+def load_captures(
+    path: Path, *, fmt: Format | None = None, strict: bool = False
+) -> tuple[Ruleset, ...]:
+    return parse_captures(read_text(path), str(path), fmt=fmt, strict=strict)
+
+
+__all__ = [
+    "detect_format",
+    "load_captures",
+    "load_file",
+    "parse_captures",
+    "parse_text",
+    "read_text",
+]

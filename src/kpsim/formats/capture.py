@@ -11,6 +11,7 @@ Every format parser fills the facts it can know; ``assess`` turns them into the 
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -20,6 +21,8 @@ from kpsim.model.references import references
 
 #: How many chains a gap message names before it says "and N more".
 _NAMED = 3
+#: A target in a skipped line: it may have been a rule (prose has none).
+_JUMP = re.compile(r"(?:^|\s)-[jg]\s")
 
 
 @dataclass(slots=True)
@@ -105,8 +108,10 @@ _BENIGN = (
 
 
 def benign(d: Diagnostic) -> bool:
-    """A diagnostic about a line that held no rule (a prompt, a comment, markdown)."""
-    return d.message.startswith(_BENIGN)
+    """A diagnostic about a line that held no rule (a prompt, a comment, markdown, prose)."""
+    if d.message.startswith(_BENIGN):
+        return True
+    return d.message == "skipped line that is not a rule" and _JUMP.search(d.text) is None
 
 
 def _truncation(

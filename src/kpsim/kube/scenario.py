@@ -23,8 +23,10 @@ from kpsim.kube.mode import ProxyMode, proxy_mode
 from kpsim.model import Capture, Diagnostic, Jump, Ruleset
 from kpsim.model.node import NodeContext
 
-#: An outside client: TEST-NET-3 (RFC 5737), never a real host.
+#: An outside client: TEST-NET-3 (RFC 5737), never a real host; for IPv6, the
+#: documentation prefix (RFC 3849).
 DEFAULT_CLIENT = "203.0.113.10"
+DEFAULT_CLIENT6 = "2001:db8::10"
 DEFAULT_CLIENT_PORT = 40000
 #: The node's address when the capture does not say it (no metadata, no --node-ip):
 #: TEST-NET-2 (RFC 5737). kube-proxy's NodePort rules match any local address
@@ -269,8 +271,11 @@ def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
         notes.insert(0, stand_in_note)
     addrs = node_addresses(meta, extra)
     dest = request.dest or addrs[0]
+    source = request.source
+    if source == DEFAULT_CLIENT and ":" in dest:
+        source = DEFAULT_CLIENT6
     packet = Packet.of(
-        request.source, dest, request.port, sport=request.source_port, protocol=request.protocol
+        source, dest, request.port, sport=request.source_port, protocol=request.protocol
     )
     state = State.with_affinity(*_affinity_lists(node.ruleset, request.affinity))
     result = Tracer(node.ruleset, ctx, unknown=request.unknown).trace(packet, state)

@@ -263,7 +263,8 @@ def _headline(report: TraceReport) -> str:
             f"NodePort {req.port}/{req.protocol} from an outside client "
             f"{req.source}:{req.source_port} to each node's own address"
         )
-    return f"{req.protocol} {req.source}:{req.source_port} → {req.dest}:{req.port}"
+    src = report.nodes[0].result.packet.src if report.nodes else req.source
+    return f"{req.protocol} {src}:{req.source_port} → {req.dest}:{req.port}"
 
 
 def _blocked(report: TraceReport) -> list[str]:

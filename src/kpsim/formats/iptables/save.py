@@ -270,6 +270,8 @@ class _SaveParser:
         elif match := _TABLE_COMMENT_RE.match(text):
             self.table = match[1]
         else:
+            if match := _PROMPT_TABLE_RE.search(text):  # "# iptables -t filter -S" above a paste
+                self.table = match[1]
             what = "bad kpsim:meta line" if "kpsim:meta" in text else "comment"
             self.sink.skip_line(number, line, what)
 
@@ -277,6 +279,9 @@ class _SaveParser:
         what = classify_noise(line)
         if what == "elision":  # rules were left out here (``Capture.limits``)
             self.facts.elisions.append((number, self.table))
+        if what == "markdown fence" and not self.facts.headers:
+            # a new fenced block of -S / -A lines says nothing of the table before it
+            self.table = None
         if what == "shell prompt":
             if "ip6tables" in line:
                 self.builder.family = Family.IPV6
