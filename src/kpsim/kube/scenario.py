@@ -242,11 +242,11 @@ def stand_in(ruleset: Ruleset, extra: Sequence[str]) -> tuple[tuple[str, ...], s
     if named:
         return (named[0],), (
             f"no node address known: traced to {named[0]}, the address the capture's "
-            "KUBE-NODEPORTS jump names (pass --node-ip for another)"
+            "KUBE-NODEPORTS jump names"
         )
     return (STAND_IN_NODE_IP,), (
         f"no node address known: traced to a stand-in local address {STAND_IN_NODE_IP} "
-        "(NodePort rules match any local address; pass --node-ip for the real one)"
+        "(kube-proxy's NodePort rules match any local address, so the answer is the same)"
     )
 
 

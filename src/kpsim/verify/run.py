@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from kpsim.errors import ExitCode, KpsimError, UsageError
-from kpsim.kube.scenario import NodeInput, TraceRequest, check_mode, check_port
+from kpsim.kube.scenario import NodeInput, TraceRequest, check_mode, check_port, stand_in
 from kpsim.verify.affinity import AFFINITY_RUNS as AFFINITY_RUNS
 from kpsim.verify.affinity import IP_LIST_TOT as IP_LIST_TOT
 from kpsim.verify.affinity import (
@@ -153,6 +153,7 @@ def kernel_probe(node: NodeInput, request: VerifyRequest) -> KernelResult:
     """One replay in fresh namespaces, removed again whatever happens."""
     return replay(
         node.ruleset,
+        node_ips=stand_in(node.ruleset, ())[0],  # a bare dump: the address trace uses
         port=request.port,
         dest=request.dest,
         n=request.n,
@@ -177,6 +178,7 @@ class KeepingProbe:
         session = self.stack.enter_context(
             open_replay(
                 node.ruleset,
+                node_ips=stand_in(node.ruleset, ())[0],
                 clients=request.clients,
                 source=request.source,
                 timeout_s=request.budget_s,
@@ -246,5 +248,7 @@ def verify(
                 seconds=pred.affinity_seconds,
                 elapsed_s=elapsed,
             )
-        out.append(compare(node.name, pred, k, sim))
+        verdict = compare(node.name, pred, k, sim)
+        note = stand_in(node.ruleset, ())[1]
+        out.append(replace(verdict, notes=(note, *verdict.notes)) if note else verdict)
     return VerifyReport(request, fixture_set, tuple(out))
