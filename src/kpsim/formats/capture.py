@@ -55,6 +55,16 @@ def assess(ruleset: Ruleset, facts: CaptureFacts, diagnostics: Iterable[Diagnost
             Gap(GapKind.BUILTIN_NOT_CAPTURED, f"{table} {chain} not captured", None, table, chain)
         )
     all_tables = _all_tables(ruleset, facts)
+    gaps += (
+        Gap(
+            GapKind.NOT_UNDERSTOOD,
+            f"table {name} is not an iptables table: its rules are read, not understood",
+            None,
+            name,
+        )
+        for name in ruleset.tables
+        if name not in BUILTIN_CHAINS
+    )
     if not facts.interfaces_known:
         gaps.append(
             Gap(

@@ -165,8 +165,8 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     signs = {mode: _Signs() for mode in _MODES}
     for tname, table in ruleset.tables.items():
         nft_table = tname == _NFT_TABLE
-        # its hooked entry chains say it best; the nft reader may file them under another
-        # table name (a set's closing brace ends its table), so look for them by name too
+        # its hooked entry chains say it best; a paste may lose the table line, so look
+        # for them by name in any table of an nft capture too
         if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= _NFT_BASE):
             for name in sorted(_NFT_BASE & table.chains.keys()):
                 signs[ProxyMode.NFTABLES].add(table.chains[name].origin, live=True)

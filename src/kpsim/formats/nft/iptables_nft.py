@@ -1,53 +1,33 @@
-"""Translate ``nft list ruleset`` text of iptables-nft rules into the model.
+"""Read ``nft list ruleset`` text of iptables-nft rules into the model, by its nesting.
 
-    table ip nat {
-        chain KUBE-SERVICES {
+    table ip nat {                            ── a table (``table ip6``: family IPv6)
+        set cluster-ips {                     ── data: skipped, counted, named in a note
+            flags interval
+            elements = { 10.0.0.0/8,          ── nested braces over several lines
+                         172.16.0.0/12 }
+        }                                     ── ends the set, not the table
+        chain KUBE-SERVICES {                 ── a chain: each line a statement (rule)
             meta l4proto tcp ip daddr 10.96.0.1 tcp dport 443 counter packets 0 bytes 0 jump X
-        }   └─ -p tcp ────┘ └─ -d ──────────┘ └─ PortMatch ┘ └─ counters ────────────┘ └ Jump ┘
+        }
     }
 
-Only the statement shapes kube-proxy's rules take are translated; any other
-statement is kept as ``OpaqueMatch(module="nft", text=...)`` so a trace reports it
-as unknown instead of assuming it matches.
+A closing brace ends the innermost open block. Sets, maps and the other named objects hold
+nft's data, not rules: kpsim does not model them yet, so their bodies are skipped without a
+diagnostic. Each statement is translated by ``statements.Draft``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 
 from kpsim.formats.common import RulesetBuilder, Sink, classify_noise
-from kpsim.formats.iptables.options import PROTOCOL_NAMES, network, port_range, uint32
-from kpsim.formats.iptables.targets import nat_range
 from kpsim.formats.iptables.tokens import LineError, tokenize
-from kpsim.model import (
-    Address,
-    AddrTypeMatch,
-    CommentMatch,
-    ConntrackMatch,
-    Counters,
-    Dnat,
-    Family,
-    Format,
-    Interface,
-    Jump,
-    MarkMatch,
-    MarkTarget,
-    Masquerade,
-    Match,
-    OpaqueMatch,
-    PortMatch,
-    Protocol,
-    Rule,
-    Ruleset,
-    Snat,
-    SourceLocation,
-    Standard,
-    Target,
-    Verdict,
-)
+from kpsim.formats.nft.statements import Draft
+from kpsim.model import Family, Format, Rule, Ruleset, SourceLocation
 
 NOTE = "nft syntax: translated from `nft list ruleset`; untranslated statements are kept as unknown"
-_FULL = 0xFFFFFFFF
 
 
 def parse_nft(text: str, path: str, *, strict: bool = False) -> Ruleset:
@@ -55,40 +35,89 @@ def parse_nft(text: str, path: str, *, strict: bool = False) -> Ruleset:
     parser = _NftParser(path, Sink(path, strict))
     for number, line in enumerate(text.split("\n"), 1):
         parser.line(number, line.removesuffix("\r"))
+    parser.finish()
     return parser.builder.freeze(parser.sink.items)
 
 
+#: A chain's own comment: nft prints it first in the chain, before the hook line.
+_CHAIN_COMMENT = re.compile(r'^comment\s+"(?:[^"\\]|\\.)*"$')
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A statement whose braces are still open at the end of its first line."""
+
+    number: int
+    first: str
+    rest: list[str]
+    depth: int
+
+
 class _NftParser:
+    """Reads line by line, keeping the blocks open at each line: a table; in it a chain or
+    a data block (set, map, …); in a chain, a statement whose braces span lines. A closing
+    brace ends the innermost of them, so a set's brace never ends its table."""
+
     def __init__(self, path: str, sink: Sink) -> None:
         self.path = path
         self.sink = sink
         self.builder = RulesetBuilder(path, Format.NFT)
         self.builder.note(NOTE)
-        self.table: str | None = None
+        self.table: str | None = None  # the table of the chain being read
+        self.table_open = False  # a ``table … {`` read, its closing brace not yet
         self.chain: str | None = None
+        self.fresh = False  # nothing read yet in this chain: a ``comment`` is the chain's
+        self.block: _DataBlock | None = None
+        self.pending: _Pending | None = None
+        self.data: dict[str | None, _TableData] = {}
         self.seen: set[tuple[str, str]] = set()
 
     def line(self, number: int, line: str) -> None:
-        words = line.split()
-        if not words:
+        stripped = line.strip()
+        if not stripped:
             return
-        if words[0] == "table" and len(words) >= 3:
-            self.table = words[2]
-            if words[1] == "ip6":
-                self.builder.family = Family.IPV6
-            self.builder.tables.setdefault(self.table, {})
+        words = stripped.split()
+        if self.block is not None:
+            self._data(number, line, words)
+        elif self.pending is not None:
+            self._continue(number, line, words)
+        elif words[0] == "table" and len(words) >= 3:
+            self._open_table(number, words)
+        elif stripped.startswith("#"):
+            self.sink.skip_line(number, line, classify_noise(line) or "comment")
+        elif stripped == "}":
+            self._close(number, line)
         elif words[0] == "chain" and len(words) >= 2:
             self._open_chain(number, line, words[1])
-        elif words == ["}"]:
-            self.chain, self.table = (None, self.table) if self.chain else (None, None)
-        elif self.chain is not None and words[0] == "type":
-            return  # the hook line of a base chain
-        elif self.chain is not None and not line.lstrip().startswith("#"):
-            self._rule(number, line)
+        elif self.chain is not None:
+            self._statement(number, line, stripped, words)
         else:
-            self.sink.skip_line(number, line, classify_noise(line) or "line outside a chain")
+            self._outside(number, line, words)
+
+    def finish(self) -> None:
+        """Whatever is still open at the end of the text, and one note per table of data."""
+        if self.pending is not None:
+            self._abandon(self.pending)
+        if self.block is not None:
+            self._unclosed_block(self.block)
+        if self.chain is not None or self.table_open:
+            self.builder.note(f"{self._open_name()} has no closing brace: the text may be cut")
+        for table, data in self.data.items():
+            self.builder.note(data.note(table))
+
+    # -- blocks
+
+    def _open_table(self, number: int, words: list[str]) -> None:
+        if self.chain is not None or self.table_open:
+            self.builder.note(f"{self._open_name()} has no closing brace before line {number}")
+        self.table, self.table_open, self.chain = words[2], True, None
+        if words[1] == "ip6":
+            self.builder.family = Family.IPV6
+        self.builder.tables.setdefault(self.table, {})
 
     def _open_chain(self, number: int, line: str, name: str) -> None:
+        if self.chain is not None:
+            self.builder.note(f"chain {self.chain} has no closing brace before line {number}")
         if self.table is None:
             self.table = "nat"
             self.builder.note("no table header: assumed table nat")
@@ -103,6 +132,94 @@ class _NftParser:
             )
         self.seen.add(key)
         self.chain = name
+        self.fresh = True
+
+    def _close(self, number: int, line: str) -> None:
+        if self.chain is not None:
+            self.chain = None
+            if not self.table_open:  # a chain pasted without its table header
+                self.table = None
+        elif self.table_open:
+            self.table, self.table_open = None, False
+        else:
+            self.sink.skip_line(number, line, "closing brace with no block open")
+
+    def _open_name(self) -> str:
+        return f"chain {self.chain}" if self.chain is not None else f"table {self.table}"
+
+    # -- outside a chain: the table's data and attributes
+
+    def _outside(self, number: int, line: str, words: list[str]) -> None:
+        header = _data_header(words)
+        depth = _braces(line)
+        if header is not None:
+            block = _DataBlock(*header, number, depth)
+            if depth > 0:
+                self.block = block
+            else:
+                self._store(block)
+        elif self.table_open and words[0] in ("comment", "flags"):
+            return  # the table's own comment and flags
+        elif depth > 0:
+            self.sink.skip_line(number, line, "unknown nft block (its body is not read)")
+            self.block = _DataBlock("", words[0], number, depth)
+        else:
+            self.sink.skip_line(number, line, classify_noise(line) or "line outside a chain")
+
+    def _data(self, number: int, line: str, words: list[str]) -> None:
+        """A line of a data block: skipped as data, unless it shows the block lost its
+        closing brace (a chain or table header at the block's top level)."""
+        block = self.block
+        assert block is not None
+        if block.depth == 1 and _opens_block(words):
+            self._unclosed_block(block)
+            self.line(number, line)
+        elif block.feed(line):
+            self.block = None
+            self._store(block)
+
+    def _unclosed_block(self, block: _DataBlock) -> None:
+        what = f"{block.kind or 'block'} {block.name} (line {block.line})"
+        self.builder.note(f"{what} has no closing brace: read as data up to the next block")
+        self.block = None
+        self._store(block)
+
+    def _store(self, block: _DataBlock) -> None:
+        if block.kind:  # an unknown block has its diagnostic already
+            table = self.table if self.table_open else None
+            self.data.setdefault(table, _TableData()).add(block)
+
+    # -- in a chain
+
+    def _statement(self, number: int, line: str, stripped: str, words: list[str]) -> None:
+        if words[0] == "type":
+            return  # the hook line of a base chain
+        if self.fresh and _CHAIN_COMMENT.match(stripped):
+            return  # the chain's own comment, not a rule
+        self.fresh = False
+        depth = _braces(line)
+        if depth > 0:
+            self.pending = _Pending(number, line, [], depth)
+        else:
+            self._rule(number, line)
+
+    def _continue(self, number: int, line: str, words: list[str]) -> None:
+        """The next line of a statement with open braces: its braces span lines."""
+        pending = self.pending
+        assert pending is not None
+        if _opens_block(words) or words[0] == "table":
+            self._abandon(pending)
+            self.line(number, line)
+            return
+        pending.rest.append(line.strip())
+        pending.depth += _braces(line)
+        if pending.depth <= 0:
+            self.pending = None
+            self._rule(pending.number, " ".join([pending.first, *pending.rest]))
+
+    def _abandon(self, pending: _Pending) -> None:
+        self.pending = None
+        self.sink.skip_line(pending.number, pending.first, "statement whose brace is never closed")
 
     def _rule(self, number: int, line: str) -> None:
         assert self.table is not None and self.chain is not None
@@ -111,7 +228,7 @@ class _NftParser:
         except LineError as exc:
             self.sink.report(number, exc.col, exc.message, line)
             return
-        draft = _Draft()
+        draft = Draft()
         draft.translate(list(words.values))
         if draft.ipv6:
             self.builder.family = Family.IPV6
@@ -132,192 +249,101 @@ class _NftParser:
         self.builder.add_rule(rule)
 
 
-_STARTS = frozenset(
-    {
-        *("meta", "ip", "ip6", "tcp", "udp", "sctp", "iifname", "oifname", "counter"),
-        *("jump", "goto", "accept", "drop", "return", "masquerade", "dnat", "snat"),
-        *("comment", "mark", "fib", "ct"),
-    }
+# ---------------------------------------------------------------- nesting
+
+#: Named objects whose ``KIND NAME {`` opens a block of data (``nft list ruleset``).
+_DATA_KINDS = frozenset(
+    {"set", "map", "flowtable", "counter", "quota", "limit", "secmark", "synproxy"}
 )
+#: ``ct KIND NAME {`` objects.
+_CT_KINDS = frozenset({"helper", "timeout", "expectation"})
+#: How many set and map names a note spells out before "and N more".
+_NAMED = 6
 
 
-class _Draft:
-    """One statement line being translated, left to right."""
-
-    def __init__(self) -> None:
-        self.source: Address | None = None
-        self.destination: Address | None = None
-        self.protocol: Protocol | None = None
-        self.in_interface: Interface | None = None
-        self.out_interface: Interface | None = None
-        self.matches: list[Match] = []
-        self.target: Target | None = None
-        self.counters: Counters | None = None
-        self.ipv6 = False
-
-    def translate(self, words: list[str]) -> None:
-        i = 0
-        while i < len(words):
-            handler = _HANDLERS.get(words[i])
-            taken = 0
-            if handler is not None:
-                try:
-                    taken = handler(self, words[i:])
-                except (LineError, ValueError, IndexError):
-                    taken = 0
-            if not taken:
-                taken = 1
-                while i + taken < len(words) and words[i + taken] not in _STARTS:
-                    taken += 1
-                self.matches.append(OpaqueMatch("nft", text=" ".join(words[i : i + taken])))
-            i += taken
-
-    # each handler returns how many words it used, or 0 for an unknown shape
-
-    def _meta(self, w: list[str]) -> int:
-        if w[1] == "l4proto":
-            return self._protocol(w[2:], 2)
-        if w[1] == "mark":
-            return 1 + self._mark(w[1:])
-        return 0
-
-    def _protocol(self, w: list[str], used: int) -> int:
-        negated = w[0] == "!="
-        name = w[1] if negated else w[0]
-        self.protocol = Protocol(PROTOCOL_NAMES.get(name, name), negated)
-        return used + 1 + negated
-
-    def _ip(self, w: list[str]) -> int:
-        if w[1] == "protocol" or w[1] == "nexthdr":
-            return self._protocol(w[2:], 2)
-        if w[1] not in ("saddr", "daddr"):
-            return 0
-        negated = w[2] == "!="
-        net = network(w[3] if negated else w[2])
-        if net is None:
-            return 0
-        self.ipv6 = self.ipv6 or net.version == 6
-        address = Address(net, negated)
-        if w[1] == "saddr":
-            self.source = address
-        else:
-            self.destination = address
-        return 3 + negated
-
-    def _port(self, w: list[str]) -> int:
-        if w[1] not in ("dport", "sport"):
-            return 0
-        negated = w[2] == "!="
-        ports = port_range((w[3] if negated else w[2]).replace("-", ":"), 0)
-        if ports.name is not None:
-            return 0
-        if w[1] == "dport":
-            self.matches.append(PortMatch(w[0], dport=ports, dport_negated=negated))
-        else:
-            self.matches.append(PortMatch(w[0], sport=ports, sport_negated=negated))
-        return 3 + negated
-
-    def _iface(self, w: list[str]) -> int:
-        negated = w[1] == "!="
-        name = w[2] if negated else w[1]
-        iface = Interface(name[:-1] + "+" if name.endswith("*") else name, negated)
-        if w[0] == "iifname":
-            self.in_interface = iface
-        else:
-            self.out_interface = iface
-        return 2 + negated
-
-    def _counter(self, w: list[str]) -> int:
-        if len(w) >= 5 and w[1] == "packets" and w[3] == "bytes":
-            self.counters = Counters(int(w[2]), int(w[4]))
-            return 5
-        return 1
-
-    def _jump(self, w: list[str]) -> int:
-        self.target = Jump(w[1], goto=w[0] == "goto")
-        return 2
-
-    def _verdict(self, w: list[str]) -> int:
-        self.target = Standard(Verdict(w[0].upper()))
-        return 1
-
-    def _masquerade(self, w: list[str]) -> int:
-        flags = [x for x in w[1:3] if x in ("random", "fully-random")]
-        self.target = Masquerade(random="random" in flags, random_fully="fully-random" in flags)
-        return 1 + len(flags)
-
-    def _nat(self, w: list[str]) -> int:
-        skip = 1 if w[1] in ("ip", "ip6") else 0
-        if w[1 + skip] != "to":
-            return 0
-        to = (nat_range(w[2 + skip], 0),)
-        self.target = Dnat(to) if w[0] == "dnat" else Snat(to)
-        return 3 + skip
-
-    def _comment(self, w: list[str]) -> int:
-        self.matches.append(CommentMatch(w[1]))
-        return 2
-
-    def _mark(self, w: list[str]) -> int:
-        """``mark set mark or 0x4000`` → MARK; ``mark and 0x4000 == 0x4000`` → -m mark."""
-        if w[1] == "set":
-            return self._mark_set(w)
-        if w[1] in ("and", "&") and w[3] in ("==", "!="):
-            mask, value = uint32(w[2], 0), uint32(w[4], 0)
-            self.matches.append(MarkMatch(value, mask, negated=w[3] == "!="))
-            return 5
-        return 0
-
-    def _mark_set(self, w: list[str]) -> int:
-        if w[2] not in ("mark", "meta"):
-            self.target = MarkTarget(uint32(w[2], 0), _FULL)
-            return 3
-        at = 4 if w[2] == "meta" else 3
-        op, value = w[at], uint32(w[at + 1], 0)
-        ops = {"or": (value, value), "|": (value, value), "xor": (value, 0), "^": (value, 0)}
-        ops |= {"and": (0, ~value & _FULL), "&": (0, ~value & _FULL)}
-        if op not in ops:
-            return 0
-        self.target = MarkTarget(*ops[op])
-        return at + 2
-
-    def _fib(self, w: list[str]) -> int:
-        if w[1] != "daddr" or w[2] != "type":
-            return 0
-        negated = w[3] == "!="
-        kind = (w[4] if negated else w[3]).upper()
-        self.matches.append(AddrTypeMatch(dst_type=(kind,), dst_negated=negated))
-        return 4 + negated
-
-    def _ct(self, w: list[str]) -> int:
-        if w[1] != "state":
-            return 0
-        negated = w[2] == "!="
-        states = (w[3] if negated else w[2]).upper().split(",")
-        self.matches.append(ConntrackMatch(ctstate=tuple(states), negated=negated))
-        return 3 + negated
+def _braces(line: str) -> int:
+    """Opening minus closing braces, not counting those inside a quoted string: a
+    comment such as ``comment "a { b"`` must not open a block."""
+    depth = 0
+    quoted = escaped = False
+    for char in line:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted:
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+    return depth
 
 
-_HANDLERS: dict[str, Callable[[_Draft, list[str]], int]] = {
-    "meta": _Draft._meta,
-    "ip": _Draft._ip,
-    "ip6": _Draft._ip,
-    "tcp": _Draft._port,
-    "udp": _Draft._port,
-    "sctp": _Draft._port,
-    "iifname": _Draft._iface,
-    "oifname": _Draft._iface,
-    "counter": _Draft._counter,
-    "jump": _Draft._jump,
-    "goto": _Draft._jump,
-    "accept": _Draft._verdict,
-    "drop": _Draft._verdict,
-    "return": _Draft._verdict,
-    "masquerade": _Draft._masquerade,
-    "dnat": _Draft._nat,
-    "snat": _Draft._nat,
-    "comment": _Draft._comment,
-    "mark": _Draft._mark,
-    "fib": _Draft._fib,
-    "ct": _Draft._ct,
-}
+def _data_header(words: list[str]) -> tuple[str, str] | None:
+    """(kind, name) when the words open a data block (``set NAME {``, ``ct helper NAME {``)."""
+    if len(words) >= 3 and words[0] in _DATA_KINDS and words[2].startswith("{"):
+        return words[0], words[1]
+    if len(words) >= 4 and words[0] == "ct" and words[1] in _CT_KINDS and words[3].startswith("{"):
+        return f"ct {words[1]}", words[2]
+    return None
+
+
+def _opens_block(words: list[str]) -> bool:
+    """A header line: ``chain``/``table`` can only start outside a data block, so one met
+    at a data block's top level means that block lost its closing brace."""
+    return bool(words) and words[0] in ("chain", "table") and words[-1] == "{"
+
+
+@dataclass(slots=True)
+class _DataBlock:
+    """A data block being skipped; ``depth`` counts its braces still open."""
+
+    kind: str
+    name: str
+    line: int
+    depth: int
+    element_lines: int = 0
+    in_elements: bool = False
+
+    def feed(self, line: str) -> bool:
+        """Take one body line; True once the block's closing brace has been read."""
+        stripped = line.lstrip()
+        if stripped.startswith("elements") or self.in_elements:
+            self.element_lines += 1
+        self.depth += _braces(line)
+        self.in_elements = self.depth > 1 and (self.in_elements or stripped.startswith("elements"))
+        return self.depth <= 0
+
+
+@dataclass(slots=True)
+class _TableData:
+    """What one table's data blocks held: how many of each kind, the set and map names,
+    and how many lines of elements."""
+
+    kinds: Counter[str] = field(default_factory=Counter)
+    names: list[str] = field(default_factory=list)
+    element_lines: int = 0
+
+    def add(self, block: _DataBlock) -> None:
+        self.kinds[block.kind] += 1
+        if block.kind in ("set", "map"):
+            self.names.append(f"{block.kind} {block.name}")
+        self.element_lines += block.element_lines
+
+    def note(self, table: str | None) -> str:
+        """One line for ``Ruleset.notes``: kpsim reads no nft data yet, so say what it left."""
+        counts = ", ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind, n in self.kinds.items())
+        where = f"table {table}" if table is not None else "outside any table"
+        text = (
+            f"{where}: {counts} read as nft data, not rules (kpsim does not model nft sets "
+            "and maps yet; rules that look them up are kept as unknown)"
+        )
+        if self.names:
+            shown = ", ".join(self.names[:_NAMED])
+            more = len(self.names) - _NAMED
+            text += f": {shown}" + (f" and {more} more" if more > 0 else "")
+        if self.element_lines:
+            text += f" ({self.element_lines} line(s) of elements)"
+        return text
