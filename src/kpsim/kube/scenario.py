@@ -34,6 +34,7 @@ DEFAULT_CLIENT_PORT = 40000
 STAND_IN_NODE_IP = "198.51.100.10"
 
 _DELIVERED = frozenset({Disposition.DNAT, Disposition.ACCEPT, Disposition.LOCAL})
+_DNAT_OR_UNSURE = frozenset({Disposition.DNAT, Disposition.UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +291,10 @@ def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
 def _explain(ruleset: Ruleset, request: TraceRequest, result: TraceResult) -> tuple[str, ...]:
     """One line where the answer would puzzle a kube-proxy user: a NodePort the capture
     lists but nothing in it jumps to."""
-    if request.dest is not None or any(o.verdict is Disposition.DNAT for o in result.outcomes):
+    if request.dest is not None or any(o.verdict in _DNAT_OR_UNSURE for o in result.outcomes):
         return ()
+    if ruleset.capture.limit("nat", "KUBE-SERVICES") is not None:
+        return ()  # the jump may be among the rules the capture does not show
     nat = ruleset.table("nat")
     if nat is None or "KUBE-NODEPORTS" not in nat.chains:
         return ()

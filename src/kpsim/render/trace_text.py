@@ -310,7 +310,8 @@ def _verdict_lines(report: TraceReport) -> list[str]:
             f"whether the client IP is masqueraded is unknown for {pct(s.masquerade_unknown)} "
             "of connections: nat POSTROUTING is not in the capture"
         )
-    if s.masquerade or not s.masquerade_unknown:
+    delivered = any(r.verdict in ("DNAT", "ACCEPT", "LOCAL") and r.overall for r in s.rows)
+    if s.masquerade or (delivered and not s.masquerade_unknown):
         lines.append(f"client IP masqueraded for {pct(s.masquerade)} of connections")
     lines += [f"via {short(t.node)}: {r}" if many else r for t in report.nodes for r in t.remarks]
     return lines
