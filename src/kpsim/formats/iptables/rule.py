@@ -120,7 +120,10 @@ def _parse(values: tuple[str, ...], chains: Container[str], ipv6: bool) -> RuleB
 
 def _is_option(word: str) -> bool:
     """``--dport`` or ``-s`` but not ``-1`` (a negative number is an argument)."""
-    return len(word) > 1 and word[0] == "-" and not word[1].isdigit()
+    if len(word) < 2 or word[0] != "-":
+        return False
+    # "-j", "--dport": a letter after the dashes; "-1" is a number, "->" an arrow in a comment
+    return word[1].isalpha() or (word[1] == "-" and len(word) > 2 and word[2].isalpha())
 
 
 class _Walker:
