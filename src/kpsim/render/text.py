@@ -61,8 +61,8 @@ def _service_row(s: Service) -> tuple[str, ...]:
         s.protocol or "-",
         ", ".join(s.cluster_ips) or "-",
         ", ".join(str(p) for p in s.node_ports) or "-",
-        str(len(s.endpoints)),
-        _percent(s),
+        str(len(s.endpoints)) if s.captured else "?",
+        _percent(s) if s.captured else "?",
         ", ".join(notes),
     )
 

@@ -115,6 +115,9 @@ def targets(inputs: Sequence[NodeInput], req: SimRequest) -> list[Target]:
         return [Target(name, p, None, _affinity(svcs, name)) for p, name in node_ports]
     if req.dest is None:
         hits = [name for p, name in node_ports if p == req.port]
+        if not hits and not all(n.ruleset.capture.complete for n in inputs):
+            # the capture may hide it: trace it, and the answer says what is missing
+            return [Target(f"NodePort {req.port}", req.port, None)]
         if not hits:
             listed = ", ".join(str(p) for p, _ in node_ports) or "none"
             raise TraceError(
