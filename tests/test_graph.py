@@ -337,3 +337,17 @@ def _ruleset(chains_: dict[str, tuple[Rule, ...]]) -> Ruleset:
 
     table = Table("nat", MappingProxyType({n: Chain(n, r) for n, r in chains_.items()}))
     return Ruleset("test", Format.SAVE, Family.IPV4, MappingProxyType({"nat": table}))
+
+
+def test_graph_json_carries_the_capture_gaps() -> None:
+    """graph -o json says what the drawn capture lacks, as data, and as a note."""
+    damaged = REPO / "fixtures/damaged/postrouting-removed.txt"
+    code, out, err = run("graph", str(damaged), "--port", "30080", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    kinds = {(g["kind"], g["table"], g["chain"]) for g in doc["capture"]["gaps"]}
+    assert ("builtin-not-captured", "nat", "POSTROUTING") in kinds
+    assert doc["capture"]["complete"] is False
+    assert any(n.startswith("capture: nat POSTROUTING not captured") for n in doc["notes"])
+    code, out, _ = run("graph", str(NODE), "-o", "json")
+    assert code == 0 and json.loads(out)["capture"]["complete"] is True

@@ -647,3 +647,28 @@ def test_kernel_affinity_overflowing_recent_lists() -> None:
     assert a.first_pick_p >= P_MIN and a.p_value >= P_MIN
     text = verify_text(report)
     assert "203.0.113.10 … 203.0.114.3   198.19.1.1 … 198.19.1.250" in text  # one row
+
+
+@kernel
+@pytest.mark.kernel
+@pytest.mark.usefixtures("no_namespace_left_behind")
+def test_kernel_bare_dump_uses_the_stand_in_address(tmp_path: Path) -> None:
+    """A dump without metadata is replayed at the stand-in node address trace uses, the
+    report says so, and the capture's completeness is in the JSON."""
+    save = SEED / "ip-10-11-28-53" / "iptables-save.txt"
+    bare = tmp_path / "bare.txt"
+    bare.write_text(
+        "".join(ln for ln in save.read_text().splitlines(True) if "kpsim:meta" not in ln)
+    )
+    code, out, err = run(str(bare), "--port", "30080", "-n", "60", "-o", "json")
+    doc = json.loads(out)
+    assert code == 0, err
+    (node,) = doc["nodes"]
+    assert node["address"] == "198.51.100.10" and node["agree"] is True
+    assert any("stand-in local address 198.51.100.10" in n for n in node["notes"])
+    assert node["capture"]["complete"] is True and node["diagnostics"] == []
+    assert {e["destination"] for e in node["endpoints"]} == {
+        "10.11.11.70:80",
+        "10.11.16.79:80",
+        "10.11.41.25:80",
+    }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kpsim.formats import load_captures
@@ -169,7 +169,7 @@ def graph(
     what the capture lacks is a note too (``capture: …``)."""
     from kpsim.errors import TraceError
     from kpsim.graph import build
-    from kpsim.graph.model import GraphView, fraction_text, highlight
+    from kpsim.graph.model import fraction_text, highlight
     from kpsim.kube.scenario import TraceRequest
     from kpsim.render.capture import capture_text
 
@@ -178,14 +178,15 @@ def graph(
     g = build.flow_graph(rs) if selector is None else build.service_subgraph(rs, selector)
     gaps = capture_text(rs.capture)
     notes = [gaps] if gaps else []
-    view = build.graph_view(g, f"{chosen.name} ({rs.path})", notes)
+    view = replace(build.graph_view(g, f"{chosen.name} ({rs.path})", notes), capture=rs.capture)
     if port is None:
         return view
     try:
         request = TraceRequest(port=port, node=chosen.name, node_ips=tuple(node_ips))
         report = trace(loaded, request)
     except TraceError as exc:
-        return build.graph_view(g, view.title, [*notes, f"not highlighted: {exc}"])
+        unmarked = build.graph_view(g, view.title, [*notes, f"not highlighted: {exc}"])
+        return replace(unmarked, capture=rs.capture)
     traced = report.nodes[0] if report.nodes else None
     if traced is None or not traced.outcomes:
         return view
@@ -197,7 +198,7 @@ def graph(
     )
     notes += [n for n in traced.context_notes if n.startswith("no node address")]
     marked = highlight(view, [o.outcome.path for o in traced.outcomes])
-    return GraphView(marked.title, marked.selection, marked.nodes, marked.edges, tuple(notes))
+    return replace(marked, notes=tuple(notes), capture=rs.capture)
 
 
 def verify(loaded: Loaded, request: VerifyRequest, probe: Probe | None = None) -> VerifyReport:

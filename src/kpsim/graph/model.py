@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
 from typing import Protocol, TypeVar
+
+from kpsim.model import Capture
 
 ChainKey = tuple[str, str]  # (table, chain)
 K = TypeVar("K")
@@ -94,6 +96,7 @@ class GraphView:
     nodes: tuple[GraphNode, ...]
     edges: tuple[GraphEdge, ...]
     notes: tuple[str, ...] = ()
+    capture: Capture = field(default_factory=Capture)  # what the drawn capture lacks
 
 
 class PathStep(Protocol):

@@ -60,9 +60,11 @@ def capture_lines(capture: Capture, diagnostics: tuple[Diagnostic, ...]) -> list
 
 def capture_doc(capture: Capture) -> dict[str, Any]:
     """JSON ``capture``: ``complete`` and the ``gaps`` (docs/json.md)."""
+    cut = {table for table, _ in capture.limits}
     return {
         "complete": capture.complete,
         "cut_at": capture.cut_at,
+        "tables": {t: "partial" if t in cut else "whole" for t in capture.tables},
         "gaps": [
             {
                 "kind": g.kind.value,

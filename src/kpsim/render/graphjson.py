@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any
 
 from kpsim.graph.model import GraphEdge, GraphNode, GraphView
+from kpsim.render.capture import capture_doc
 
 GRAPH_SCHEMA = "kpsim/graph/v1"
 
@@ -58,6 +59,7 @@ def graph_json(view: GraphView) -> str:
         "title": view.title,
         "selection": view.selection,
         "notes": list(view.notes),
+        "capture": capture_doc(view.capture),
         "nodes": [node_doc(n) for n in view.nodes],
         "edges": [edge_doc(e) for e in view.edges],
     }

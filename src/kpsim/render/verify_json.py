@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kpsim.render.capture import capture_doc, diagnostics_doc
 from kpsim.render.json import dumps, exact
 from kpsim.verify.run import (
     AffinityCheck,
@@ -89,6 +90,8 @@ def node_doc(v: NodeVerdict) -> dict[str, Any]:
         "counters": [_counter(c) for c in v.counters],
         "address_map": [{"fixture": o, "replayed": m} for o, m in v.address_map],
         "notes": list(v.notes),
+        "capture": capture_doc(v.capture),
+        "diagnostics": diagnostics_doc(v.diagnostics),
         "affinity": _affinity(v.affinity),
     }
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
 from kpsim.verify.run import AffinityCheck, CounterRow, NodeVerdict, VerifyReport
 
@@ -168,6 +169,8 @@ def _node(console: Console, v: NodeVerdict, counters: bool, nodeport: bool) -> N
     console.print(_address_map(v))
     for note in v.notes:
         console.print(Text(f"note: {note}", style="yellow"))
+    for line in capture_lines(v.capture, v.diagnostics):
+        console.print(Text(line, style="yellow"))
     console.print()
 
 

@@ -10,9 +10,10 @@ and the one-line summary when all hold.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
+from kpsim.model import Capture, Diagnostic
 from kpsim.verify.affinity import (
     AffinityCheck,
     AffinityPrediction,
@@ -84,6 +85,8 @@ class NodeVerdict:
     address_map: tuple[tuple[str, str], ...]
     notes: tuple[str, ...] = ()
     affinity: AffinityCheck | None = None
+    capture: Capture = field(default_factory=Capture)  # what the node's capture lacks
+    diagnostics: tuple[Diagnostic, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

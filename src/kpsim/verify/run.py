@@ -250,5 +250,7 @@ def verify(
             )
         verdict = compare(node.name, pred, k, sim)
         note = stand_in(node.ruleset, ())[1]
-        out.append(replace(verdict, notes=(note, *verdict.notes)) if note else verdict)
+        notes = (note, *verdict.notes) if note else verdict.notes
+        rs = node.ruleset
+        out.append(replace(verdict, notes=notes, capture=rs.capture, diagnostics=rs.diagnostics))
     return VerifyReport(request, fixture_set, tuple(out))
