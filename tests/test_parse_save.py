@@ -284,12 +284,36 @@ def test_implicit_protocol_module_and_late_options() -> None:
         ("-m owner --uid-owner 0 ! --gid-owner 5",
          OpaqueMatch("owner", (Option("--uid-owner", ("0",)),
                                Option("--gid-owner", ("5",), True)))),
-        ("-m mark --mark 1 --weird", OpaqueMatch("mark", (Option("--mark", ("1",)),
-                                                          Option("--weird")))),
     ],
 )  # fmt: skip
 def test_typed_matches(options: str, expected: object) -> None:
     assert rule(options + " -j RETURN").matches == (expected,)
+
+
+def test_unknown_options_and_modules_are_doubted_and_strict_refuses() -> None:
+    """An option a module kpsim knows does not have, or a module iptables does not ship:
+    iptables-restore refuses the line; lenient keeps the match opaque (evaluated UNKNOWN)
+    and says so; strict stops there, with the column."""
+    cases = [
+        ("-m mark --mark 1 --weird", "--weird", "unknown option --weird for mark"),
+        ("-p tcp -m tcp --dport 80 --frobnicate", "--frob", "unknown option --frobnicate for tcp"),
+        ("-m nosuchmodule --x 1", "nosuch", "unknown match module nosuchmodule"),
+    ]
+    for options, word, message in cases:
+        line = f"-A X {options} -j RETURN"
+        col = line.index(word) + 1
+        text = f"*nat\n:X - [0:0]\n{line}\nCOMMIT\n"
+        rs = parse_save(text, "t")
+        assert [(d.line, d.col, d.message) for d in rs.diagnostics] == [(3, col, message)]
+        assert rs.capture.complete is False
+        with pytest.raises(ParseError) as err:
+            parse_save(text, "t", strict=True)
+        assert (err.value.line, err.value.col) == (3, col)
+    lenient = parse_save("*nat\n:X - [0:0]\n-A X -m mark --mark 1 --weird -j RETURN\nCOMMIT\n", "t")
+    (chain,) = [c for c in lenient.tables["nat"].chains.values() if c.rules]
+    assert chain.rules[0].matches == (
+        OpaqueMatch("mark", (Option("--mark", ("1",)), Option("--weird"))),
+    )
 
 
 def test_probability_threshold_prints_as_iptables_does() -> None:

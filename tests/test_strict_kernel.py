@@ -84,7 +84,25 @@ CASES: dict[str, Callable[[], str]] = {
     "header-then-header": lambda: (
         "*filter\n:INPUT ACCEPT [0:0]\n" + "\n".join(damage.section(TEXT, "nat")) + "\n"
     ),
+    # unknown options and modules: iptables-restore refuses the line, so does --strict
+    "unknown-core-option": lambda: _rule_added("-A KUBE-SERVICES --bogus 1 -j RETURN"),
+    "unknown-tcp-option": lambda: _rule_added(
+        "-A KUBE-SERVICES -p tcp -m tcp --dport 80 --frobnicate -j RETURN"
+    ),
+    "unknown-match-module": lambda: _rule_added("-A KUBE-SERVICES -m nosuchmodule -j RETURN"),
+    "unmodelled-but-real-module": lambda: _rule_added(
+        "-A KUBE-SERVICES -m limit --limit 5/sec -j RETURN"
+    ),
 }
+
+
+def _rule_added(rule: str) -> str:
+    """The shipped save with ``rule`` just before nat's COMMIT."""
+    return "".join(
+        (rule + "\n" + line) if n == NAT_COMMIT else line
+        for n, line in enumerate(TEXT.splitlines(keepends=True), 1)
+    )
+
 
 #: Where a backend and kpsim are known to differ (each a kpsim finding or a backend quirk).
 DIFFER: dict[tuple[str, str], str] = {

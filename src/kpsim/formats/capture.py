@@ -98,7 +98,7 @@ def assess(ruleset: Ruleset, facts: CaptureFacts, diagnostics: Iterable[Diagnost
         gaps.append(
             Gap(
                 GapKind.SKIPPED_LINES,
-                f"{len(skipped)} line(s) not read as rules (first at line {skipped[0].line}; "
+                f"{len(skipped)} line(s) skipped or doubted (first at line {skipped[0].line}; "
                 "see diagnostics)",
                 skipped[0].line,
             )

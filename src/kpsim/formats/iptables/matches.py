@@ -106,6 +106,16 @@ MATCH_SPECS: dict[str, dict[str, int]] = {
     "nfacct": {"--nfacct-name": 1},
 }
 
+#: Every match extension iptables 1.8 ships (libxt_*, libipt_*, libip6t_*): ``-m NAME``
+#: with another name is a line iptables-restore rejects ("Couldn't load match").
+EXTENSIONS = frozenset(
+    """addrtype ah bpf cgroup cluster comment connbytes connlabel connlimit connmark
+    conntrack cpu dccp devgroup dscp dst ecn esp eui64 frag hashlimit hbh helper hl icmp
+    icmp6 iprange ipv6header ipvs length limit mac mark mh multiport nfacct osf owner
+    physdev pkttype policy quota rateest realm recent rpfilter rt sctp set socket srh state
+    statistic string tcp tcpmss time tos ttl u32 udp udplite""".split()
+)
+
 #: ``-p NAME`` loads this module when one of its options appears without ``-m``.
 PROTO_MODULES = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "icmp": "icmp", "ipv6-icmp": "icmp6"}
 

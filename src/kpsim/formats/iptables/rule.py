@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-from kpsim.formats.iptables.matches import MATCH_SPECS, PROTO_MODULES, build_match
+from kpsim.formats.iptables.matches import EXTENSIONS, MATCH_SPECS, PROTO_MODULES, build_match
 from kpsim.formats.iptables.options import PROTOCOL_NAMES, Loaded, network
 from kpsim.formats.iptables.targets import TARGET_SPECS, build_target
 from kpsim.formats.iptables.tokens import LineError, Words
@@ -254,6 +254,8 @@ class _Walker:
         self.body.out_interface = Interface(arg, negated)
 
     def _core_match(self, arg: str, col: int, negated: bool) -> None:
+        if arg not in EXTENSIONS:  # kept, evaluated UNKNOWN; iptables-restore refuses it
+            self.body.problems.append((col, f"unknown match module {arg}"))
         self.loaded.append(Loaded(arg, col))
 
     def _core_jump(self, arg: str, col: int, negated: bool, goto: bool = False) -> None:
@@ -311,6 +313,8 @@ class _Walker:
         if owner is None:
             raise LineError(self.i, f"unknown option {word}")
         spec = TARGET_SPECS.get(owner.name) if owner is target else MATCH_SPECS.get(owner.name)
+        if spec is not None:  # a module kpsim knows every option of: iptables would refuse
+            self.body.problems.append((self.i, f"unknown option {word} for {owner.name}"))
         return owner, (spec or {}).get(word)
 
     def _implicit_module(self, word: str) -> Loaded | None:
