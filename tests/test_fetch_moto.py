@@ -258,3 +258,40 @@ def test_cli_many_nodes_one_failure(aws: MotoSsm, seed_ns: NetnsRunner, tmp_path
     assert f"FAILED  {unmanaged}: [not-ssm-managed]" in result.output
     assert "1 of 2 node(s) fetched, 1 failed" in result.output
     assert "testing" not in result.output  # credentials never printed
+
+
+def test_interrupted_fetch_leaves_a_spool_the_retry_removes(
+    aws: MotoSsm, seed_ns: NetnsRunner, tmp_path: Path, request_cleanup: list[NetnsRunner]
+) -> None:
+    """Ctrl-C while the capture runs: the node keeps its spool (the client never came back
+    for it). A retry's capture removes it once stale — and leaves a fresh one, which may be
+    another fetch's, alone; its own spool it removes as usual."""
+    import time
+
+    from kpsim.fetch.model import ProgressEvent
+    from kpsim.fetch.script import STALE_MINUTES
+
+    runner = NetnsRunner(seed_ns.ns, "ip-198-18-0-9.ec2.internal")
+    request_cleanup.append(runner)
+    node = aws.add(FakeNode(aws.launch(1, {"Name": "worker"})[0], runner, hidden_polls=0))
+    request = FetchRequest(instance_ids=(node.instance_id,), out=tmp_path, waits=FAST,
+                           fmt=CaptureFormat.BOTH)  # fmt: skip
+    spools = Path(runner.tmpdir)
+
+    def ctrl_c(event: ProgressEvent) -> None:
+        if event.stage == "wait":  # the capture was sent and has run
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fetch_ssm(request, aws.clients(), clock=CLOCK, progress=ctrl_c, nonce=111)
+    assert sorted(p.name for p in spools.iterdir()) == ["kpsim-111"]
+    assert (spools / "kpsim-111" / "payload.gz").is_file()
+    (spools / "kpsim-222").mkdir(mode=0o700)  # a fetch running now
+    (result,) = fetch_ssm(request, aws.clients(), clock=CLOCK, nonce=333).results
+    assert result.ok and result.route == "chunks", result.error
+    assert sorted(p.name for p in spools.iterdir()) == ["kpsim-111", "kpsim-222"]  # young
+    then = time.time() - (STALE_MINUTES + 1) * 60
+    os.utime(spools / "kpsim-111", (then, then))
+    (result,) = fetch_ssm(request, aws.clients(), clock=CLOCK, nonce=444).results
+    assert result.ok and result.route == "chunks", result.error
+    assert sorted(p.name for p in spools.iterdir()) == ["kpsim-222"]

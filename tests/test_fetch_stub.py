@@ -294,3 +294,56 @@ def test_bad_document_names_are_refused(bad: str) -> None:
 
     with pytest.raises(UsageError, match="--document"):
         validate.document(bad)
+
+
+class NoRetryAws(Aws):
+    """Stubbed clients that never retry on their own: each stubbed error reaches kpsim."""
+
+    def __init__(self) -> None:
+        from botocore.config import Config
+
+        kw: dict[str, Any] = {"region_name": "us-east-1", "aws_access_key_id": "x",
+                              "aws_secret_access_key": "y",
+                              "config": Config(retries={"total_max_attempts": 1})}  # fmt: skip
+        self.clients = AwsClients(boto3.client("ssm", **kw), boto3.client("ec2", **kw),
+                                  boto3.client("s3", **kw))  # fmt: skip
+        self.ssm = Stubber(self.clients.ssm)
+        self.ec2 = Stubber(self.clients.ec2)
+        self.time = FakeTime()
+
+
+def test_throttled_polls_are_asked_again_not_failed(tmp_path: Path) -> None:
+    """botocore's bounded retries ran out on a throttled poll: the node is still pending,
+    and the next round (own deadline) asks again."""
+    aws = NoRetryAws()
+    aws.instances([IID])
+    aws.managed([IID])
+    aws.sent()
+    aws.ssm.add_client_error("get_command_invocation", "ThrottlingException", "Rate exceeded")
+    aws.ssm.add_client_error("get_command_invocation", "ThrottlingException", "Rate exceeded")
+    aws.invocation("Success", stdout=framed())
+    (result,) = aws.fetch(tmp_path).results
+    assert result.ok, result.error
+    assert aws.time.sleeps == [1, 1.5]
+
+
+class Unreachable:
+    """A client whose every call fails as botocore does when the endpoint never answers."""
+
+    def __getattr__(self, operation: str) -> Any:
+        from botocore.exceptions import ConnectTimeoutError
+
+        def call(**kwargs: Any) -> Any:
+            raise ConnectTimeoutError(endpoint_url="https://ec2.eu-west-1.amazonaws.com/")
+
+        return call
+
+
+def test_unreachable_endpoint_is_one_fetch_error(tmp_path: Path) -> None:
+    clients = AwsClients(Unreachable(), Unreachable())
+    request = FetchRequest(instance_ids=(IID,), out=tmp_path, waits=WAITS)
+    with pytest.raises(FetchError) as info:
+        fetch_ssm(request, clients)
+    message = str(info.value)
+    assert message.startswith("cannot reach the AWS endpoint for describe_instances (3 attempts)")
+    assert "Connect timeout" in message and "\n" not in message

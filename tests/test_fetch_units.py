@@ -241,3 +241,129 @@ def test_usage_errors_exit_2_before_any_call(args: list[str], words: str) -> Non
     result = cli(*args)
     assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert words in result.output
+
+
+# -- a bad AWS environment: one line, exit 2, nothing secret ------------------------------
+
+KEY_ID = "AKIAKPSIMTESTKEY0001"
+SECRET = "kpsimTestSecret/DoNotPrint+0001"
+IID = "i-0123456789abcdef0"
+#: Everything that could lend boto3 credentials, a region or a profile from this machine.
+AWS_UNSET = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_SSM", "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+)  # fmt: skip
+NO_AWS: dict[str, str | None] = {
+    **dict.fromkeys(AWS_UNSET),
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",  # no instance-role lookup leaves this machine
+}
+KEYS = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+
+def cli_env(env: dict[str, str | None], *args: str) -> click.testing.Result:
+    group = click.Group("kpsim")
+    group.add_command(fetch_command)
+    return CliRunner().invoke(group, ["fetch", *args], env={**NO_AWS, **env})
+
+
+def one_clean_line(result: click.testing.Result, code: int) -> str:
+    """The whole output: a single ``kpsim: …`` line, no traceback, no credential."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    (line,) = result.output.splitlines()
+    assert line.startswith("kpsim: ") and "Traceback" not in result.output
+    assert KEY_ID not in result.output and SECRET not in result.output
+    return line
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "words"),
+    [
+        ({}, ["--region", "eu-west-1"], "no AWS credentials found"),
+        ({"AWS_ACCESS_KEY_ID": KEY_ID}, ["--region", "eu-west-1"], "missing: AWS_SECRET_ACC"),
+        (KEYS, ["--profile", "nosuch", "--region", "eu-west-1"], "(nosuch) could not be found"),
+        ({**KEYS, "AWS_PROFILE": "nosuch"}, ["--region", "eu-west-1"], "AWS_PROFILE: "),
+        (KEYS, ["--region", "mars-1"], "--region 'mars-1'"),
+        ({**KEYS, "AWS_REGION": "mars-east-1"}, [], "AWS_REGION 'mars-east-1': not an AWS"),
+        ({**KEYS, "AWS_DEFAULT_REGION": "mars 1"}, [], "'mars 1': not an AWS region"),
+        (KEYS, [], "no AWS region"),
+        ({**KEYS, "AWS_ENDPOINT_URL": "not a url"}, ["--region", "eu-west-1"],
+         "AWS_ENDPOINT_URL is not an endpoint URL"),
+        ({**KEYS, "AWS_ENDPOINT_URL": f"http://kpsim:{SECRET}@127.0.0.1:1"},
+         ["--region", "eu-west-1"], "AWS_ENDPOINT_URL is not an endpoint URL"),
+    ],
+)  # fmt: skip
+def test_bad_aws_environment_is_one_line_exit_2(
+    env: dict[str, str | None], args: list[str], words: str, tmp_path: Path
+) -> None:
+    result = cli_env(env, "--node", IID, "--out", str(tmp_path), *args)
+    assert words in one_clean_line(result, ExitCode.BAD_INPUT)
+
+
+def test_refused_endpoint_fails_in_one_line_within_30s(tmp_path: Path) -> None:
+    """A closed local port (bound, never listening): botocore's standard retries, bounded,
+    then one line naming the endpoint (its user info, a secret here, masked)."""
+    import socket
+    import time
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        env = {**KEYS, "AWS_ENDPOINT_URL": f"http://kpsim:{KEY_ID}@127.0.0.1:{port}"}
+        start = time.monotonic()
+        result = cli_env(env, "--node", IID, "--region", "eu-west-1", "--out", str(tmp_path))
+        took = time.monotonic() - start
+    line = one_clean_line(result, ExitCode.FAILURE)
+    assert "cannot reach the AWS endpoint for describe_instances (3 attempts)" in line
+    assert f"http://***@127.0.0.1:{port}/" in line
+    assert took < 30
+
+
+@kernel
+@pytest.mark.kernel
+def test_silent_endpoint_fails_in_one_line_within_30s(tmp_path: Path) -> None:
+    """An endpoint that never answers a SYN (198.18.0.1:9 on lo of a throw-away namespace,
+    its packets dropped there): bounded connect timeouts × standard retries < 30 s."""
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {k: v for k, v in NO_AWS.items() if v is not None} | KEYS
+    env |= {"AWS_ENDPOINT_URL": "http://198.18.0.1:9",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}  # fmt: skip
+    with netns.Namespace() as ns:
+        netns.link_up(ns.name, "lo")
+        netns.add_address(ns.name, "lo", "198.18.0.1/32")
+        ns.run(["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"])
+        argv = ["ip", "netns", "exec", ns.name, sys.executable, "-m", "kpsim", "fetch",
+                "--node", IID, "--region", "eu-west-1", "--out", str(tmp_path)]  # fmt: skip
+        start = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        took = time.monotonic() - start
+    assert proc.returncode == ExitCode.FAILURE, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("kpsim: cannot reach the AWS endpoint for describe_instances")
+    assert 'Connect timeout on endpoint URL: "http://198.18.0.1:9/"' in line
+    assert proc.stdout == "" and SECRET not in line
+    assert 10 < took < 30  # three 5 s connect timeouts, not one refused connection
+
+
+# -- the node never keeps what a fetch left ----------------------------------------------
+
+
+def test_scripts_trap_signals_and_sweep_only_their_own_folder() -> None:
+    from kpsim.fetch.script import STALE_MINUTES
+
+    text = capture_script(ScriptSpec(nonce=7))
+    for trap in ("trap 'exit 129' HUP", "trap 'exit 130' INT", "trap 'exit 143' TERM",
+                 "trap 'rm -rf \"$d\"' EXIT"):  # fmt: skip
+        assert trap in text
+    assert text.index("trap 'exit 143' TERM") < text.index('mkdir -m 700 "$d"')
+    assert f"-mmin +{STALE_MINUTES}" in text and 'b="${TMPDIR:-/tmp}"' in text
+    assert text.count("rm -rf") == 2  # the stale folders in $TMPDIR, its own folder
+    assert 'touch "${f%/*}"' in chunk_script(7, 0)  # a spool being read is not stale

@@ -41,7 +41,7 @@ _STAGES = {
     help="Fetch running instances with this EC2 tag (repeat to AND).",
 )
 @click.option("--cluster", help="Fetch the EKS cluster's running nodes (by their EKS tags).")
-@click.option("--region", help="AWS region (else the profile's / AWS_REGION).")
+@click.option("--region", help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's).")
 @click.option("--profile", help="AWS profile from ~/.aws/config.")
 @click.option(
     "--out",

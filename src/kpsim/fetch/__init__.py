@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from kpsim.errors import FetchError
-from kpsim.fetch.aws import AwsClients, make_clients
+from kpsim.fetch.aws import AwsClients, describe, is_aws_error, make_clients
 from kpsim.fetch.capture import NodeCapture, fixture_files, node_capture, short_name
 from kpsim.fetch.local import DEFAULT_IMAGE, LocalTarget, Runner, run_script, subprocess_runner
 from kpsim.fetch.model import (
@@ -67,8 +67,20 @@ def fetch_ssm(
     progress: Progress = no_progress,
     nonce: int | None = None,
 ) -> FetchReport:
-    """Fetch every requested node over SSM; one node's failure never stops the others."""
-    clock = clock or Clock()
+    """Fetch every requested node over SSM; one node's failure never stops the others.
+    An AWS error that stops the whole run is a FetchError with one sentence, never a
+    botocore traceback."""
+    try:
+        return _fetch_ssm(request, clients, clock or Clock(), progress, nonce)
+    except Exception as exc:
+        if is_aws_error(exc):
+            raise FetchError(describe(exc, "the fetch")) from exc
+        raise
+
+
+def _fetch_ssm(
+    request: FetchRequest, clients: AwsClients, clock: Clock, progress: Progress, nonce: int | None
+) -> FetchReport:
     progress(ProgressEvent("", "resolve"))
     targets = resolve_targets(clients.ec2, request)
     reachable, errors = check_managed(clients.ssm, targets)

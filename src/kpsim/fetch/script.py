@@ -15,6 +15,12 @@ Capture stdout, framed so truncation and corruption are detectable::
 
 With ``spool=1`` the node kept ``$TMPDIR/kpsim-<nonce>/payload.gz`` (G bytes) so the
 client can read it back in base64 chunks that fit under SSM's 24,000-character cut.
+
+Leftovers: on every other exit (an error, SIGINT, SIGTERM, SIGHUP) the script removes its
+folder itself (``trap``); what a SIGKILL or a client that never came back for its chunks
+left, the next capture removes — only folders named as kpsim names its own
+(``kpsim-<digits>``, ``kpsim.XXXXXXXX``), directly in ``$TMPDIR``, owned by the user
+running it, untouched for STALE_MINUTES (a chunk read touches its spool).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ CHUNK_BYTES = 17_000
 SPOOL_THRESHOLD = 23_000
 MAX_NONCE = 2**62
 MAX_CHUNKS = 100_000
+#: A folder of kpsim's own untouched this long belongs to no running fetch: the next
+#: capture removes it. Far above a chunk round (each touches its spool).
+STALE_MINUTES = 30
 
 _PRELUDE = """\
 set -u
@@ -37,6 +46,9 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LC_ALL=C
 export PATH LC_ALL
 fail() { printf '==kpsim:error %s==\\n' "$2"; printf 'kpsim: %s\\n' "$2" >&2; exit "$1"; }
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 """
 
 _CHECKS = """\
@@ -49,6 +61,23 @@ for f in /etc/os-release /.bottlerocket/rootfs/etc/os-release; do
 done
 for t in iptables iptables-save sha256sum wc cut; do
   command -v "$t" >/dev/null 2>&1 || fail 4 "missing command: $t"
+done
+"""
+
+_MKTEMP_NAME = "kpsim." + "[A-Za-z0-9]" * 8  # what mktemp makes of kpsim.XXXXXXXX
+
+_SWEEP = """\
+b="${TMPDIR:-/tmp}"
+for s in "$b"/kpsim-[0-9]* "$b"/kpsim.*; do
+  case "${s##*/}" in
+    kpsim-*[!0-9]*) continue ;;
+    kpsim-*|{mktemp}) ;;
+    *) continue ;;
+  esac
+  if [ ! -L "$s" ] && [ -d "$s" ] && [ -O "$s" ] \\
+     && [ -n "$(find "$s" -prune -mmin +{minutes} 2>/dev/null)" ]; then
+    rm -rf "$s"
+  fi
 done
 """
 
@@ -146,6 +175,8 @@ def capture_script(spec: ScriptSpec) -> str:
     names = _fixed_tables(spec.tables)
     out = ["# kpsim fetch: read-only capture of iptables state (fixed script)\n", _PRELUDE]
     out.append(_CHECKS)
+    minutes = _check_int("minutes", STALE_MINUTES, 1, 10_000)
+    out.append(_SWEEP.replace("{mktemp}", _MKTEMP_NAME).replace("{minutes}", minutes))
     if spec.nonce is None:
         out.append('d=$(mktemp -d "${TMPDIR:-/tmp}/kpsim.XXXXXXXX") || fail 5 "mktemp failed"\n')
     else:
@@ -177,6 +208,7 @@ def chunk_script(nonce: int, index: int) -> str:
         + _PRELUDE
         + f"f={spool_dir(nonce)}/payload.gz\n"
         + '[ -f "$f" ] || fail 3 "spool file missing: $f"\n'
+        + 'touch "${f%/*}" 2>/dev/null || :\n'  # still in use: no sweep takes it
         + f"printf '==kpsim:chunk index={i}==\\n'\n"
         + f'dd if="$f" bs={CHUNK_BYTES} skip={i} count=1 2>/dev/null | base64\n'
         + "printf '==kpsim:chunk-end==\\n'\n"

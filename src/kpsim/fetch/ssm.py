@@ -43,6 +43,9 @@ DOCUMENT = "AWS-RunShellScript"
 PLUGIN_DIR = "awsrunShellScript/0.awsrunShellScript"
 _TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Cancelling"}
 _NOT_YET = {"InvocationDoesNotExist"}
+#: Throttled after botocore's own retries: ask again next round (the deadline bounds it).
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException",
+              "RequestLimitExceeded"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,8 @@ class SsmSession:
         except Exception as exc:
             if not is_aws_error(exc):
                 raise
+            if error_code(exc) in _THROTTLED:
+                return None
             if error_code(exc) in _NOT_YET:
                 if self.clock.monotonic() - started < self.waits.invocation_grace:
                     return None

@@ -2,8 +2,9 @@
 
 Everything happens inside throw-away network namespaces named ``kpsim-<pid>-<rand>``;
 the root namespace is never modified.  Every created namespace is deleted on every
-exit path (context manager, atexit, SIGINT/SIGTERM), and every subprocess call is
-bounded by a timeout.
+exit path (context manager, atexit, SIGINT/SIGTERM/SIGHUP), and every subprocess call
+is bounded by a timeout. What a SIGKILLed process left, ``cleanup_stale`` removes: only names
+``kpsim-<pid>-<8 hex>`` whose ``<pid>`` no longer runs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "NetnsError",
     "add_address",
     "available",
+    "cleanup_created",
     "cleanup_stale",
     "create",
     "delete",
@@ -49,13 +51,16 @@ PREFIX = "kpsim-"
 ALLOWED_NET = ipaddress.IPv4Network("198.18.0.0/15")
 """RFC 2544 benchmarking range: the only addresses the harness will configure."""
 
-_NAME_RE = re.compile(r"kpsim-(\d+)-[0-9a-f]+")
+_NAME_RE = re.compile(r"kpsim-(\d{1,7})-[0-9a-f]{8}")  # exactly what new_name makes
 DEFAULT_TIMEOUT = 30.0
 NETNS_ETC = Path("/etc/netns")
+NETNS_RUN = Path("/run/netns")
+TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _created: set[str] = set()
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a signal handler may clean up while it is held
 _handlers_installed = False
+_signals_handled: set[int] = set()
 
 
 class NetnsError(RuntimeError):
@@ -94,35 +99,44 @@ def _exec(
 
 
 def _install_handlers() -> None:
-    """Register cleanup once: atexit plus SIGINT/SIGTERM chaining to prior handlers."""
+    """Register cleanup: atexit once, and per signal (SIGINT, SIGTERM, SIGHUP) a handler
+    that deletes, then chains to the prior one. A signal that is ignored (nohup) or whose
+    handler unwinds instead (marked ``kpsim_unwinds``, see verify.run) is left alone."""
     global _handlers_installed
-    if _handlers_installed:
-        return
-    _handlers_installed = True
-    atexit.register(_cleanup_created)
+    if not _handlers_installed:
+        _handlers_installed = True
+        atexit.register(cleanup_created)
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in set(TERMINATING) - _signals_handled:
         previous = signal.getsignal(sig)
+        if previous == signal.SIG_IGN or getattr(previous, "kpsim_unwinds", False):
+            continue
 
         def handler(signum: int, frame: FrameType | None, _prev: Any = previous) -> None:
-            _cleanup_created()
+            cleanup_created()
             if callable(_prev):
                 _prev(signum, frame)
-            elif _prev == signal.SIG_DFL:
+            elif _prev in (signal.SIG_DFL, None):
                 signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
 
         signal.signal(sig, handler)
+        _signals_handled.add(sig)
 
 
-def _cleanup_created() -> None:
-    """Delete every namespace this process created and has not yet deleted."""
+def cleanup_created() -> list[str]:
+    """Delete every namespace this process created and has not yet deleted; returns those
+    that would not go."""
     with _lock:
         names = sorted(_created)
     for name in names:
         with suppress(NetnsError):
             delete(name)
+    return sorted(_created)
+
+
+_cleanup_created = cleanup_created  # its former name
 
 
 def _etc_dir(name: str) -> Path:
@@ -184,8 +198,19 @@ def _list_names() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, from /proc); None: unknown."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+        boot = re.search(r"^btime (\d+)$", Path("/proc/stat").read_text(), re.MULTILINE)
+        return int(boot[1]) + ticks / os.sysconf("SC_CLK_TCK") if boot else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _owner_alive(name: str) -> bool:
-    """Whether the process encoded in `kpsim-<pid>-<hex>` still runs (or it isn't ours)."""
+    """Whether the process encoded in `kpsim-<pid>-<hex>` still runs (or it isn't ours).
+    A pid running a process that started after the namespace was made was reused: dead."""
     m = _NAME_RE.fullmatch(name)
     if m is None:
         return True  # not a harness name: never touch it
@@ -197,17 +222,34 @@ def _owner_alive(name: str) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    started, made = _started(pid), None
+    with suppress(OSError):
+        made = (NETNS_RUN / name).stat().st_mtime  # when `ip netns add` made it
+    return started is None or made is None or started <= made + 2  # btime has 1 s steps
 
 
 def cleanup_stale() -> list[str]:
-    """Remove leftover harness namespaces whose creating process is gone; returns names."""
-    removed = []
-    for name in _list_names():
+    """Remove the namespaces (and /etc/netns folders) that kpsim processes which are gone
+    left behind (SIGKILL, a crash, ``--keep``): only names ``kpsim-<pid>-<8 hex>`` whose
+    ``<pid>`` no longer runs. Returns the names removed; raises NetnsError naming those it
+    could not remove, after trying every one."""
+    names = _list_names()
+    removed, failed = [], []
+    for name in names:
         if not _owner_alive(name):
-            delete(name)
-            removed.append(name)
+            try:
+                delete(name)
+                removed.append(name)
+            except NetnsError as exc:
+                failed.append(str(exc))
+    leftovers = sorted(NETNS_ETC.iterdir()) if NETNS_ETC.is_dir() else []
+    for d in leftovers:
+        if d.name not in names and not _owner_alive(d.name):
+            _remove_resolver(d.name)
+    if failed:
+        done = f" (removed {', '.join(removed)})" if removed else ""
+        raise NetnsError("; ".join(failed) + done)
     return removed
 
 

@@ -19,8 +19,10 @@ its first endpoint, so the split over all connections is not kpsim's fresh-clien
     repeat connections that changed endpoint ─▶ two-proportion test against the sampler
         (kpsim.simulate) run R times on the same order with the kernel's ip_list_tot
 
-run.py runs the whole question (kernel requirements, the probes, ``verify``) and
-re-exports the pieces: predict.py (request, kpsim's exact answer), affinity.py
+run.py runs the whole question (kernel requirements, the probes, ``verify``), leaves
+nothing behind (``signals_unwind``: SIGINT/SIGTERM/SIGHUP unwind every namespace a run
+made; ``remove_stale``: what SIGKILLed runs left, removed before each run) and re-exports
+the pieces: predict.py (request, kpsim's exact answer), affinity.py
 (session affinity), compare.py (rows, reasons, verdicts), stats.py (χ² and
 two-proportion tests).
 
@@ -31,13 +33,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import replace
+from types import FrameType
+from typing import Any
 
 from kpsim.errors import ExitCode, KpsimError, UsageError
 from kpsim.kube.scenario import NodeInput, TraceRequest, check_mode, check_port, stand_in
+from kpsim.verify import netns
 from kpsim.verify.affinity import AFFINITY_RUNS as AFFINITY_RUNS
 from kpsim.verify.affinity import IP_LIST_TOT as IP_LIST_TOT
 from kpsim.verify.affinity import (
@@ -77,11 +84,13 @@ __all__ = [
     "AffinityPrediction",
     "CounterRow",
     "EndpointRow",
+    "Interrupted",
     "KeepingProbe",
     "KernelUnavailable",
     "NodeVerdict",
     "Prediction",
     "Probe",
+    "Unwinding",
     "VerdictRow",
     "VerifyError",
     "VerifyReport",
@@ -97,8 +106,10 @@ __all__ = [
     "predict",
     "predict_affinity",
     "recent_capacity",
+    "remove_stale",
     "require_kernel",
     "select_nodes",
+    "signals_unwind",
     "two_proportion_p",
     "verify",
 ]
@@ -141,6 +152,62 @@ def select_nodes(inputs: Sequence[NodeInput], wanted: str | None) -> list[NodeIn
         names = ", ".join(n.name for n in inputs)
         raise UsageError(f"--node {wanted}: no such node (nodes: {names})")
     return chosen
+
+
+# ---------------------------------------------------------------- leaving nothing behind
+
+
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived inside ``signals_unwind``. A BaseException (as
+    KeyboardInterrupt), so no ``except Exception`` swallows it; ``status`` = 128 + signum,
+    what a shell reports for a process the signal ended (130, 143, 129)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.status = 128 + signum
+
+
+class Unwinding:
+    """The handler ``signals_unwind`` installs, and what it saw: ``signum``, the first
+    signal (None: none came). The first raises Interrupted; later ones are only noted, so
+    the cleanup they interrupt runs to its end."""
+
+    kpsim_unwinds = True  # netns installs no handler of its own over this one
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            raise Interrupted(signum)
+
+
+@contextmanager
+def signals_unwind() -> Iterator[Unwinding]:
+    """Inside, SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` (once, in the main thread):
+    every ``with`` unwinds, so each namespace, responder and probe of the run goes. Ignored
+    signals (nohup) stay ignored; the previous handlers return on the way out."""
+    state = Unwinding()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in netns.TERMINATING:
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, state)
+    try:
+        yield state
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, signal.SIG_DFL if old is None else old)
+
+
+def remove_stale() -> list[str]:
+    """Remove the namespaces that verify runs which are gone left behind (SIGKILL, a crash,
+    ``--keep``): named ``kpsim-<pid>-<8 hex>``, ``<pid>`` no longer running. Never a live
+    process's, never another name. Returns their names (NetnsError: some would not go)."""
+    require_kernel()
+    return netns.cleanup_stale()
 
 
 # ---------------------------------------------------------------- the kernel's side
@@ -218,6 +285,9 @@ def verify(
     request.check()
     if probe is None:
         require_kernel()
+        if netns.available():  # a leftover that will not go blocks no new run
+            with suppress(netns.NetnsError, OSError):
+                netns.cleanup_stale()
         probe = kernel_probe  # looked up now, so a test can stand in for the kernel
     chosen = select_nodes(list(inputs), request.node)
     check_mode(chosen)  # replaying rules that do not pick the pod would prove nothing
