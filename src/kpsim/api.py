@@ -16,9 +16,10 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kpsim.formats import load_captures
+from kpsim.formats import load_captures, parse_captures
 from kpsim.inputs import fixtures
 from kpsim.inputs.fixtures import FixtureSet, NodeSource
 from kpsim.model import Family, Format, Ruleset
@@ -86,9 +87,16 @@ def load(
     with _collector_paused(freeze=True):
         for src in chosen.nodes:
             files = src.files if all_files else (src.primary,)
-            rulesets = tuple(rs for f in files for rs in load_captures(f, fmt=fmt, strict=strict))
+            rulesets = tuple(rs for f in files for rs in _captures(src, f, fmt, strict))
             nodes.append(LoadedNode(src, rulesets))
     return Loaded(chosen, tuple(nodes))
+
+
+def _captures(src: NodeSource, file: Path, fmt: Format | None, strict: bool) -> tuple[Ruleset, ...]:
+    """A file's captures; a stream's (stdin, a pipe) from the text read when chosen."""
+    if src.text is not None and file == src.primary:
+        return parse_captures(src.text, str(file), fmt=fmt, strict=strict)
+    return load_captures(file, fmt=fmt, strict=strict)
 
 
 @contextmanager

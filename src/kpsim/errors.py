@@ -12,6 +12,8 @@ class ExitCode(IntEnum):
     OK = 0
     FAILURE = 1  # the command ran and found a problem (e.g. a node failed to fetch)
     BAD_INPUT = 2  # unreadable input, usage errors, --strict diagnostics
+    INTERNAL = 70  # a bug in kpsim (EX_SOFTWARE): one line, the traceback in a file
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
 
 
 class KpsimError(Exception):

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 
-from kpsim.errors import ExitCode, KpsimError
+from kpsim.errors import ExitCode, KpsimError, UsageError
 from kpsim.model import Format
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,42 +68,105 @@ def fast_exit(main: Callable[[], object]) -> None:
     os._exit(code)
 
 
-def fail(exc: KpsimError) -> None:
+def fail(exc: KpsimError) -> NoReturn:
     click.echo(f"kpsim: {exc}", err=True)
     sys.exit(int(exc.exit_code))
 
 
+def debugging() -> bool:
+    """``kpsim --debug`` (or ``KPSIM_DEBUG=1``): let a bug's traceback through."""
+    if os.environ.get("KPSIM_DEBUG"):
+        return True
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and bool(ctx.find_root().params.get("debug"))
+
+
+def _write_traceback(exc: BaseException) -> str | None:
+    """The traceback in a file of its own under the temp folder; None when it cannot be."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="kpsim-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as out:
+            out.write(f"command: {' '.join(sys.argv)}\npython: {sys.version.split()[0]}\n\n")
+            out.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    except Exception:  # a full or read-only temp folder: say so instead
+        return None
+    return path
+
+
+def internal_error(exc: BaseException) -> NoReturn:
+    """A bug: one line on stderr, the traceback in a file, exit 70 (EX_SOFTWARE)."""
+    where = _write_traceback(exc)
+    tail = f"traceback written to {where}" if where else "run with --debug for the traceback"
+    click.echo(f"kpsim: internal error ({type(exc).__name__}), please report it; {tail}", err=True)
+    sys.exit(int(ExitCode.INTERNAL))
+
+
+@contextlib.contextmanager
+def error_boundary() -> Iterator[None]:
+    """Every way a command can end, as a message and an exit code (docs/errors.md).
+
+    kpsim's errors: their message and code. click's own (usage, --help, Abort): click
+    prints them. Ctrl-C: one line, 130. The reader of stdout gone: 0. Anything else is a
+    bug: one line, the traceback in a file, 70 — or, under ``--debug``, re-raised."""
+    try:
+        yield
+    except KpsimError as exc:
+        fail(exc)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except BrokenPipeError:  # `kpsim show | head`: the reader is gone, nothing to say
+        sys.exit(int(ExitCode.OK))
+    except KeyboardInterrupt:
+        if debugging():
+            import traceback
+
+            traceback.print_exc()
+        click.echo("kpsim: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        if debugging():
+            raise
+        internal_error(exc)
+
+
 def handles_errors(func: F) -> F:
-    """Turn kpsim's errors into a message and the error's exit code — never a traceback."""
+    """A command inside ``error_boundary`` (the group wraps every command in it too; this
+    keeps a command run on its own, in a test or another group, as clean)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with error_boundary():
             return func(*args, **kwargs)
-        except KpsimError as exc:
-            fail(exc)
-        except BrokenPipeError:  # `kpsim show | head`
-            sys.exit(int(ExitCode.OK))
-        except Exception as exc:  # a bug: say so plainly, traceback only on request
-            if os.environ.get("KPSIM_DEBUG"):
-                raise
-            click.echo(
-                f"kpsim: internal error: {type(exc).__name__}: {exc} "
-                "(set KPSIM_DEBUG=1 for the traceback, and please report it)",
-                err=True,
-            )
-            sys.exit(int(ExitCode.FAILURE))
 
     return wrapper  # type: ignore[return-value]
 
 
+def ip_option(text: str, what: str) -> str:
+    """An option's IP address, normalised; anything else is a usage error naming it."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not an IP address") from None
+
+
+def port_option(port: int, what: str = "--port") -> int:
+    if not 0 < port < 65536:
+        raise UsageError(f"{what} {port}: not a port (1-65535)")
+    return port
+
+
 def input_options(func: F) -> F:
     """PATH… plus the options every reading command shares."""
-    func = click.argument("paths", nargs=-1, type=click.Path())(func)
+    # readable=False: kpsim says why it cannot read a path, in one line (docs/errors.md)
+    paths = click.Path(readable=False, allow_dash=True)
+    func = click.argument("paths", nargs=-1, type=paths)(func)
     func = click.option(
         "--fixtures",
         "fixtures_dir",
-        type=click.Path(),
+        type=click.Path(readable=False),
         help="Fixture folder to use when no PATH is given (else $KPSIM_FIXTURES, "
         "./fixtures/iptables, or the packaged samples).",
     )(func)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from kpsim import api
-from kpsim.cli.common import handles_errors, input_options, keep_until_exit
+from kpsim.cli.common import handles_errors, input_options, ip_option, keep_until_exit, port_option
 from kpsim.errors import UsageError
 from kpsim.graph import build as graph
 from kpsim.graph.model import GraphView
@@ -65,8 +65,9 @@ def graph_command(
     paths a connection takes are highlighted (most probable path in red)."""
     if port is not None and service is not None:
         raise UsageError("--port and --service: give one or the other")
-    if port is not None and not 0 < port < 65536:
-        raise UsageError(f"--port {port}: not a port (1-65535)")
+    if port is not None:
+        port_option(port)
+    node_ips = tuple(ip_option(i, "--node-ip") for i in node_ips)
     loaded = api.load(
         paths,
         fixtures_dir=fixtures_dir,

@@ -12,7 +12,6 @@ that use them. tests/test_cli_imports.py holds that line.
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kpsim import api
-from kpsim.cli.common import color, fast_exit, handles_errors, input_options, keep_until_exit
+from kpsim.cli.common import (
+    color,
+    error_boundary,
+    fast_exit,
+    handles_errors,
+    input_options,
+    ip_option,
+    keep_until_exit,
+    port_option,
+)
 from kpsim.errors import UsageError
 from kpsim.model import Format
 
@@ -58,19 +66,18 @@ class LazyGroup(click.Group):
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every command, lazy ones and those without ``handles_errors`` included, runs
+        inside the one error boundary (docs/errors.md)."""
+        with error_boundary():
+            return super().invoke(ctx)
+
 
 UNKNOWN_MODES: dict[str, UnknownMode] = {
     "stop": "stop",
     "no-match": "assume-no-match",
     "match": "assume-match",
 }
-
-
-def _ip(text: str, what: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not an IP address") from None
 
 
 def trace_request(
@@ -85,12 +92,11 @@ def trace_request(
     """Options → a validated TraceRequest (bad values: exit 2 with the value named)."""
     from kpsim.kube.scenario import TraceRequest
 
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port}: not a port (1-65535)")
+    port_option(port)
     extra: dict[str, object] = {}
     if source:
         host, _, sport = source.rpartition(":") if source.count(":") == 1 else (source, "", "")
-        extra["source"] = _ip(host or source, "--source")
+        extra["source"] = ip_option(host or source, "--source")
         if sport:
             if not sport.isdigit() or not 0 < int(sport) < 65536:
                 raise UsageError(f"--source {source}: bad port {sport!r}")
@@ -108,9 +114,9 @@ def trace_request(
             )
     return TraceRequest(
         port=port,
-        dest=_ip(dest, "--dest") if dest else None,
+        dest=ip_option(dest, "--dest") if dest else None,
         protocol=proto,
-        node_ips=tuple(_ip(i, "--node-ip") for i in node_ips),
+        node_ips=tuple(ip_option(i, "--node-ip") for i in node_ips),
         node=node,
         affinity=tuple(affinity),
         **extra,  # type: ignore[arg-type]
@@ -121,7 +127,12 @@ def trace_request(
     cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.version_option(package_name="kpsim")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On an internal error, show its traceback (else written to a file; docs/errors.md).",
+)
+def main(debug: bool) -> None:
     """Explain how Kubernetes traffic flows through a node's iptables rules."""
 
 

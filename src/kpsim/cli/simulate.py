@@ -6,17 +6,27 @@ numpy) only when ``kpsim simulate`` runs.
 
 from __future__ import annotations
 
-import ipaddress
+import math
+import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import click
 
 from kpsim import api
-from kpsim.cli.common import color, handles_errors, input_options, keep_until_exit
+from kpsim.cli.common import (
+    color,
+    handles_errors,
+    input_options,
+    ip_option,
+    keep_until_exit,
+    port_option,
+)
 from kpsim.errors import UsageError
 from kpsim.model import Format
 from kpsim.simulate.run import Progress, SimRequest
@@ -25,11 +35,10 @@ from kpsim.simulate.run import Progress, SimRequest
 PROGRESS_FROM = 2_000_000
 
 
-def _ip(text: str, what: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not an IP address") from None
+#: ``--seed``: what ``api.generator`` draws a fresh one from, and what JSON readers hold.
+SEED_LIMIT = 1 << 63
+#: An entry weight: 2, 0.5 or 1/3 (no exponent: Fraction("1e999999999") never returns).
+_WEIGHT = re.compile(r"\d{1,30}(?:\.\d{1,30})?(?:/\d{1,30})?")
 
 
 def parse_entry(text: str) -> tuple[tuple[str, Fraction], ...]:
@@ -40,7 +49,7 @@ def parse_entry(text: str) -> tuple[tuple[str, Fraction], ...]:
     for part in text.split(","):
         name, eq, weight = part.strip().partition("=")
         try:
-            if not eq or not name:
+            if not eq or not name or not _WEIGHT.fullmatch(weight.strip()):
                 raise ValueError
             out.append((name, Fraction(weight.strip())))
         except (ValueError, ZeroDivisionError):
@@ -48,6 +57,40 @@ def parse_entry(text: str) -> tuple[tuple[str, Fraction], ...]:
                 f"--entry {text!r}: expected 'uniform' or NODE=WEIGHT,… (bad part {part!r})"
             ) from None
     return tuple(out)
+
+
+def check_numbers(n: int, clients: int, rate: float, seed: int | None) -> None:
+    """The numeric options, before anything is read (the library checks them again)."""
+    if n < 1:
+        raise UsageError(f"-n {n}: simulate at least one connection")
+    if clients < 1:
+        raise UsageError(f"--clients {clients}: at least one client")
+    if not math.isfinite(rate) or rate <= 0:
+        raise UsageError(f"--rate {rate}: connections per second, a number > 0")
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"--seed {seed}: a seed is a whole number from 0 to 2**63-1")
+
+
+def check_plot(plot: str | None) -> str:
+    """``--plot``'s format (png, svg), its folder checked before a long run."""
+    if not plot:
+        return ""
+    suffix = Path(plot).suffix.lower().lstrip(".")
+    if suffix not in ("png", "svg"):
+        raise UsageError(f"--plot {plot}: the file must end in .png or .svg")
+    folder = os.path.dirname(plot) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(f"--plot {plot}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--plot {plot}: cannot write in {folder}")
+    return suffix
+
+
+def write_plot(plot: str, data: bytes) -> None:
+    try:
+        Path(plot).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"--plot {plot}: cannot write: {exc.strerror or exc}") from exc
 
 
 @contextmanager
@@ -142,17 +185,20 @@ def simulate_command(
 
     if dest is not None and port is None:
         raise UsageError("--dest needs --port")
-    if port is not None and not 0 < port < 65536:
-        raise UsageError(f"--port {port}: not a port (1-65535)")
-    suffix = Path(plot).suffix.lower().lstrip(".") if plot else ""
-    if plot and suffix not in ("png", "svg"):
-        raise UsageError(f"--plot {plot}: the file must end in .png or .svg")
-    seed, rng = api.generator(seed)
+    if port is not None:
+        port_option(port)
+    check_numbers(n, clients, rate, seed)
+    suffix = check_plot(plot)
     request = SimRequest(
-        n=n, port=port, dest=_ip(dest, "--dest") if dest else None, service=service,
-        protocol=proto, entry=parse_entry(entry), clients=clients, rate=rate, seed=seed,
-        node_ips=tuple(_ip(i, "--node-ip") for i in node_ips),
+        n=n, port=port, dest=ip_option(dest, "--dest") if dest else None, service=service,
+        protocol=proto, entry=parse_entry(entry), clients=clients, rate=rate,
+        node_ips=tuple(ip_option(i, "--node-ip") for i in node_ips),
     )  # fmt: skip
+    try:
+        seed, rng = api.generator(seed)
+    except (ValueError, TypeError, OverflowError) as exc:  # numpy's word on a seed
+        raise UsageError(f"--seed {seed}: {exc}") from None
+    request = replace(request, seed=seed)
     loaded = api.load(
         paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict,
         all_files=False,
@@ -165,7 +211,7 @@ def simulate_command(
     if plot:
         from kpsim.render.sim_plot import simulate_plot
 
-        Path(plot).write_bytes(simulate_plot(report, suffix))
+        write_plot(plot, simulate_plot(report, suffix))
     if output == "json":
         click.echo(simulate_json(report, label), nl=False)
     else:

@@ -9,14 +9,22 @@
 
 With no PATH: ``--fixtures DIR``, else ``$KPSIM_FIXTURES``, else ``./fixtures/iptables``,
 else the samples packaged inside kpsim, so a fresh install answers at once.
+
+``-`` reads standard input (``iptables-save | kpsim trace - --port 30080``), named
+``<stdin>``; a pipe, FIFO or ``<(iptables-save)`` is read as given. Each is read once,
+here, into ``NodeSource.text``: a stream cannot be read twice.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import stat
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from kpsim.errors import UsageError
 
@@ -24,15 +32,25 @@ from kpsim.errors import UsageError
 #: iptables-save is complete (all tables, policies, exact options); listings lose detail.
 PRIMARY_NAMES = ("iptables-save.txt", "iptables-save", "rules.save", "ip6tables-save.txt")
 CAPTURE_SUFFIXES = (".txt", ".save", ".rules", ".log", ".md", "")
+#: ``-``: standard input, named ``<stdin>`` in messages and labels.
+STDIN, STDIN_NAME = "-", "<stdin>"
+#: A stream longer than this is not a capture (``/dev/zero``); 10,000 services: 16 MB.
+MAX_STREAM = 1 << 30
+#: How deep below the folder given captures are looked for (fixture sets: root/set/node).
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
 class NodeSource:
-    """One node's captures: ``primary`` feeds trace/simulate, all feed ``show``."""
+    """One node's captures: ``primary`` feeds trace/simulate, all feed ``show``.
+
+    ``text``: a stream's content (stdin, a pipe, ``<(iptables-save)``), read once here
+    because it cannot be read again; ``primary`` is then only its name in messages."""
 
     name: str
     primary: Path
     files: tuple[Path, ...]
+    text: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,58 +62,182 @@ class FixtureSet:
     nodes: tuple[NodeSource, ...]
 
 
-def _is_capture(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix in CAPTURE_SUFFIXES
+class _Walk:
+    """One folder, walked: a folder is a node folder, a cluster folder of node folders,
+    or a root of sets (module doc).
+
+    Symlinked folders are not followed (a loop cannot recur, a link cannot lead out of
+    or around the root); a symlinked file is read when it resolves inside the root.
+    Each folder is listed and judged once, and at most ``MAX_DEPTH`` levels down."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self.listings: dict[Path, tuple[tuple[Path, ...], tuple[Path, ...]]] = {}
+        self.judged: dict[tuple[int, int], tuple[NodeSource, ...] | UsageError] = {}
+
+    def listing(self, path: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """(capture files, subfolders) of ``path``, by name, hidden ones left out."""
+        if path not in self.listings:
+            try:
+                with os.scandir(path) as found:
+                    entries = sorted(found, key=lambda e: e.name)
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            files, dirs = [], []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.append(path / entry.name)
+                elif self._is_capture(entry):
+                    files.append(path / entry.name)
+            self.listings[path] = (tuple(files), tuple(dirs))
+        return self.listings[path]
+
+    def _is_capture(self, entry: os.DirEntry[str]) -> bool:
+        if Path(entry.name).suffix not in CAPTURE_SUFFIXES or not entry.is_file():
+            return False  # a FIFO or socket in a folder is not read: it could block
+        if not entry.is_symlink():
+            return True
+        target = os.path.realpath(entry.path)
+        return os.path.commonpath([self.root, target]) == self.root
+
+    def node(self, path: Path) -> NodeSource | None:
+        files = self.listing(path)[0]
+        if not files:
+            return None
+        primary = next((f for n in PRIMARY_NAMES for f in files if f.name == n), files[0])
+        return NodeSource(path.name, primary, files)
+
+    def nodes_in(self, path: Path, depth: int = 0) -> tuple[NodeSource, ...]:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        key = (st.st_dev, st.st_ino)
+        if key not in self.judged:
+            self.judged[key] = ()  # a folder met again below itself (a bind mount): empty
+            try:
+                self.judged[key] = self._judge(path, depth)
+            except UsageError as exc:
+                self.judged[key] = exc
+        judged = self.judged[key]
+        if isinstance(judged, UsageError):
+            raise judged
+        return judged
+
+    def _judge(self, path: Path, depth: int) -> tuple[NodeSource, ...]:
+        own = self.node(path)
+        subdirs = self.listing(path)[1]
+        if own is not None and not subdirs:
+            return (own,)
+        nodes = tuple(n for n in (self.node(d) for d in subdirs) if n is not None)
+        if nodes:
+            return nodes
+        clusters = [d for d in subdirs if depth < MAX_DEPTH and self._holds(d, depth + 1)]
+        if len(clusters) == 1:
+            return self.nodes_in(clusters[0], depth + 1)
+        if len(clusters) > 1:
+            names = ", ".join(str(c) for c in clusters)
+            raise UsageError(f"{path} holds several fixture sets ({names}): pass one of them")
+        return (own,) if own is not None else ()
+
+    def _holds(self, path: Path, depth: int) -> bool:
+        try:
+            return bool(self.nodes_in(path, depth))
+        except UsageError:
+            return True
 
 
-def _node_from_dir(path: Path) -> NodeSource | None:
-    files = tuple(sorted(p for p in path.iterdir() if _is_capture(p)))
-    if not files:
-        return None
-    primary = next((path / n for n in PRIMARY_NAMES if (path / n).is_file()), files[0])
-    return NodeSource(path.name, primary, files)
-
-
-def _nodes_in(path: Path) -> tuple[NodeSource, ...]:
-    """A folder is a node folder, a cluster folder of node folders, or a root of sets."""
-    own = _node_from_dir(path)
-    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if own is not None and not subdirs:
-        return (own,)
-    nodes = tuple(n for n in (_node_from_dir(d) for d in subdirs) if n is not None)
-    if nodes:
-        return nodes
-    clusters = [d for d in subdirs if _nodes_in_quiet(d)]
-    if len(clusters) == 1:
-        return _nodes_in(clusters[0])
-    if len(clusters) > 1:
-        names = ", ".join(str(c) for c in clusters)
-        raise UsageError(f"{path} holds several fixture sets ({names}): pass one of them")
-    return (own,) if own is not None else ()
-
-
-def _nodes_in_quiet(path: Path) -> bool:
+def _stat(path: Path) -> os.stat_result:
     try:
-        return bool(_nodes_in(path))
-    except UsageError:
-        return True
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise UsageError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _read_stream(binary: BinaryIO, name: str) -> str:
+    """All of a stream, decoded as ``formats.read_text`` decodes a file; a terminal is
+    refused (it would wait for typing), and so is an endless one (``/dev/zero``)."""
+    if binary.isatty():
+        raise UsageError(
+            f"{name}: a terminal, not a capture (pipe one in: iptables-save | kpsim … -)"
+        )
+    # one read(2) a call: Ctrl-C between two is seen at once, not after the next block
+    read = getattr(binary, "read1", binary.read)
+    chunks, size = [], 0
+    while chunk := read(1 << 20):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_STREAM:
+            raise UsageError(f"{name}: more than {MAX_STREAM >> 20} MiB: not a capture")
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _stdin() -> str:
+    stream = sys.stdin
+    if stream is None:
+        raise UsageError(f"{STDIN_NAME}: standard input is closed")
+    binary = getattr(stream, "buffer", None)
+    try:
+        if binary is None:  # a notebook's text-only stdin
+            return _read_stream(io.BytesIO(stream.read().encode()), STDIN_NAME)
+        return _read_stream(binary, STDIN_NAME)
+    except OSError as exc:
+        raise UsageError(f"{STDIN_NAME}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _stdin_key() -> object:
+    """fd 0's file, so that ``- /dev/stdin`` is seen as stdin twice."""
+    try:
+        st = os.fstat(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # closed, or not a file (a test's)
+        return STDIN
+    return (st.st_dev, st.st_ino)
+
+
+def _stream(path: Path) -> str:
+    """A FIFO, ``/dev/fd/N`` (process substitution) or other file that is not a regular
+    one: read once, now (opening a FIFO waits for its writer, as ``cat`` does)."""
+    try:
+        with path.open("rb", buffering=0) as binary:
+            return _read_stream(binary, str(path))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def resolve_paths(paths: Sequence[str]) -> FixtureSet:
-    """Files become one node each; folders expand as described in the module doc."""
+    """Files become one node each; folders expand as described in the module doc;
+    ``-`` is standard input, read once, as is any stream (a pipe, ``<(…)``)."""
     nodes: list[NodeSource] = []
+    streams: set[object] = set()
     for raw in paths:
+        if raw == STDIN:
+            if {STDIN, _stdin_key()} & streams:
+                raise UsageError("-: standard input given twice (it can be read only once)")
+            streams |= {STDIN, _stdin_key()}
+            named = Path(STDIN_NAME)
+            nodes.append(NodeSource("stdin", named, (named,), _stdin()))
+            continue
         path = Path(raw)
-        if path.is_file():
+        st = _stat(path)
+        if stat.S_ISREG(st.st_mode):
             nodes.append(NodeSource(path.stem, path, (path,)))
-        elif path.is_dir():
-            found = _nodes_in(path)
+        elif stat.S_ISDIR(st.st_mode):
+            found = _Walk(path).nodes_in(path)
             if not found:
                 raise UsageError(f"{path}: no rule captures found in this folder")
             nodes.extend(found)
         else:
-            raise UsageError(f"{path}: no such file or folder")
-    return FixtureSet(", ".join(paths), "paths given", tuple(nodes))
+            key = (st.st_dev, st.st_ino)
+            if key in streams:
+                raise UsageError(f"{path}: given twice (a stream can be read only once)")
+            streams.add(key)
+            nodes.append(NodeSource(path.stem or path.name, path, (path,), _stream(path)))
+    label = ", ".join(STDIN_NAME if p == STDIN else p for p in paths)
+    return FixtureSet(label, "paths given", tuple(nodes))
 
 
 def packaged_fixtures() -> Path:
@@ -123,9 +265,13 @@ def default_set(
         root, origin = here / "fixtures" / "iptables", "./fixtures/iptables"
     else:
         root, origin = packaged_fixtures(), "kpsim's packaged samples"
-    if not root.is_dir():
+    try:
+        found = stat.S_ISDIR(_stat(root).st_mode)
+    except UsageError as exc:
+        raise UsageError(f"{exc} ({origin})") from exc
+    if not found:
         raise UsageError(f"{root}: fixture folder not found ({origin})")
-    nodes = _nodes_in(root)
+    nodes = _Walk(root).nodes_in(root)
     if not nodes:
         raise UsageError(f"{root}: no rule captures found ({origin})")
     common = os.path.commonpath([str(n.primary.parent) for n in nodes])
