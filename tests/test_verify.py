@@ -396,6 +396,7 @@ def test_missing_requirements_names_each(monkeypatch: pytest.MonkeyPatch) -> Non
         (["--port", "30080", "--node", "nope"], "--node nope: no such node"),
         (["--port", "31999"], "no NodePort 31999"),
         (["--port", "30080", "--dest", "not-an-ip"], "--dest"),
+        (["--port", "30080", "--seed", "-1"], "--seed -1: between 0 and 2**63-1"),
     ],
 )
 def test_cli_usage_errors_exit_2(

@@ -53,6 +53,8 @@ class VerifyRequest:
             len(self.order) != self.n or not all(0 <= k < self.clients for k in self.order)
         ):
             raise UsageError(f"order: {self.n} client indices below {self.clients} expected")
+        if not 0 <= self.seed < 2**63:  # numpy's generators take no negative seed
+            raise UsageError(f"--seed {self.seed}: between 0 and 2**63-1")
         if not 0.05 <= self.connect_timeout_s <= 10:
             raise UsageError(f"--connect-timeout {self.connect_timeout_s}: 0.05 to 10 seconds")
         for what, ip in (("--dest", self.dest), ("--source", self.source)):
