@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from kpsim.formats.numbers import clip
 from kpsim.model import BUILTIN_CHAINS, Capture, Diagnostic, Format, Gap, GapKind, Jump, Ruleset
 from kpsim.model.references import references
 
@@ -70,7 +71,7 @@ def assess(ruleset: Ruleset, facts: CaptureFacts, diagnostics: Iterable[Diagnost
     gaps += (
         Gap(
             GapKind.NOT_UNDERSTOOD,
-            f"table {name} is not an iptables table: its rules are read, not understood",
+            f"table {clip(name)} is not an iptables table: its rules are read, not understood",
             None,
             name,
         )
@@ -146,7 +147,8 @@ def _truncation(
     chain); chains not declared yet are simply absent."""
     if facts.dropped is not None and facts.dropped_chain is not None:
         dtable, dchain = facts.dropped_chain
-        _limit(limits, dtable, dchain, _number_before(ruleset, dtable, dchain, facts.dropped))
+        before = _number_before(_read_rules(ruleset, dtable, dchain), facts.dropped)
+        _limit(limits, dtable, dchain, before)
     if not facts.uncommitted and facts.dropped is not None:
         gaps.append(_cut_gap(facts.dropped, True, None))
     if facts.banner is not None:
@@ -182,7 +184,7 @@ def _cut_gap(line: int, dropped: bool, table: str | None) -> Gap:
         where = f"cut off mid-line at line {line} (that line is not used)"
     else:
         where = f"cut off after line {line}"
-    what = f": table {table} has no COMMIT" if table else ""
+    what = f": table {clip(table)} has no COMMIT" if table else ""
     return Gap(GapKind.TRUNCATED, f"capture {where}{what}", line, table)
 
 
@@ -191,8 +193,11 @@ def _elisions(
 ) -> None:
     """An elision (``...``) may hide rules of the chain before it and of the chain after
     it: a walk that goes past the elided place cannot know what it would have met."""
+    rows: dict[str | None, list[tuple[int, str, str, int]]] = {}  # sorted once per table
     for line, hinted in facts.elisions:
-        before, after = _neighbours(ruleset, line, hinted)
+        if hinted not in rows:
+            rows[hinted] = _rows(ruleset, hinted)
+        before, after = _neighbours(rows[hinted], line)
         if before is not None:
             _limit(limits, *before)
         if after is not None and after[2] > 0 and (before is None or after[:2] != before[:2]):
@@ -203,7 +208,8 @@ def _elisions(
         gaps.append(
             Gap(
                 GapKind.ELIDED,
-                f"rules left out at line {line} ({near[0]} {near[1]} may be incomplete)",
+                f"rules left out at line {line} "
+                f"({clip(near[0])} {clip(near[1])} may be incomplete)",
                 line,
                 near[0],
                 near[1],
@@ -211,11 +217,9 @@ def _elisions(
         )
 
 
-def _neighbours(
-    ruleset: Ruleset, line: int, hinted: str | None
-) -> tuple[tuple[str, str, int] | None, tuple[str, str, int] | None]:
-    """The rules just before and just after ``line`` (table, chain, number), in the
-    elision's table when known; the chain listed there when it has no rule before."""
+def _rows(ruleset: Ruleset, hinted: str | None) -> list[tuple[int, str, str, int]]:
+    """(line, table, chain, number) of every chain and rule, in the elision's table when
+    known, by line."""
     rows: list[tuple[int, str, str, int]] = []
     for tname, table in ruleset.tables.items():
         if hinted is not None and tname != hinted:
@@ -225,6 +229,14 @@ def _neighbours(
                 rows.append((chain.origin.line, tname, chain.name, 0))
             rows += ((r.origin.line, tname, chain.name, r.number) for r in chain.rules if r.origin)
     rows.sort()
+    return rows
+
+
+def _neighbours(
+    rows: list[tuple[int, str, str, int]], line: int
+) -> tuple[tuple[str, str, int] | None, tuple[str, str, int] | None]:
+    """The rules just before and just after ``line`` (table, chain, number); the chain
+    listed there when it has no rule before."""
     at = bisect.bisect_left(rows, (line,))
     before = rows[at - 1][1:] if at > 0 else None
     after = rows[at][1:] if at < len(rows) else None
@@ -241,12 +253,16 @@ def _lost_rules(
 ) -> None:
     """A rule line that could not be read is a rule missing from its chain: the walk
     stops where it would have been."""
+    read: dict[tuple[str, str], tuple[list[int], list[int]]] = {}  # per chain, once
     for line, table, chain in facts.lost:
-        _limit(limits, table, chain, _number_before(ruleset, table, chain, line))
+        key = (table, chain)
+        if key not in read:
+            read[key] = _read_rules(ruleset, table, chain)
+        _limit(limits, table, chain, _number_before(read[key], line))
         gaps.append(
             Gap(
                 GapKind.SKIPPED_LINES,
-                f"a rule of {table} {chain} at line {line} could not be read",
+                f"a rule of {clip(table)} {clip(chain)} at line {line} could not be read",
                 line,
                 table,
                 chain,
@@ -254,13 +270,23 @@ def _lost_rules(
         )
 
 
-def _number_before(ruleset: Ruleset, table: str, chain: str, line: int) -> int:
+def _number_before(read: tuple[list[int], list[int]], line: int) -> int:
     """The number of the chain's last rule read before ``line`` (0: none)."""
+    lines, best = read
+    at = bisect.bisect_left(lines, line)
+    return best[at - 1] if at > 0 else 0
+
+
+def _read_rules(ruleset: Ruleset, table: str, chain: str) -> tuple[list[int], list[int]]:
+    """The lines of a chain's rules, sorted, and for each the highest rule number read
+    up to it: the number of the chain's last rule before a line is one bisect away."""
     found = ruleset.tables.get(table)
     rules = found.chains[chain].rules if found is not None and chain in found.chains else ()
-    return max(
-        (r.number for r in rules if r.origin is not None and r.origin.line < line), default=0
-    )
+    pairs = sorted((r.origin.line, r.number) for r in rules if r.origin is not None)
+    best: list[int] = []
+    for _, number in pairs:
+        best.append(max(number, best[-1]) if best else number)
+    return [line for line, _ in pairs], best
 
 
 def _missing_gaps(ruleset: Ruleset, missing: list[tuple[str, str]]) -> list[Gap]:
@@ -277,7 +303,7 @@ def _missing_gaps(ruleset: Ruleset, missing: list[tuple[str, str]]) -> list[Gap]
     return [
         Gap(
             GapKind.CHAIN_NOT_CAPTURED,
-            f"chain {chain} not captured (jumped to from line {first.get((table, chain))})",
+            f"chain {clip(chain)} not captured (jumped to from line {first.get((table, chain))})",
             first.get((table, chain)),
             table,
             chain,

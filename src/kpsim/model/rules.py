@@ -95,17 +95,44 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """A line kpsim skipped or doubted, with where and why."""
+    """A line kpsim skipped or doubted, with where and why.
+
+    ``text`` is the line, or for a long one a slice around ``col`` with "…" where it was
+    cut (``excerpt``); ``text_col`` is the column of the line its first character after
+    any "…" stands at, so the caret lands under ``col`` either way."""
 
     path: str
     line: int
     col: int
     message: str
     text: str = ""
+    text_col: int = 1
 
     def render(self) -> str:
-        caret = " " * max(self.col - 1, 0) + "^"
-        return f"{self.path}:{self.line}:{self.col}: {self.message}\n    {self.text}\n    {caret}"
+        head = f"{self.path}:{self.line}:{self.col}: {self.message}"
+        return f"{head}\n    {self.text}\n    {' ' * caret_offset(self.col, self.text_col)}^"
+
+
+#: How much of a line a diagnostic keeps (``excerpt``): around its column, in characters.
+EXCERPT = 200
+_ELLIPSIS = "…"
+
+
+def excerpt(line: str, col: int, width: int = EXCERPT) -> tuple[str, int]:
+    """``(text, text_col)`` for a Diagnostic: ``line`` when it is short, else ``width``
+    characters around ``col`` (a third before it), with "…" where they were cut."""
+    if len(line) <= width:
+        return line, 1
+    start = min(max(col - 1 - width // 3, 0), len(line) - width)
+    text = line[start : start + width]
+    head = _ELLIPSIS if start > 0 else ""
+    tail = _ELLIPSIS if start + width < len(line) else ""
+    return head + text + tail, start + 1
+
+
+def caret_offset(col: int, text_col: int) -> int:
+    """How many blanks put a caret under ``col`` in an ``excerpt`` starting at ``text_col``."""
+    return max(col - text_col, 0) + (len(_ELLIPSIS) if text_col > 1 else 0)
 
 
 @dataclass(frozen=True, slots=True)

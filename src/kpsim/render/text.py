@@ -12,6 +12,7 @@ from rich.text import Text
 
 from kpsim.kube.services import Service
 from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
+from kpsim.model import Diagnostic
 from kpsim.render import plain_table
 from kpsim.render.capture import capture_text
 
@@ -42,6 +43,34 @@ CHAIN_COLUMNS = ("table", "chain", "policy", "rules", "references")
 # Tables with more rows than this are drawn as plain fixed-width text (plain_table says
 # why: rich's layout takes seconds on 10,000 rows). Small outputs keep rich's box table.
 RICH_MAX_ROWS = 200
+#: The longest name (table, chain, service) a line or a table cell shows, and how many
+#: names one line lists: a capture can name anything, at any length.
+NAME_SHOWN = 120
+NAMES_LISTED = 50
+#: Control characters a diagnostic's excerpt is shown without (one column each, so the
+#: caret stays under its column): a tab as a blank, the others as U+FFFD.
+_CONTROLS = {c: "\ufffd" for c in (*range(32), *range(127, 160))} | {9: " ", 10: "\n"}
+
+
+def _name(text: str) -> str:
+    """A name as a cell or a line shows it: at most ``NAME_SHOWN`` characters."""
+    return text if len(text) <= NAME_SHOWN else text[: NAME_SHOWN - 1] + "…"
+
+
+def _names(items: list[str]) -> str:
+    """``a, b, c`` for at most ``NAMES_LISTED`` names, then how many more."""
+    shown = ", ".join(items[:NAMES_LISTED])
+    more = len(items) - NAMES_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _diagnostics(buf: io.StringIO, diagnostics: tuple[Diagnostic, ...]) -> None:
+    """Each diagnostic as ``Diagnostic.render`` has it, written as is: no wrapping (it
+    would part the caret from its column), and no rich layout per line (100 µs each:
+    minutes for a million junk lines). Its excerpt of the line is short already."""
+    for d in diagnostics:
+        text = d.render()
+        buf.write((text if text.isprintable() else text.translate(_CONTROLS)) + "\n")
 
 
 def _service_row(s: Service) -> tuple[str, ...]:
@@ -57,7 +86,7 @@ def _service_row(s: Service) -> tuple[str, ...]:
     if s.named_by == "chain":
         notes.append("unnamed")
     return (
-        s.name,
+        _name(s.name),
         s.protocol or "-",
         ", ".join(s.cluster_ips) or "-",
         ", ".join(str(p) for p in s.node_ports) or "-",
@@ -69,8 +98,8 @@ def _service_row(s: Service) -> tuple[str, ...]:
 
 def _chain_columns(chains: tuple[ChainSummary, ...]) -> list[list[str]]:
     return [
-        [c.table for c in chains],
-        [c.name for c in chains],
+        [_name(c.table) for c in chains],
+        [_name(c.name) for c in chains],
         [c.policy or "-" for c in chains],
         [str(c.rules) for c in chains],
         [str(c.references) for c in chains],
@@ -117,16 +146,18 @@ def _table(
 
 def _input(console: Console, buf: io.StringIO, i: InputSummary) -> None:
     console.rule(Text(f"{i.path}", style="bold"))
-    console.print(f"node: {i.node}    format: {i.format.value}    family: {i.family}")
-    tables = "  ".join(f"{n}: {c} chains, {r} rules" for n, (c, r) in i.tables.items())
-    console.print(f"tables: {tables or 'none'}")
+    console.print(f"node: {_name(i.node)}    format: {i.format.value}    family: {i.family}")
+    tables = [f"{_name(n)}: {c} chains, {r} rules" for n, (c, r) in i.tables.items()]
+    more = len(tables) - NAMES_LISTED
+    listed = "  ".join(tables[:NAMES_LISTED]) + (f"  and {more} more" if more > 0 else "")
+    console.print(f"tables: {listed or 'none'}")
     line = capture_text(i.capture)
     if line:
         console.print(Text(line, style="yellow"))
     for note in i.notes:
         console.print(f"note: {note}")
     if i.missing_chains:
-        names = ", ".join(f"{t}/{c}" for t, c in i.missing_chains)
+        names = _names([f"{_name(t)}/{_name(c)}" for t, c in i.missing_chains])
         console.print(f"jumps to chains not in this capture: {names}")
     if i.services:
         columns = [list(c) for c in zip(*map(_service_row, i.services), strict=True)]
@@ -134,8 +165,7 @@ def _input(console: Console, buf: io.StringIO, i: InputSummary) -> None:
         _table(console, buf, "kube-proxy services", SERVICE_COLUMNS, columns, summary)
     if i.diagnostics:
         console.print(f"{len(i.diagnostics)} diagnostic(s):")
-        for d in i.diagnostics:
-            console.print(Text(d.render()))
+        _diagnostics(buf, i.diagnostics)
     console.print()
 
 

@@ -32,6 +32,7 @@ from kpsim.formats.iptables.lazynet import LazyIPv4Network
 from kpsim.formats.iptables.options import Loaded, port_range
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS, build_target
 from kpsim.formats.iptables.tokens import LineError, unescape
+from kpsim.formats.numbers import U32, BadNumber, decimal, probability
 from kpsim.model import (
     Address,
     CommentMatch,
@@ -47,7 +48,6 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
     Target,
-    probability_threshold,
 )
 
 # ---------------------------------------------------------------- the shapes
@@ -63,32 +63,38 @@ _IP = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
 _NET = _IP + r"(?:/(?:3[0-2]|[12]?\d))?"
 #: Possessive (3.11+): a failing line fails fast, without backtracking. ASCII only: the
 #: Unicode ``\w`` class costs 15% more over a whole dump (measured); any other name
-#: simply takes the general path.
-_NAME = r"[A-Za-z0-9_.-]++"
+#: simply takes the general path. Every part is bounded (a name, a number, a comment in
+#: ``_comment``), so no line the general path finds too long (``MAX_LINE``) is taken here.
+_NAME = r"[A-Za-z0-9_.-]{1,128}+"
+_COMMENT_LONGEST = 1024
 _PROTO = r"(tcp|udp|sctp)"
 _COMMENT = r' -m comment --comment ("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^ \t"!][^ \t"]*+)'
-_STATISTIC = r" -m statistic --mode random --probability ([0-9.]++)"
+_STATISTIC = r" -m statistic --mode random --probability ([0-9.]{1,32}+)"
 _TARGET = rf"(?: -j DNAT --to-destination ({_IP})(?::(\d{{1,5}}))?| -j ({_NAME}))"
 _SRC = rf"(?: (! )?-s ({_NET}))?"
 _DST = rf"(?: (! )?-d ({_NET}))?"
 
 #: Session affinity, kube-proxy's only ``-m recent`` shapes: ``--set`` in a KUBE-SEP
 #: chain, ``--rcheck --seconds N --reap`` in a KUBE-SVC chain; as saved, as written.
-_RECENT_COMMAND = r"(--set|--rcheck --seconds (\d++) --reap)"
+_RECENT_COMMAND = r"(--set|--rcheck --seconds (\d{1,10}+) --reap)"
 _RECENT_SAVED = (
     rf" -m recent {_RECENT_COMMAND} --name ({_NAME}) --mask 255\.255\.255\.255 --rsource"
 )
 _RECENT_WRITTEN = rf" -m recent --name ({_NAME}) {_RECENT_COMMAND}"
 
-#: iptables-save's order: core fields, then matches as loaded, then the target.
+#: iptables-save's order: core fields, then matches as loaded, then the target. ASCII:
+#: ``\d`` is [0-9] (Unicode digits, which ``int()`` reads and iptables does not, take the
+#: general path and its diagnostics).
 _SAVE_RE = re.compile(
     rf"-A ({_NAME}){_SRC}{_DST}(?: -p {_PROTO})?(?:{_COMMENT})?(?:{_RECENT_SAVED})?"
-    rf"(?: -m {_PROTO}(?: --dport (\d++))?)?(?:{_STATISTIC})?{_TARGET}"
+    rf"(?: -m {_PROTO}(?: --dport (\d{{1,5}}+))?)?(?:{_STATISTIC})?{_TARGET}",
+    re.ASCII,
 )
 #: kube-proxy's restore input: comment, ``-m tcp -p tcp``, ``-d``, ``--dport``, ``-s``.
 _RESTORE_RE = re.compile(
     rf"-A ({_NAME})(?:{_COMMENT})?(?:{_RECENT_WRITTEN})?(?: -m {_PROTO} -p {_PROTO})?{_DST}"
-    rf"(?: --dport (\d++))?{_SRC}(?:{_STATISTIC})?{_TARGET}"
+    rf"(?: --dport (\d{{1,5}}+))?{_SRC}(?:{_STATISTIC})?{_TARGET}",
+    re.ASCII,
 )
 
 #: What ``shape`` returns: chain, target, source, destination, protocol, matches.
@@ -102,13 +108,15 @@ _new_recent: Callable[..., RecentMatch] = constructor(RecentMatch)
 _new_comment: Callable[[str], CommentMatch] = constructor(CommentMatch)
 
 
-def _recent(command: str, seconds: str | None, name: str) -> RecentMatch:
-    """The ``RecentMatch`` the general path builds: the default mask and side."""
+def _recent(command: str, seconds: str | None, name: str) -> RecentMatch | None:
+    """The ``RecentMatch`` the general path builds: the default mask and side; None for
+    seconds past 32 bits (the general path reports them)."""
     if seconds is None:
         return _new_recent(RecentCommand.SET, name, None, False, None, False, None, "source", False)
-    return _new_recent(
-        RecentCommand.RCHECK, name, int(seconds), True, None, False, None, "source", False
-    )
+    count = decimal(seconds, U32)
+    if count is None:
+        return None
+    return _new_recent(RecentCommand.RCHECK, name, count, True, None, False, None, "source", False)
 
 
 class FastRules:
@@ -187,6 +195,8 @@ class FastRules:
             if recent is not None:  # one per endpoint: built per line, after the comment
                 at_recent = 0 if comment is None else 1
                 affinity = _recent(recent, seconds, cast(str, recent_name))
+                if affinity is None:
+                    break
                 matches = (*matches[:at_recent], affinity, *matches[at_recent:])
             target: Target | None
             if jump is not None:
@@ -251,7 +261,7 @@ class FastRules:
             ip, slash, prefix = text.partition("/")
             number = _from_bytes(_pack(_INET, ip))
             net: IPv4Network
-            if slash and prefix != "32":
+            if slash and prefix != "32":  # 0-32, ASCII: the regex's grammar
                 net = IPv4Network((number, int(prefix)), strict=False)
             elif lazy:
                 net = LazyIPv4Network(number)
@@ -263,7 +273,7 @@ class FastRules:
     def _comment(self, word: str) -> CommentMatch | None:
         """Nearly every comment names one service (10,000 in a 10,000-service dump)."""
         text = unescape(word[1:-1]) if word[0] == '"' else word
-        if text == "!":  # once unquoted it is a negation: the general path decides
+        if text == "!" or len(word) > _COMMENT_LONGEST:  # the general path decides
             return None
         found = self._comments[word] = _new_comment(text)
         return found
@@ -282,8 +292,8 @@ class FastRules:
 
     def _statistic(self, text: str) -> StatisticMatch | None:
         try:
-            threshold = probability_threshold(text)
-        except ValueError:  # e.g. 1.5 or 0.1.2: the general path reports it
+            threshold = probability(text)
+        except BadNumber:  # e.g. 1.5 or 0.1.2: the general path reports it
             return None
         return StatisticMatch(StatisticMode.RANDOM, threshold)
 
@@ -299,7 +309,7 @@ class FastRules:
         """``ip[:port]``: the regex's dotted quad is already in canonical form."""
         if "DNAT" in self.declared:  # then -j DNAT is a jump and its options are opaque
             return None
-        number = None if port is None else int(port)
+        number = None if port is None else int(port)  # 1-5 ASCII digits: the regex's
         if number is not None and number > 0xFFFF:
             return None
         return _new_dnat((_new_nat_range(ip, None, number, None),), False, False)

@@ -18,12 +18,22 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 
 from kpsim.formats.capture import CaptureFacts, unsure_last
-from kpsim.formats.common import RulesetBuilder, Sink, classify_noise, parse_meta
+from kpsim.formats.common import RulesetBuilder, Sink, classify_noise, read_meta, too_long
 from kpsim.formats.iptables import names
-from kpsim.formats.iptables.listing_columns import OPTS, Layout, guess_layout, iface, named
+from kpsim.formats.iptables.listing_columns import (
+    OPTS,
+    Layout,
+    author_note,
+    counter,
+    guess_layout,
+    iface,
+    named,
+)
 from kpsim.formats.iptables.listing_matches import decode
+from kpsim.formats.numbers import U32, U64, BadNumber, clip, decimal, shown
 from kpsim.model import (
     Counters,
     Diagnostic,
@@ -46,21 +56,23 @@ LOST = (
 
 _HEADER = re.compile(r"^\s*Chain\s+(?P<name>\S+)\s+\((?P<info>[^)]*)\)\s*$")
 _POLICY = re.compile(
-    r"^policy\s+(?P<policy>[A-Z]+)(?:\s+(?P<pk>\d+[KMGT]?)\s+packets,\s+(?P<by>\d+[KMGT]?)\s+bytes)?$"
+    r"^policy\s+(?P<policy>[A-Z]+)"
+    r"(?:\s+(?P<pk>[0-9]+[KMGT]?)\s+packets,\s+(?P<by>[0-9]+[KMGT]?)\s+bytes)?$"
 )
-_REFS = re.compile(r"^\d+\s+references?$")
+_REFS = re.compile(r"^[0-9]+\s+references?$")
 _COLUMNS = re.compile(
     r"^\s*(?P<num>num\s+)?(?P<v>pkts\s+bytes\s+)?target\s+prot\s+opt\s+"
     r"(?P<io>in\s+out\s+)?source\s+destination\s*$"
 )
-_NOTE = re.compile(r"\s*(?P<note>←\s*\d*)\s*$")
-_FOOTER = re.compile(r"^\s*total\b[^:\d]*rules?\b\s*[:=-]?\s*(?P<n>\d+)?\s*$", re.I)
+_FOOTER = re.compile(r"^\s*total\b[^:0-9]*rules?\b\s*+[:=-]?\s*+(?P<n>[0-9]+)?\s*+$", re.I)
 _SEPARATOR = re.compile(r"^\s*[=\-]{3,}\s*$")
 _COMMAND = re.compile(r"\b(?P<prog>ip6?tables)(?:-legacy|-nft)?(?P<args>(?:\s.*)?)$", re.I)
 _TABLE_OPT = re.compile(r"(?:^|\s)(?:[-–]t\s*|[-–]{1,2}table[=\s]+)(?P<t>[a-z]+)\b")
-_LIST_OPT = re.compile(r"(?:^|\s)(?:[-–][a-zA-Z]*L[a-zA-Z]*|[-–]{1,2}list)\b")
-_COUNT = re.compile(r"^(?P<n>\d+)(?P<unit>[KMGT]?)$")
-_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_LIST_OPT = re.compile(r"(?:^|\s)(?:[-–](?=[a-zA-Z]*L)[a-zA-Z]++|[-–]{1,2}list)\b")
+#: The columns before the matches: num, pkts, bytes, target, prot, opt, in, out, source,
+#: destination; words after them are never split here (``decode`` reads them).
+_COLUMN_WORDS = 10
+_WORD = re.compile(r"\S+")
 
 
 @dataclass
@@ -110,16 +122,15 @@ class _Reader:
     # ------------------------------------------------------------ lines
 
     def feed(self, lineno: int, raw: str) -> None:
-        meta = parse_meta(raw)
+        meta = read_meta(raw, lineno, self.sink)
         if meta is not None:
             self.metadata.update(meta)
             return
         line = raw.rstrip("\r")
-        note = _NOTE.search(line)
-        if note is not None and note.group("note"):
-            col = note.start("note") + 1
-            self.sink.report(lineno, col, f"skipped author note {note.group('note')!r}", raw)
-            line = line[: note.start()]
+        if (note := author_note(line)) is not None:
+            text = line[note[1] :].rstrip()
+            self.sink.report(lineno, note[1] + 1, f"skipped author note {shown(text)}", raw)
+            line = line[: note[0]]
         if not line.strip():
             return
         header = _HEADER.match(line)
@@ -150,17 +161,24 @@ class _Reader:
             try:
                 draft.policy = Verdict[policy["policy"]]
             except KeyError:
-                self.sink.report(lineno, m.start("info") + 1, f"unknown policy {info!r}", line)
+                self.sink.report(lineno, m.start("info") + 1, f"unknown policy {shown(info)}", line)
             if policy["pk"] is not None:
-                draft.counters = Counters(self._count(policy["pk"]), self._count(policy["by"]))
+                packets, octets = self._count(policy["pk"]), self._count(policy["by"])
+                if packets is None or octets is None:
+                    lead = len(m["info"]) - len(m["info"].lstrip())
+                    col = m.start("info") + lead + policy.start("pk") + 1
+                    self.sink.report(lineno, col, "counters out of range (0 to 2^64-1)", line)
+                else:
+                    draft.counters = Counters(packets, octets)
         elif not _REFS.match(info):
-            self.sink.report(lineno, m.start("info") + 1, f"unexpected chain info {info!r}", line)
+            message = f"unexpected chain info {shown(info)}"
+            self.sink.report(lineno, m.start("info") + 1, message, line)
         key = (self.table_hint, name)
         if key in self.seen:
             self.sink.report(
                 lineno,
                 m.start("name") + 1,
-                f"chain {name} listed again; this copy is skipped",
+                f"chain {clip(name)} listed again; this copy is skipped",
                 line,
             )
             draft.repeated = True
@@ -176,11 +194,11 @@ class _Reader:
         m = _FOOTER.match(line)
         if m is None:
             return False
-        if m["n"] is not None and int(m["n"]) != self.rules_since_footer:
+        if m["n"] is not None and decimal(m["n"], U64) != self.rules_since_footer:
             self.sink.report(
                 lineno,
                 m.start("n") + 1,
-                f"footer counts {m['n']} rules but {self.rules_since_footer} were read",
+                f"footer counts {clip(m['n'])} rules but {self.rules_since_footer} were read",
                 line,
             )
         self.rules_since_footer = 0
@@ -205,15 +223,18 @@ class _Reader:
 
     @staticmethod
     def _looks_like_rule(line: str) -> bool:
-        return any(tok in OPTS for tok in line.split()[:6])
+        return any(tok in OPTS for tok in line.split(None, 6)[:6])
 
     # ------------------------------------------------------------ rules
 
     def _rule(self, lineno: int, line: str, chain: _Draft) -> None:
         if chain.repeated:
-            self.sink.skip_line(lineno, line, f"rule of the repeated listing of chain {chain.name}")
+            what = f"rule of the repeated listing of chain {clip(chain.name)}"
+            self.sink.skip_line(lineno, line, what)
             return
         try:
+            if (long := too_long(line)) is not None:
+                raise _Error(len(line) - len(line.lstrip()), long)
             rule = self._read_rule(lineno, line, chain)
         except _Error as exc:
             self.lost.append((lineno, chain))
@@ -223,7 +244,8 @@ class _Reader:
         self.rules_since_footer += 1
 
     def _read_rule(self, lineno: int, line: str, chain: _Draft) -> Rule:
-        toks = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", line)]
+        found = islice(_WORD.finditer(line), _COLUMN_WORDS)
+        toks = [(m.start(), m.end(), m.group()) for m in found]
         layout = self.layout or guess_layout([t[2] for t in toks])
         self.layout = layout
         i = 0
@@ -238,11 +260,12 @@ class _Reader:
         number = len(chain.rules) + 1
         if layout.num:
             start, _, text = take("num")
-            if not text.isdigit():
-                raise _Error(start, f"expected a rule number, found {text!r}")
-            if int(text) != number:
+            listed = decimal(text, U32)
+            if listed is None:
+                raise _Error(start, f"expected a rule number, found {shown(text)}")
+            if listed != number:
                 if chain.elided:
-                    number = int(text)
+                    number = listed
                 else:
                     self.sink.report(
                         lineno, start + 1, f"rule number {text}, expected {number}", line
@@ -254,10 +277,15 @@ class _Reader:
         target: str | None = None
         if not (i + 1 < len(toks) and toks[i + 1][2] in OPTS):
             target = take("target")[2]
-        prot = take("prot")[2]
+        prot_start, _, prot = take("prot")
+        try:
+            protocol = names.protocol(prot)
+        except BadNumber as exc:
+            raise _Error(prot_start, str(exc)) from None
         opt_start, _, opt = take("opt")
         if opt not in OPTS:
-            raise _Error(opt_start, f"expected '--', '-f' or '!f' in the opt column, found {opt!r}")
+            found_opt = f"found {shown(opt)}"
+            raise _Error(opt_start, f"expected '--', '-f' or '!f' in the opt column, {found_opt}")
         in_if = out_if = None
         if layout.io:
             in_if, out_if = iface(take("in")[2]), iface(take("out")[2])
@@ -282,7 +310,7 @@ class _Reader:
             target=decoded.target,
             source=names.address(src),
             destination=names.address(toks[i - 1][2]),
-            protocol=names.protocol(prot),
+            protocol=protocol,
             in_interface=in_if,
             out_interface=out_if,
             fragment=OPTS[opt],
@@ -292,18 +320,18 @@ class _Reader:
         )
 
     def _count_at(self, tok: tuple[int, int, str]) -> int:
-        if not _COUNT.match(tok[2]):
-            raise _Error(tok[0], f"expected a counter, found {tok[2]!r}")
-        return self._count(tok[2])
+        counted = self._count(tok[2])
+        if counted is None:
+            raise _Error(tok[0], f"expected a counter (0 to 2^64-1), found {shown(tok[2])}")
+        return counted
 
-    def _count(self, text: str) -> int:
-        """``1651K`` → 1651000: iptables divides by 1000 per unit, so this is approximate."""
-        m = _COUNT.match(text)
-        if m is None:
-            return 0
-        if m["unit"]:
-            self.rounded = True
-        return int(m["n"]) * _UNITS[m["unit"]]
+    def _count(self, text: str) -> int | None:
+        """``1651K`` → 1651000 (``counter``); a unit makes the counters approximate."""
+        found = counter(text)
+        if found is None:
+            return None
+        self.rounded = self.rounded or found[1]
+        return found[0]
 
     # ------------------------------------------------------------ result
 
@@ -319,7 +347,8 @@ class _Reader:
             for rule in d.rules:
                 builder.add_rule(dataclasses.replace(rule, table=table))
             if d.elided:
-                builder.note(f"chain {d.name}: rules elided ('...'); numbers are listing positions")
+                elided = f"chain {clip(d.name)}: rules elided ('...')"
+                builder.note(f"{elided}; numbers are listing positions")
         if self.rounded:
             builder.note("counters with K/M/G/T units are rounded down to 1000s (list without -x)")
         if self.opaque:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from kpsim.formats.iptables import names
+from kpsim.formats.numbers import U8, U32, probability, read_decimal, read_hex
 from kpsim.model import (
     AddrTypeMatch,
     CommentMatch,
@@ -30,7 +31,6 @@ from kpsim.model import (
     SetMatch,
     StatisticMatch,
     StatisticMode,
-    probability_threshold,
 )
 
 FULL = 0xFFFFFFFF
@@ -51,7 +51,7 @@ def _flag_names(text: str) -> str:
     """``0x17`` or ``FIN,SYN,RST,ACK`` → the names iptables-save prints."""
     if not text.lower().startswith("0x"):
         return text
-    value = int(text, 16)
+    value = read_hex(text, U8, "TCP flags")
     if value == 0:
         return "NONE"
     return ",".join(name for name, bit in _TCP_FLAGS if value & bit)
@@ -84,13 +84,13 @@ def _multiport(m: re.Match[str]) -> Match:
 
 
 def _statistic_random(m: re.Match[str]) -> Match:
-    threshold = probability_threshold(m.group("p"))
+    threshold = probability(m.group("p"))
     return StatisticMatch(StatisticMode.RANDOM, threshold=threshold, negated=bool(m.group("neg")))
 
 
 def _statistic_nth(m: re.Match[str]) -> Match:
-    packet = int(m.group("packet")) if m.group("packet") else 0
-    every, neg = int(m.group("every")), bool(m.group("neg"))
+    packet = read_decimal(m.group("packet"), U32, "packet") if m.group("packet") else 0
+    every, neg = read_decimal(m.group("every"), U32, "every"), bool(m.group("neg"))
     return StatisticMatch(StatisticMode.NTH, every=every, packet=packet, negated=neg)
 
 
@@ -109,9 +109,9 @@ def _recent(m: re.Match[str]) -> Match:
     return RecentMatch(
         command=_RECENT_COMMANDS[m.group("cmd")],
         name=m.group("name"),
-        seconds=int(m.group("seconds")) if m.group("seconds") else None,
+        seconds=read_decimal(m.group("seconds"), U32, "seconds") if m.group("seconds") else None,
         reap=bool(m.group("reap")),
-        hitcount=int(m.group("hits")) if m.group("hits") else None,
+        hitcount=read_decimal(m.group("hits"), U32, "hit_count") if m.group("hits") else None,
         rttl=bool(m.group("ttl")),
         mask=None if m.group("mask") in _FULL_MASKS else m.group("mask"),
         side=m.group("side"),
@@ -133,8 +133,8 @@ def _addrtype(m: re.Match[str]) -> Match:
 
 
 def _value_mask(m: re.Match[str]) -> tuple[int, int, bool]:
-    mask = int(m.group("mask"), 16) if m.group("mask") else FULL
-    return int(m.group("value"), 16), mask, bool(m.group("neg"))
+    mask = read_hex(m.group("mask"), U32, "mask") if m.group("mask") else FULL
+    return read_hex(m.group("value"), U32, "mark"), mask, bool(m.group("neg"))
 
 
 def _mark(m: re.Match[str]) -> Match:
@@ -178,24 +178,28 @@ _END = r"(?=\s|$)"
 _MATCHES: tuple[tuple[re.Pattern[str], _MatchBuilder], ...] = tuple(
     (re.compile(pattern + _END), builder)
     for pattern, builder in (
-        (r"/\* (.*?) \*/", _comment),
+        # a comment is at most 255 characters (XT_MAX_COMMENT_LEN): no scan of a whole
+        # line for each "/*" in it
+        (r"/\* (.{0,255}?) \*/", _comment),
         (
             r"(?P<proto>tcp|udp|sctp|dccp)(?P<opts>(?:\s+(?:(?:spts?|dpts?):!?\S+"
-            r"|option=!?\d+|flags:!?\S+))*)",
+            r"|option=!?[0-9]+|flags:!?\S+))*)",
             _ports,
         ),
         (r"multiport (?P<dir>sports|dports|ports)\s+(?P<neg>!)?\s*(?P<list>\S+)", _multiport),
         (
-            r"statistic mode random(?P<neg> !)? probability (?P<p>\d+(?:\.\d*)?)",
+            r"statistic mode random(?P<neg> !)? probability (?P<p>[0-9]+(?:\.[0-9]*)?)",
             _statistic_random,
         ),
         (
-            r"statistic mode nth(?P<neg> !)? every (?P<every>\d+)(?: packet (?P<packet>\d+))?",
+            r"statistic mode nth(?P<neg> !)? every (?P<every>[0-9]+)"
+            r"(?: packet (?P<packet>[0-9]+))?",
             _statistic_nth,
         ),
         (
-            r"(?P<neg>! )?recent: (?P<cmd>SET|CHECK|UPDATE|REMOVE)(?: seconds: (?P<seconds>\d+))?"
-            r"(?P<reap> reap)?(?: hit_count: (?P<hits>\d+))?(?P<ttl> TTL-Match)?"
+            r"(?P<neg>! )?recent: (?P<cmd>SET|CHECK|UPDATE|REMOVE)"
+            r"(?: seconds: (?P<seconds>[0-9]+))?(?P<reap> reap)?(?: hit_count: (?P<hits>[0-9]+))?"
+            r"(?P<ttl> TTL-Match)?"
             r" name: (?P<name>\S+) side: (?P<side>source|dest)(?: mask: (?P<mask>\S+))?",
             _recent,
         ),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import cast
 
 from kpsim.formats.iptables.listing_match_decoders import _MATCHES, FULL, HEX
 from kpsim.formats.iptables.listing_target_decoders import (
@@ -26,6 +27,7 @@ from kpsim.formats.iptables.listing_target_decoders import (
     _TargetBuilder,
     bare_target,
 )
+from kpsim.formats.numbers import BadNumber, shown
 from kpsim.model import Match, OpaqueMatch, OpaqueTarget, Target
 
 __all__ = ["FULL", "HEX", "KNOWN_TARGETS", "Decoded", "bare_target", "decode"]
@@ -49,6 +51,9 @@ class Decoded:
     opaque: int = 0  # how many chunks were kept opaque
 
 
+_BLANKS = re.compile(r"\s*")
+_WORD = re.compile(r"\S*")
+
 #: Targets whose text says what they do; without it they cannot be modelled.
 _TEXT_REQUIRED = frozenset({"DNAT", "SNAT", "MARK", "CONNMARK", "REDIRECT"})
 
@@ -70,31 +75,35 @@ def decode(text: str, target_name: str | None, goto: bool = False) -> Decoded:
             chunks.append((pending, upto))
             pending = None
 
+    blanks, word = _BLANKS.match, _WORD.match  # a regex each: a 50 MB line is no Python loop
     while pos < end:
-        while pos < end and text[pos].isspace():
-            pos += 1
+        pos = cast(re.Match[str], blanks(text, pos)).end()
         if pos >= end:
             break
         hit = _match_at(text, pos)
-        if hit is not None:
+        if isinstance(hit, BadNumber):
+            problems.append((pos, f"{hit}; kept as opaque text"))
+        elif hit is not None:
             flush(pos)
             matches.append(hit[0])
             pos = hit[1]
             continue
         if tdec is not None and not target_text_seen:
             built = _target_at(tdec, text, pos)
-            if built is not None:
+            if isinstance(built, BadNumber):
+                problems.append((pos, f"{built}; kept as opaque text"))
+            elif built is not None:
                 flush(pos)
                 target, pos = built
                 target_text_seen = True
                 continue
         if pending is None:
             pending = pos
-        while pos < end and not text[pos].isspace():
-            pos += 1
+        pos = cast(re.Match[str], word(text, pos)).end()
     flush(end)
 
     opaque = 0
+    reported = {at for at, _ in problems}  # a bad number, said already
     for i, (start, stop) in enumerate(chunks):
         chunk = text[start:stop].rstrip()
         last = i == len(chunks) - 1 and stop == end
@@ -103,32 +112,37 @@ def decode(text: str, target_name: str | None, goto: bool = False) -> Decoded:
         else:
             matches.append(OpaqueMatch("?", text=chunk))
         opaque += 1
-        if chunk.startswith(_KNOWN_STARTS):
-            problems.append((start, f"could not decode {chunk!r}; kept as opaque text"))
+        if chunk.startswith(_KNOWN_STARTS) and start not in reported:
+            problems.append((start, f"could not decode {shown(chunk)}; kept as opaque text"))
     if target_name in _TEXT_REQUIRED and not target_text_seen:
         problems.append((end, f"{target_name} target without the text that says what it does"))
         target = OpaqueTarget(target_name or "")
-    return Decoded(tuple(matches), target, tuple(problems), opaque)
+    return Decoded(tuple(matches), target, tuple(sorted(problems)), opaque)
 
 
 def _target_at(
     tdec: tuple[re.Pattern[str], _TargetBuilder], text: str, pos: int
-) -> tuple[Target, int] | None:
+) -> tuple[Target, int] | BadNumber | None:
+    """The target decoded at ``pos``; a BadNumber (to report) or None: the opaque path."""
     m = tdec[0].match(text, pos)
     if m is None or m.end() == pos:
         return None
     try:
         return tdec[1](m), m.end()
-    except ValueError:  # e.g. ``to:1.2.3.4:8x``: leave it to the opaque path
+    except BadNumber as exc:  # e.g. ``to:1.2.3.4:70000``
+        return exc
+    except ValueError:  # e.g. ``to:host:80``: leave it to the opaque path
         return None
 
 
-def _match_at(text: str, pos: int) -> tuple[Match, int] | None:
+def _match_at(text: str, pos: int) -> tuple[Match, int] | BadNumber | None:
     for pattern, builder in _MATCHES:
         m = pattern.match(text, pos)
         if m is not None:
             try:
                 return builder(m), m.end()
-            except ValueError:  # e.g. a probability out of range: leave it opaque
+            except BadNumber as exc:  # e.g. ``dpt:70000``: reported, kept opaque
+                return exc
+            except ValueError:  # e.g. a bad address: leave it opaque
                 return None
     return None

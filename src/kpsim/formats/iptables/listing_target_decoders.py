@@ -11,10 +11,12 @@ extension prints after the matches, by target name.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 
 from kpsim.formats.iptables.listing_match_decoders import _END, FULL, HEX
+from kpsim.formats.numbers import PORT_MAX, U8, U32, decimal, is_decimal, read_decimal, read_hex
 from kpsim.model import (
     ConnmarkMode,
     ConnmarkTarget,
@@ -70,11 +72,16 @@ def _nat_range(text: str) -> NatRange:
     plo, _, phi = ports.partition("-")
     # The upper bounds stay None unless a range was printed, as the save parser does.
     return NatRange(
-        addr_lo=lo or None,
-        addr_hi=hi or None,
-        port_lo=int(plo) if plo else None,
-        port_hi=int(phi) if phi else None,
+        addr_lo=_address(lo) if lo else None,
+        addr_hi=_address(hi) if hi else None,
+        port_lo=read_decimal(plo, PORT_MAX, "port") if plo else None,
+        port_hi=read_decimal(phi, PORT_MAX, "port") if phi else None,
     )
+
+
+def _address(text: str) -> str:
+    """An address as iptables prints it; ValueError (the opaque path) for anything else."""
+    return ipaddress.ip_address(text).compressed
 
 
 def _flags(text: str) -> set[str]:
@@ -96,7 +103,8 @@ def _snat(m: re.Match[str]) -> Target:
 def _port_pair(lo: str | None, hi: str | None) -> PortRange | None:
     if lo is None:
         return None
-    return PortRange(int(lo), int(hi or lo))
+    low = read_decimal(lo, PORT_MAX, "port")
+    return PortRange(low, read_decimal(hi, PORT_MAX, "port") if hi else low)
 
 
 def _masquerade(m: re.Match[str]) -> Target:
@@ -124,9 +132,13 @@ def _mark_op(op: str, value: int, mask: int | None) -> tuple[int, int]:
     return value, FULL if mask is None else mask  # xset v/m
 
 
+def _hex(m: re.Match[str], group: str) -> int:
+    return read_hex(m.group(group), U32, "mark")
+
+
 def _mark_target(m: re.Match[str]) -> Target:
-    mask = int(m.group("mask"), 16) if m.group("mask") else None
-    return MarkTarget(*_mark_op(m.group("op"), int(m.group("value"), 16), mask))
+    mask = _hex(m, "mask") if m.group("mask") else None
+    return MarkTarget(*_mark_op(m.group("op"), _hex(m, "value"), mask))
 
 
 def _connmark_target(m: re.Match[str]) -> Target:
@@ -135,26 +147,26 @@ def _connmark_target(m: re.Match[str]) -> Target:
     if mode is not None:
         nf = ct = FULL
         if m.group("both"):
-            nf = ct = int(m.group("both"), 16)
+            nf = ct = _hex(m, "both")
         if m.group("nf"):
-            nf = int(m.group("nf"), 16)
+            nf = _hex(m, "nf")
         if m.group("ct"):
-            ct = int(m.group("ct"), 16)
+            ct = _hex(m, "ct")
         if m.group("nf2"):
-            nf = int(m.group("nf2"), 16)
+            nf = _hex(m, "nf2")
         if m.group("ct2"):
-            ct = int(m.group("ct2"), 16)
+            ct = _hex(m, "ct2")
         cmode = ConnmarkMode.SAVE if mode == "save" else ConnmarkMode.RESTORE
         return ConnmarkTarget(cmode, nfmask=nf, ctmask=ct)
-    mask = int(m.group("mask"), 16) if m.group("mask") else None
-    value, vmask = _mark_op(m.group("op"), int(m.group("value"), 16), mask)
+    mask = _hex(m, "mask") if m.group("mask") else None
+    value, vmask = _mark_op(m.group("op"), _hex(m, "value"), mask)
     return ConnmarkTarget(ConnmarkMode.SET, value=value, mask=vmask)
 
 
 def _log(m: re.Match[str]) -> Target:
     level_text = m.group("level")
-    level = int(level_text) if level_text.isdigit() else _LOG_LEVELS.get(level_text)
-    flags = int(m.group("flags")) if m.group("flags") else 0
+    level = decimal(level_text, 7) if is_decimal(level_text) else _LOG_LEVELS.get(level_text)
+    flags = read_decimal(m.group("flags"), U8, "LOG flags") if m.group("flags") else 0
     for word in (m.group("words") or "").split():
         flags |= dict(_LOG_FLAGS).get(word, 0)
     extra = tuple(Option(f"--log-{name}") for name, bit in _LOG_FLAGS if flags & bit)
@@ -184,11 +196,15 @@ _TARGETS: dict[str, tuple[re.Pattern[str], _TargetBuilder]] = {
         ("SNAT", r"(?P<to>to:\S+(?: to:\S+)*)" + _NAT_FLAGS, _snat),
         (
             "MASQUERADE",
-            r"(?:masq ports: (?P<lo>\d+)(?:-(?P<hi>\d+))? ?)?"
+            r"(?:masq ports: (?P<lo>[0-9]+)(?:-(?P<hi>[0-9]+))? ?)?"
             r"(?P<flags>(?:random-fully|random)(?: (?:random-fully|random))*)?",
             _masquerade,
         ),
-        ("REDIRECT", r"redir ports (?P<lo>\d+)(?:-(?P<hi>\d+))?(?P<random> random)?", _redirect),
+        (
+            "REDIRECT",
+            r"redir ports (?P<lo>[0-9]+)(?:-(?P<hi>[0-9]+))?(?P<random> random)?",
+            _redirect,
+        ),
         ("MARK", "MARK " + _MARK_BODY, _mark_target),
         (
             "CONNMARK",
@@ -200,9 +216,9 @@ _TARGETS: dict[str, tuple[re.Pattern[str], _TargetBuilder]] = {
         ),
         (
             "LOG",
-            r"LOG(?: flags (?P<flags>\d+))? level (?P<level>\S+)"
+            r"LOG(?: flags (?P<flags>[0-9]+))? level (?P<level>\S+)"
             r"(?P<words>(?: (?:tcp-sequence|tcp-options|ip-options|uid|macdecode))*)"
-            r'(?: prefix "(?P<prefix>.*)")?(?=\s*$)',
+            r'(?: prefix "(?P<prefix>.{0,128})")?(?=\s*$)',  # at most 29 characters
             _log,
         ),
         ("REJECT", r"reject-with (\S+)", _reject),

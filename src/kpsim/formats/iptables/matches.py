@@ -20,6 +20,7 @@ from kpsim.formats.iptables.options import (
     Degrade,
     Loaded,
     by_name,
+    count,
     options_of,
     port_range,
     value_mask,
@@ -30,6 +31,7 @@ from kpsim.formats.iptables.targets import TARGET_KEYWORDS as TARGET_KEYWORDS
 from kpsim.formats.iptables.targets import build_target as build_target
 from kpsim.formats.iptables.targets import nat_range as nat_range
 from kpsim.formats.iptables.tokens import LineError
+from kpsim.formats.numbers import BadNumber, clip, probability, shown
 from kpsim.model import (
     AddrTypeMatch,
     CommentMatch,
@@ -49,7 +51,6 @@ from kpsim.model import (
     SetMatch,
     StatisticMatch,
     StatisticMode,
-    probability_threshold,
 )
 
 _PORT_OPTS = {"--dport": 1, "--destination-port": 1, "--sport": 1, "--source-port": 1}
@@ -246,26 +247,20 @@ def _statistic(loaded: Loaded, ipv6: bool) -> Match:
     if mode == "random" and set(found) == {"--mode", "--probability"}:
         option, col = found["--probability"]
         try:
-            threshold = probability_threshold(option.args[0])
-        except ValueError:
-            raise LineError(col, f"bad probability {option.args[0]!r}") from None
+            threshold = probability(option.args[0])
+        except BadNumber as exc:
+            raise LineError(col, str(exc)) from None
         return StatisticMatch(StatisticMode.RANDOM, threshold=threshold, negated=option.negated)
     if mode == "nth" and "--every" in found and "--probability" not in found:
         every, col = found["--every"]
         packet = found.get("--packet", (Option("--packet", ("0",)), col))
         return StatisticMatch(
             StatisticMode.NTH,
-            every=_count(every.args[0], col),
-            packet=_count(packet[0].args[0], packet[1]),
+            every=count(every.args[0], col, "--every"),
+            packet=count(packet[0].args[0], packet[1], "--packet"),
             negated=every.negated,
         )
     raise Degrade
-
-
-def _count(text: str, col: int) -> int:
-    if not text.isdigit():
-        raise LineError(col, f"bad number {text!r}")
-    return int(text)
 
 
 _RECENT_COMMANDS = {f"--{c.value}": c for c in RecentCommand}
@@ -283,9 +278,9 @@ def _recent(loaded: Loaded, ipv6: bool) -> Match:
     return RecentMatch(
         command=_RECENT_COMMANDS[command.name],
         name=name[0].args[0] if name else "DEFAULT",
-        seconds=_count(seconds[0].args[0], seconds[1]) if seconds else None,
+        seconds=count(seconds[0].args[0], seconds[1], "--seconds") if seconds else None,
         reap="--reap" in found,
-        hitcount=_count(hitcount[0].args[0], hitcount[1]) if hitcount else None,
+        hitcount=count(hitcount[0].args[0], hitcount[1], "--hitcount") if hitcount else None,
         rttl="--rttl" in found,
         mask=_recent_mask(found.get("--mask")),
         side="dest" if "--rdest" in found else "source",
@@ -300,7 +295,7 @@ def _recent_mask(given: tuple[Option, int] | None) -> str | None:
     try:
         mask = ipaddress.ip_address(given[0].args[0]).compressed
     except ValueError:
-        raise LineError(given[1], f"bad mask {given[0].args[0]!r}") from None
+        raise LineError(given[1], f"bad mask {shown(given[0].args[0])}") from None
     return None if mask in FULL_MASKS else mask
 
 
@@ -308,7 +303,7 @@ def _types(option: Option, col: int) -> tuple[str, ...]:
     names = {n.upper() for n in option.args[0].split(",")}
     unknown = names - set(ADDRTYPES)
     if unknown:
-        raise LineError(col, f"unknown address type {sorted(unknown)[0]}")
+        raise LineError(col, f"unknown address type {clip(sorted(unknown)[0])}")
     return tuple(t for t in ADDRTYPES if t in names)
 
 
@@ -340,7 +335,7 @@ def _states(option: Option, col: int) -> tuple[str, ...]:
     names = {n.upper() for n in option.args[0].split(",")}
     unknown = names - set(CTSTATES)
     if unknown:
-        raise LineError(col, f"unknown conntrack state {sorted(unknown)[0]}")
+        raise LineError(col, f"unknown conntrack state {clip(sorted(unknown)[0])}")
     return tuple(s for s in CTSTATES if s in names)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from types import MappingProxyType
 
+from kpsim.formats.numbers import PORT_MAX, U8, BadNumber, is_decimal, read_decimal, shown
 from kpsim.model import Address, IPNetwork, PortRange, Protocol
 
 #: Service names as Debian's netbase /etc/services (IANA names) lists them; tcp and
@@ -117,7 +118,9 @@ def address(text: str) -> Address | None:
 
 
 def port(text: str) -> PortRange:
-    """``80``, ``http``, ``8000:8080``, ``ssh:smtp`` → PortRange; unknown names stay names."""
+    """``80``, ``http``, ``8000:8080``, ``ssh:smtp`` → PortRange; unknown names stay names.
+
+    BadNumber for a number above 65535 (no name: a number iptables cannot print)."""
     lo_text, sep, hi_text = text.partition(":")
     lo = port_number(lo_text)
     hi = port_number(hi_text) if sep else lo
@@ -127,19 +130,27 @@ def port(text: str) -> PortRange:
 
 
 def port_number(text: str) -> int | None:
-    if text.isdigit():
-        return int(text)
+    """A port by number or by service name; None for an unknown name. BadNumber for
+    neither (a number past 65535, ``²``: no /etc/services name is other than ASCII)."""
+    if is_decimal(text):
+        return read_decimal(text, PORT_MAX, "port")
+    if not text.isascii():
+        raise BadNumber(f"bad port {shown(text)}")
     return SERVICES.get(text)
 
 
 def protocol(text: str) -> Protocol | None:
-    """The prot column: ``all``/``0`` → None; ``6``/``tcp`` → tcp; ``!17`` → negated udp."""
+    """The prot column: ``all``/``0`` → None; ``6``/``tcp`` → tcp; ``!17`` → negated udp.
+
+    BadNumber for a number above 255."""
     negated = text.startswith("!")
     body = (text[1:] if negated else text).lower()
     if body in ("all", "0", "ip") and not negated:
         return None
-    if body.isdigit():
-        body = PROTOCOL_NAMES.get(int(body), body)
+    if is_decimal(body):
+        body = PROTOCOL_NAMES.get(read_decimal(body, U8, "protocol"), body)
+    elif not body.isascii():  # no /etc/protocols name is
+        raise BadNumber(f"bad protocol {shown(text)}")
     body = _PROTOCOL_ALIASES.get(body, body)
     return Protocol(body, negated)
 

@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from kpsim.formats.iptables.tokens import LineError
+from kpsim.formats.numbers import (
+    PORT_MAX,
+    U32,
+    BadNumber,
+    decimal,
+    is_decimal,
+    read_decimal,
+    shown,
+    strtoul,
+)
 from kpsim.model import Option, PortRange
 
 #: Protocol numbers iptables-save prints by name (it uses /etc/protocols names).
@@ -57,12 +67,16 @@ class Degrade(Exception):
     """The module is used in a way kpsim does not model: keep it as opaque."""
 
 
+#: What an address can start with: an ASCII digit, a hex digit or ":" (IPv6).
+_NETWORK_STARTS = frozenset("0123456789abcdefABCDEF:")
+
+
 @lru_cache(maxsize=1 << 16)
 def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     """``10.0.0.1`` → 10.0.0.1/32, ``10.1.2.3/8`` → 10.0.0.0/8 (strict=False), else None.
 
     Cached: a kube-proxy dump repeats each cluster IP and pod IP many times."""
-    if not text or not (text[0].isdigit() or text[0] == ":" or text[0] in "abcdefABCDEF"):
+    if not text or text[0] not in _NETWORK_STARTS:
         return None
     try:
         return ipaddress.ip_network(text, strict=False)
@@ -102,16 +116,18 @@ def by_name(pairs: _Opts, allowed: Container[str]) -> dict[str, tuple[Option, in
 
 def uint32(text: str, col: int) -> int:
     """strtoul with base 0, as iptables reads marks: ``0x4000``, ``16384``, ``040000``."""
-    try:
-        if len(text) > 1 and text[0] == "0" and text[1] not in "xX":
-            value = int(text, 8)
-        else:
-            value = int(text, 0)
-    except ValueError:
-        raise LineError(col, f"bad number {text!r}") from None
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise LineError(col, f"{text} does not fit in 32 bits")
+    value = strtoul(text, U32)
+    if value is None:
+        raise LineError(col, f"bad number {shown(text)} (a 32-bit value)")
     return value
+
+
+def count(text: str, col: int, what: str) -> int:
+    """A 32-bit count: ``--every``, ``--packet``, ``--seconds``, ``--hitcount``."""
+    try:
+        return read_decimal(text, U32, what)
+    except BadNumber as exc:
+        raise LineError(col, str(exc)) from None
 
 
 def value_mask(text: str, col: int) -> tuple[int, int | None]:
@@ -121,23 +137,25 @@ def value_mask(text: str, col: int) -> tuple[int, int | None]:
 
 
 def port_number(text: str, col: int) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise LineError(col, f"bad port {text!r}")
-    return int(text)
+    """A port: ``[0-9]+``, 0-65535."""
+    value = decimal(text, PORT_MAX)
+    if value is None:
+        raise LineError(col, f"bad port {shown(text)}")
+    return value
 
 
 def port_range(text: str, col: int, sep: str = ":") -> PortRange:
     """``80``, ``1000:2000``, ``:2000``, ``1000:``; a service name is kept by name."""
     lo, has_sep, hi = text.partition(sep)
     if not has_sep:
-        if text.isdigit():
+        if is_decimal(text):
             port = port_number(text, col)
             return PortRange(port, port)
-        if text and text.replace("-", "").replace("_", "").isalnum():
-            return PortRange(-1, -1, name=text)
-        raise LineError(col, f"bad port {text!r}")
+        if text.isascii() and text.replace("-", "").replace("_", "").isalnum():
+            return PortRange(-1, -1, name=text)  # a service name
+        raise LineError(col, f"bad port {shown(text)}")
     low = port_number(lo, col) if lo else 0
     high = port_number(hi, col) if hi else 65535
     if low > high:
-        raise LineError(col, f"port range {text} is reversed")
+        raise LineError(col, f"port range {shown(text)} is reversed")
     return PortRange(low, high)

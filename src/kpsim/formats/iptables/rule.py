@@ -22,6 +22,8 @@ from kpsim.formats.iptables.matches import EXTENSIONS, MATCH_SPECS, PROTO_MODULE
 from kpsim.formats.iptables.options import PROTOCOL_NAMES, Loaded, network
 from kpsim.formats.iptables.targets import TARGET_SPECS, build_target
 from kpsim.formats.iptables.tokens import LineError, Words
+from kpsim.formats.numbers import BAD_COUNTERS, U8, clip, decimal, is_decimal, shown
+from kpsim.formats.numbers import counters as read_counters
 from kpsim.model import Address, Counters, Interface, Match, Option, Protocol, Target
 
 _CORE = {
@@ -135,6 +137,7 @@ class _Walker:
         self.negated: int | None = None  # column of a pending "!"
         self.body = RuleBody()
         self.loaded: list[Loaded] = []
+        self.claims: dict[str, Loaded] = {}  # option → the module that takes it
         self.target: Loaded | None = None
         self.goto = False
 
@@ -221,9 +224,9 @@ class _Walker:
 
     def _counters(self, negated: bool) -> None:
         (packets, nbytes), col, _ = self._args(2, negated)
-        if not (packets.isdigit() and nbytes.isdigit()):
-            raise LineError(col, "counters must be two numbers")
-        self.body.counters = Counters(int(packets), int(nbytes))
+        self.body.counters = read_counters(packets, nbytes)
+        if self.body.counters is None:
+            raise LineError(col, BAD_COUNTERS)
 
     def _core_source(self, arg: str, col: int, negated: bool) -> None:
         self.body.source = self._address(arg, col, negated)
@@ -241,9 +244,11 @@ class _Walker:
             raise LineError(col, "address lists expand into several rules; give one address")
         if any(c.isalpha() for c in arg) and ":" not in arg:
             return Address(None, negated, unresolved=arg)
-        raise LineError(col, f"bad address {arg!r}")
+        raise LineError(col, f"bad address {shown(arg)}")
 
     def _core_protocol(self, arg: str, col: int, negated: bool) -> None:
+        if not arg.isascii() or (is_decimal(arg) and decimal(arg, U8) is None):
+            raise LineError(col, f"bad protocol {shown(arg)} (a name, or a number 0-255)")
         name = PROTOCOL_NAMES.get(arg, arg.lower())
         self.body.protocol = None if name == "all" and not negated else Protocol(name, negated)
 
@@ -255,8 +260,8 @@ class _Walker:
 
     def _core_match(self, arg: str, col: int, negated: bool) -> None:
         if arg not in EXTENSIONS:  # kept, evaluated UNKNOWN; iptables-restore refuses it
-            self.body.problems.append((col, f"unknown match module {arg}"))
-        self.loaded.append(Loaded(arg, col))
+            self.body.problems.append((col, f"unknown match module {clip(arg)}"))
+        self._load(Loaded(arg, col))
 
     def _core_jump(self, arg: str, col: int, negated: bool, goto: bool = False) -> None:
         if self.target is not None:
@@ -294,27 +299,35 @@ class _Walker:
         if self.i == start:
             return args
         text = " ".join((*args, *values[start : self.i]))
-        self.body.problems.append((start, f'unquoted multi-word comment: read as "{text}"'))
+        self.body.problems.append(
+            (start, f'unquoted multi-word comment: read as "{clip(text, 200)}"')
+        )
         return (text,)
+
+    def _load(self, loaded: Loaded) -> None:
+        """Load a module: it now claims its options, before any module loaded earlier."""
+        self.loaded.append(loaded)
+        spec = MATCH_SPECS.get(loaded.name)
+        if spec is not None:
+            self.claims.update(dict.fromkeys(spec, loaded))
 
     def _owner(self, word: str) -> tuple[Loaded, int | None]:
         """Who takes ``word``, as iptables decides, and how many arguments it has."""
         target = self.target
         if target is not None and word in TARGET_SPECS.get(target.name, {}):
             return target, TARGET_SPECS[target.name][word]
-        for loaded in reversed(self.loaded):
-            spec = MATCH_SPECS.get(loaded.name)
-            if spec is not None and word in spec:
-                return loaded, spec[word]
+        claimed = self.claims.get(word)  # the last module loaded that knows ``word``
+        if claimed is not None:
+            return claimed, MATCH_SPECS[claimed.name][word]
         implicit = self._implicit_module(word)
         if implicit is not None:
             return implicit, MATCH_SPECS[implicit.name][word]
         owner = target or (self.loaded[-1] if self.loaded else None)
         if owner is None:
-            raise LineError(self.i, f"unknown option {word}")
+            raise LineError(self.i, f"unknown option {clip(word)}")
         spec = TARGET_SPECS.get(owner.name) if owner is target else MATCH_SPECS.get(owner.name)
         if spec is not None:  # a module kpsim knows every option of: iptables would refuse
-            self.body.problems.append((self.i, f"unknown option {word} for {owner.name}"))
+            self.body.problems.append((self.i, f"unknown option {clip(word)} for {owner.name}"))
         return owner, (spec or {}).get(word)
 
     def _implicit_module(self, word: str) -> Loaded | None:
@@ -324,5 +337,5 @@ class _Walker:
         if module is None or word not in MATCH_SPECS[module]:
             return None
         loaded = Loaded(module, self.i)
-        self.loaded.append(loaded)
+        self._load(loaded)
         return loaded

@@ -25,6 +25,7 @@ from kpsim.formats.iptables.options import (
     value_mask,
 )
 from kpsim.formats.iptables.tokens import LineError
+from kpsim.formats.numbers import decimal, shown
 from kpsim.model import (
     ConnmarkMode,
     ConnmarkTarget,
@@ -147,7 +148,7 @@ def nat_range(text: str, col: int) -> NatRange:
         close = text.find("]")
         rest = text[close + 1 :]
         if close < 0 or (rest and not rest.startswith(":")):
-            raise LineError(col, f"bad address range {text!r}")
+            raise LineError(col, f"bad address range {shown(text)}")
         addrs, ports = text[1:close], (rest[1:] if rest else None)
     elif text.count(":") > 1:
         addrs, ports = text, None
@@ -170,7 +171,7 @@ def _addr_pair(text: str, col: int) -> tuple[str, str | None]:
         lo = ipaddress.ip_address(lo_text).compressed
         hi = ipaddress.ip_address(hi_text).compressed if hi_text else None
     except ValueError:
-        raise LineError(col, f"bad address {text!r}") from None
+        raise LineError(col, f"bad address {shown(text)}") from None
     return lo, (None if hi == lo else hi)
 
 
@@ -279,8 +280,8 @@ def _log_level(option: Option, col: int) -> str | None:
     """Levels as iptables prints them: a number, with the default 4 left out."""
     text = option.args[0].lower()
     number = _LOG_ALIASES.get(text) or (str(LOG_LEVELS.index(text)) if text in LOG_LEVELS else text)
-    if not number.isdigit() or int(number) > 7:
-        raise LineError(col, f"bad log level {option.args[0]!r}")
+    if decimal(number, 7) is None:
+        raise LineError(col, f"bad log level {shown(option.args[0])}")
     return None if number == "4" else number
 
 

@@ -22,6 +22,8 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING
 
+from kpsim.formats.numbers import BAD_COUNTERS
+from kpsim.formats.numbers import counters as read_counters
 from kpsim.model import Counters
 
 if TYPE_CHECKING:
@@ -95,7 +97,7 @@ def _grammar() -> pp.ParserElement:
     import pyparsing as pp
 
     ws = _SPACE
-    counters = pp.Regex(r"\[(?P<p>\d+):(?P<b>\d+)\]").set_whitespace_chars(ws)
+    counters = pp.Regex(r"\[(?P<p>[0-9]+):(?P<b>[0-9]+)\]").set_whitespace_chars(ws)
     quoted = pp.Regex(r'[^ \t"]*"(?:[^"\\]|\\.)*"').set_whitespace_chars(ws)
     bare = pp.Regex(r'[^ \t"]+').set_whitespace_chars(ws)
     for part in (quoted, bare):
@@ -116,9 +118,9 @@ def tokenize_grammar(line: str) -> Words:
         raise _quote_error(line, exc.loc) from None
     counters = None
     if "counters" in result:
-        match = re.fullmatch(r"\[(\d+):(\d+)\]", result["counters"])
+        match = _COUNTERS_RE.match(line)
         assert match is not None
-        counters = Counters(int(match[1]), int(match[2]))
+        counters = _counters(match)
     pairs = list(result["words"])
     return Words(tuple(v for v, _ in pairs), counters, cols=tuple(c for _, c in pairs))
 
@@ -132,8 +134,8 @@ def _quote_error(line: str, loc: int) -> LineError:
 
 # ---------------------------------------------------------------- fast path
 
-_COUNTERS_RE = re.compile(r"[ \t]*\[(\d+):(\d+)\]")
-_WORD_RE = re.compile(r'[ \t]*(?:([^ \t"]*"(?:[^"\\]|\\.)*")|([^ \t"]+))')
+_COUNTERS_RE = re.compile(r"[ \t]*\[([0-9]+):([0-9]+)\]")
+_WORD_RE = re.compile(r'[ \t]*+(?:([^ \t"]*+"[^"\\]*+(?:\\.[^"\\]*+)*+")|([^ \t"]++))')
 _ESCAPE_RE = re.compile(r"\\(.)")
 
 
@@ -144,19 +146,33 @@ def tokenize(line: str) -> Words:
     if "[" in line:
         match = _COUNTERS_RE.match(line)
         if match:
-            counters = Counters(int(match[1]), int(match[2]))
+            counters = _counters(match)
             start = match.end()
     text = line[start:] if start else line
     if '"' not in text:
         if "\t" in text:
             text = text.replace("\t", " ")
         return Words(tuple([w for w in text.split(" ") if w]), counters, line=line, start=start)
-    found = _WORD_RE.findall(line, start)
-    # findall skips what it cannot match; only an unclosed quote is ever skipped
-    if sum(q.count('"') for q, _ in found if q) != text.count('"'):
-        _columns(line, start)  # raises at the quote
-    values = tuple([_unquote(q) if q else b for q, b in found])
-    return Words(values, counters, line=line, start=start)
+    # One word after the other, stopping at the first that cannot be read (an unclosed
+    # quote): ``findall`` would skip it and try again at every later character.
+    values: list[str] = []
+    word = _WORD_RE.match
+    pos = start
+    while (found := word(line, pos)) is not None:
+        quoted = found[1]
+        values.append(_unquote(quoted) if quoted is not None else found[2])
+        pos = found.end()
+    if line[pos:].strip(_SPACE):
+        raise _quote_error(line, pos)
+    return Words(tuple(values), counters, line=line, start=start)
+
+
+def _counters(match: re.Match[str]) -> Counters:
+    """``[packets:bytes]``, each 0 to 2^64-1."""
+    found = read_counters(match[1], match[2])
+    if found is None:
+        raise LineError(match.start(1) + 1, BAD_COUNTERS)
+    return found
 
 
 def _unquote(word: str) -> str:

@@ -22,9 +22,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kpsim.formats.common import RulesetBuilder, Sink, classify_noise
+from kpsim.formats.common import RulesetBuilder, Sink, classify_noise, read_meta, too_long
 from kpsim.formats.iptables.tokens import LineError, tokenize
 from kpsim.formats.nft.statements import Draft
+from kpsim.formats.numbers import clip
 from kpsim.model import Family, Format, Rule, Ruleset, SourceLocation
 
 NOTE = "nft syntax: translated from `nft list ruleset`; untranslated statements are kept as unknown"
@@ -76,7 +77,7 @@ class _NftParser:
         stripped = line.strip()
         if not stripped:
             return
-        words = stripped.split()
+        words = _words(stripped)
         if self.block is not None:
             self._data(number, line, words)
         elif self.pending is not None:
@@ -84,7 +85,11 @@ class _NftParser:
         elif words[0] == "table" and len(words) >= 3:
             self._open_table(number, words)
         elif stripped.startswith("#"):
-            self.sink.skip_line(number, line, classify_noise(line) or "comment")
+            meta = read_meta(line, number, self.sink)
+            if meta is not None:
+                self.builder.metadata.update(meta)
+            else:
+                self.sink.skip_line(number, line, classify_noise(line) or "comment")
         elif stripped == "}":
             self._close(number, line)
         elif words[0] == "chain" and len(words) >= 2:
@@ -117,15 +122,16 @@ class _NftParser:
 
     def _open_chain(self, number: int, line: str, name: str) -> None:
         if self.chain is not None:
-            self.builder.note(f"chain {self.chain} has no closing brace before line {number}")
+            self.builder.note(f"{self._open_name()} has no closing brace before line {number}")
         if self.table is None:
             self.table = "nat"
             self.builder.note("no table header: assumed table nat")
         key = (self.table, name)
         if key in self.seen:
             col = line.index(name) + 1
-            self.sink.report(number, col, f"chain {name} defined again; rules appended", line)
-            self.builder.note(f"chain {name} appears more than once; its rules were appended")
+            shown = clip(name)
+            self.sink.report(number, col, f"chain {shown} defined again; rules appended", line)
+            self.builder.note(f"chain {shown} appears more than once; its rules were appended")
         else:
             self.builder.declare(
                 self.table, name, None, None, SourceLocation(self.path, number, line)
@@ -145,7 +151,9 @@ class _NftParser:
             self.sink.skip_line(number, line, "closing brace with no block open")
 
     def _open_name(self) -> str:
-        return f"chain {self.chain}" if self.chain is not None else f"table {self.table}"
+        if self.chain is not None:
+            return f"chain {clip(self.chain)}"
+        return f"table {clip(self.table or '')}"
 
     # -- outside a chain: the table's data and attributes
 
@@ -179,7 +187,7 @@ class _NftParser:
             self._store(block)
 
     def _unclosed_block(self, block: _DataBlock) -> None:
-        what = f"{block.kind or 'block'} {block.name} (line {block.line})"
+        what = f"{block.kind or 'block'} {clip(block.name)} (line {block.line})"
         self.builder.note(f"{what} has no closing brace: read as data up to the next block")
         self.block = None
         self._store(block)
@@ -224,12 +232,16 @@ class _NftParser:
     def _rule(self, number: int, line: str) -> None:
         assert self.table is not None and self.chain is not None
         try:
+            if (long := too_long(line)) is not None:
+                raise LineError(len(line) - len(line.lstrip()) + 1, long)
             words = tokenize(line)
         except LineError as exc:
             self.sink.report(number, exc.col, exc.message, line)
             return
         draft = Draft()
         draft.translate(list(words.values))
+        for index, message in draft.problems:
+            self.sink.report(number, words.cols[index], message, line)
         if draft.ipv6:
             self.builder.family = Family.IPV6
         rule = Rule(
@@ -261,24 +273,25 @@ _CT_KINDS = frozenset({"helper", "timeout", "expectation"})
 _NAMED = 6
 
 
+#: A quoted string (``\\x`` stands for ``x`` in it), or one that runs to the end of the line.
+_QUOTED = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?')
+
+
 def _braces(line: str) -> int:
     """Opening minus closing braces, not counting those inside a quoted string: a
     comment such as ``comment "a { b"`` must not open a block."""
-    depth = 0
-    quoted = escaped = False
-    for char in line:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif not quoted:
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-    return depth
+    if '"' in line:
+        line = _QUOTED.sub("", line)
+    return line.count("{") - line.count("}")
+
+
+def _words(stripped: str) -> list[str]:
+    """The words a line is read by: its first four and its last (``chain X {``, ``set X {``,
+    ``ct helper X {``), never a split of the whole of a long line."""
+    words = stripped.split(None, 4)
+    if len(words) == 5:
+        words[4] = words[4].rsplit(None, 1)[-1]
+    return words
 
 
 def _data_header(words: list[str]) -> tuple[str, str] | None:
@@ -329,13 +342,13 @@ class _TableData:
     def add(self, block: _DataBlock) -> None:
         self.kinds[block.kind] += 1
         if block.kind in ("set", "map"):
-            self.names.append(f"{block.kind} {block.name}")
+            self.names.append(f"{block.kind} {clip(block.name)}")
         self.element_lines += block.element_lines
 
     def note(self, table: str | None) -> str:
         """One line for ``Ruleset.notes``: kpsim reads no nft data yet, so say what it left."""
         counts = ", ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind, n in self.kinds.items())
-        where = f"table {table}" if table is not None else "outside any table"
+        where = f"table {clip(table)}" if table is not None else "outside any table"
         text = (
             f"{where}: {counts} read as nft data, not rules (kpsim does not model nft sets "
             "and maps yet; rules that look them up are kept as unknown)"

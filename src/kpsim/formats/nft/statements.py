@@ -15,6 +15,7 @@ from collections.abc import Callable
 from kpsim.formats.iptables.options import PROTOCOL_NAMES, network, port_range, uint32
 from kpsim.formats.iptables.targets import nat_range
 from kpsim.formats.iptables.tokens import LineError
+from kpsim.formats.numbers import U64, BadNumber, read_decimal
 from kpsim.model import (
     Address,
     AddrTypeMatch,
@@ -62,6 +63,7 @@ class Draft:
         self.target: Target | None = None
         self.counters: Counters | None = None
         self.ipv6 = False
+        self.problems: list[tuple[int, str]] = []  # (word index, message): bad numbers
 
     def translate(self, words: list[str]) -> None:
         i = 0
@@ -71,6 +73,9 @@ class Draft:
             if handler is not None:
                 try:
                     taken = handler(self, words[i:])
+                except BadNumber as exc:
+                    self.problems.append((i, f"{exc}; kept as unknown"))
+                    taken = 0
                 except (LineError, ValueError, IndexError):
                     taken = 0
             if not taken:
@@ -137,7 +142,8 @@ class Draft:
 
     def _counter(self, w: list[str]) -> int:
         if len(w) >= 5 and w[1] == "packets" and w[3] == "bytes":
-            self.counters = Counters(int(w[2]), int(w[4]))
+            packets, octets = read_decimal(w[2], U64, "packets"), read_decimal(w[4], U64, "bytes")
+            self.counters = Counters(packets, octets)
             return 5
         return 1
 
