@@ -34,14 +34,19 @@ RANK = {
     "graph": 3,
     "simulate": 3,
     "verify": 3,
+    "lint": 3,
+    "diff": 3,
+    "explain": 3,
     "render": 4,
     "inputs": 4,
     "api": 5,
     "cli": 6,
     "__main__": 7,
 }
-#: Same-rank imports that are part of the design: verify predicts with the sampler.
-SIDEWAYS = {("verify", "simulate")}
+#: Same-rank imports that are part of the design: verify predicts with the sampler;
+#: explain judges observed counts with simulate's statistics; diff and lint may share
+#: what lint finds.
+SIDEWAYS = {("verify", "simulate"), ("explain", "simulate"), ("diff", "lint")}
 #: Third-party library → the stages that may import it (docs/architecture.md).
 LIBRARIES = {
     "pyparsing": {"formats"},
