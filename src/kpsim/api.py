@@ -80,23 +80,28 @@ def load(
     fmt: Format | None = None,
     strict: bool = False,
     all_files: bool = True,
+    lazy: bool = False,
 ) -> Loaded:
-    """Parse every capture of the chosen nodes (or only their primary files)."""
+    """Parse every capture of the chosen nodes (or only their primary files). ``lazy``:
+    build a clean iptables-save's chains when first read (a trace reads a few of them;
+    the answers are the same, ``formats.iptables.lazy``)."""
     chosen = fixtures.select(paths, fixtures_dir)
     nodes = []
     with _collector_paused(freeze=True):
         for src in chosen.nodes:
             files = src.files if all_files else (src.primary,)
-            rulesets = tuple(rs for f in files for rs in _captures(src, f, fmt, strict))
+            rulesets = tuple(rs for f in files for rs in _captures(src, f, fmt, strict, lazy))
             nodes.append(LoadedNode(src, rulesets))
     return Loaded(chosen, tuple(nodes))
 
 
-def _captures(src: NodeSource, file: Path, fmt: Format | None, strict: bool) -> tuple[Ruleset, ...]:
+def _captures(
+    src: NodeSource, file: Path, fmt: Format | None, strict: bool, lazy: bool = False
+) -> tuple[Ruleset, ...]:
     """A file's captures; a stream's (stdin, a pipe) from the text read when chosen."""
     if src.text is not None and file == src.primary:
-        return parse_captures(src.text, str(file), fmt=fmt, strict=strict)
-    return load_captures(file, fmt=fmt, strict=strict)
+        return parse_captures(src.text, str(file), fmt=fmt, strict=strict, lazy=lazy)
+    return load_captures(file, fmt=fmt, strict=strict, lazy=lazy)
 
 
 @contextmanager

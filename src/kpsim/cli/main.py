@@ -221,6 +221,7 @@ def trace(
         fmt=Format(fmt) if fmt else None,
         strict=strict,
         all_files=False,
+        lazy=output != "dot",  # a trace reads a few chains; the graph draws them all
     )
     keep_until_exit(loaded)
     if output == "dot":

@@ -167,14 +167,36 @@ class ChainIndex:
 INDEX_MIN_RULES = 32  # shorter chains are scanned linearly
 
 
-def build_indexes(tables: Mapping[str, Mapping[str, Chain]]) -> dict[tuple[str, str], ChainIndex]:
-    """An index for every chain long enough to be worth one."""
-    return {
-        (t, name): ChainIndex.build(c)
-        for t, chains in tables.items()
-        for name, c in chains.items()
-        if len(c.rules) >= INDEX_MIN_RULES
-    }
+class ChainIndexes:
+    """An index for every chain long enough to be worth one, built when a walk first
+    enters the chain: a trace enters a few dozen of a big node's 60,000 chains, and a
+    chain read on demand (``formats.iptables.lazy``) is only read when entered."""
+
+    __slots__ = ("_built", "_min_rules", "_tables")
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Chain]]) -> None:
+        self._tables = tables
+        self._min_rules = INDEX_MIN_RULES  # as when prepared (a test lowers it)
+        self._built: dict[tuple[str, str], ChainIndex | None] = {}
+
+    def get(self, key: tuple[str, str]) -> ChainIndex | None:
+        if key in self._built:
+            return self._built[key]
+        chain = self._tables.get(key[0], {}).get(key[1])
+        found = None
+        if chain is not None and len(chain.rules) >= self._min_rules:
+            found = ChainIndex.build(chain)
+        self._built[key] = found
+        return found
+
+    def __len__(self) -> int:
+        """How many indexes were built so far."""
+        return sum(1 for found in self._built.values() if found is not None)
+
+
+def build_indexes(tables: Mapping[str, Mapping[str, Chain]]) -> ChainIndexes:
+    """Indexes for ``tables``' chains, each built on first use."""
+    return ChainIndexes(tables)
 
 
 # ---------------------------------------------------------------- what a table sees

@@ -20,7 +20,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from kpsim.engine.branch import Branch, Disposition, End, Run, Step, UnknownMode
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.match import _HIT, _STOP, Alternative, _evaluate, _where
-from kpsim.engine.prepare import ChainIndex, TableView, reachable
+from kpsim.engine.prepare import ChainIndexes, TableView, reachable
 from kpsim.engine.replay import MEMO_MAX, Replay, neutral, remember
 from kpsim.engine.target import _connmark, _nat
 from kpsim.engine.unseen import DECIDES_DESTINATION, uncaptured_text
@@ -86,7 +86,7 @@ class Walker:
     def __init__(
         self,
         tables: Mapping[str, Mapping[str, Chain]],
-        index: Mapping[tuple[str, str], ChainIndex],
+        index: ChainIndexes,
         node: NodeContext,
         *,
         memo: bool = True,

@@ -56,8 +56,12 @@ def detect_format(text: str) -> Format:
     return best
 
 
-def parse_text(text: str, path: str, *, fmt: Format | None = None, strict: bool = False) -> Ruleset:
-    """Parse one capture. ``fmt`` overrides detection.
+def parse_text(
+    text: str, path: str, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
+) -> Ruleset:
+    """Parse one capture. ``fmt`` overrides detection. ``lazy``: a clean iptables-save
+    has its chains built when first read (``iptables.lazy``: a trace reads a few); any
+    other input is read whole, as without it.
 
     The cyclic GC is off meanwhile: a reader builds acyclic objects by the million (a
     listing of a million junk lines: 9.4 s with it, 7.4 s without, measured); save.py
@@ -65,14 +69,20 @@ def parse_text(text: str, path: str, *, fmt: Format | None = None, strict: bool 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_text(text, path, fmt, strict)
+        return _parse_text(text, path, fmt, strict, lazy)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _parse_text(text: str, path: str, fmt: Format | None, strict: bool) -> Ruleset:
+def _parse_text(text: str, path: str, fmt: Format | None, strict: bool, lazy: bool) -> Ruleset:
     chosen = fmt or detect_format(text)
+    if lazy and chosen is Format.SAVE:
+        from kpsim.formats.iptables.lazy import lazy_save
+
+        found = lazy_save(text, path)
+        if found is not None:
+            return found
     if chosen in (Format.SAVE, Format.RULES):
         from kpsim.formats.iptables.save import parse_save
 
@@ -106,12 +116,14 @@ def read_text(path: Path) -> str:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def load_file(path: Path, *, fmt: Format | None = None, strict: bool = False) -> Ruleset:
-    return parse_text(read_text(path), str(path), fmt=fmt, strict=strict)
+def load_file(
+    path: Path, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
+) -> Ruleset:
+    return parse_text(read_text(path), str(path), fmt=fmt, strict=strict, lazy=lazy)
 
 
 def parse_captures(
-    text: str, path: str, *, fmt: Format | None = None, strict: bool = False
+    text: str, path: str, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
 ) -> tuple[Ruleset, ...]:
     """Every capture a text holds: one, or one per family when ``iptables-save`` and
     ``ip6tables-save`` output share the file (``sections.split_families``)."""
@@ -119,18 +131,18 @@ def parse_captures(
 
     sections = split_families(text)
     if not sections:
-        return (parse_text(text, path, fmt=fmt, strict=strict),)
+        return (parse_text(text, path, fmt=fmt, strict=strict, lazy=lazy),)
     out = []
     for family, part in sections:
-        ruleset = parse_text(part, path, fmt=fmt, strict=strict)
+        ruleset = parse_text(part, path, fmt=fmt, strict=strict, lazy=lazy)
         out.append(dataclasses.replace(ruleset, family=family))
     return tuple(out)
 
 
 def load_captures(
-    path: Path, *, fmt: Format | None = None, strict: bool = False
+    path: Path, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
 ) -> tuple[Ruleset, ...]:
-    return parse_captures(read_text(path), str(path), fmt=fmt, strict=strict)
+    return parse_captures(read_text(path), str(path), fmt=fmt, strict=strict, lazy=lazy)
 
 
 __all__ = [

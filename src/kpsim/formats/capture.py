@@ -42,14 +42,22 @@ class CaptureFacts:
     names_resolved: bool = False
 
 
-def assess(ruleset: Ruleset, facts: CaptureFacts, diagnostics: Iterable[Diagnostic]) -> Capture:
-    """The capture's completeness (see ``kpsim.model.capture``)."""
+def assess(
+    ruleset: Ruleset,
+    facts: CaptureFacts,
+    diagnostics: Iterable[Diagnostic],
+    missing: list[tuple[str, str]] | None = None,
+) -> Capture:
+    """The capture's completeness (see ``kpsim.model.capture``). ``missing``: the chains
+    jumped to but not captured, when the caller knows them without reading every rule
+    (``iptables.lazy``, whose chains are parsed on demand); else counted here."""
     limits: dict[tuple[str, str], int] = {}
     gaps: list[Gap] = []
     _truncation(ruleset, facts, limits, gaps)
     _elisions(ruleset, facts, limits, gaps)
     _lost_rules(ruleset, facts, limits, gaps)
-    _, missing = references(ruleset)
+    if missing is None:
+        _, missing = references(ruleset)
     gaps += _missing_gaps(ruleset, missing)
     builtins_missing = _builtins_missing(ruleset)
     for table, chain in builtins_missing:

@@ -8,7 +8,7 @@ and the filter-table REJECTs kube-proxy writes for services without endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from socket import inet_ntoa
@@ -74,7 +74,7 @@ def _frontend_kind(comment: str, default: str) -> str:
     return default
 
 
-def _frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
+def frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
     """A KUBE-SERVICES / KUBE-NODEPORTS rule's frontend, and the name its comment gives."""
     text, dport = None, None
     for m in rule.matches:  # one pass for what rule.comment and a --dport scan would find
@@ -90,7 +90,10 @@ def _frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
     return front, clean_name(text) if "/" in text else comment_name(rule)
 
 
-def collect_frontends(ruleset: Ruleset, drafts: dict[str, Draft]) -> None:
+def collect_frontends(
+    ruleset: Ruleset, drafts: dict[str, Draft], only: Container[str] | None = None
+) -> None:
+    """The frontends of every service (or of those whose chain hash is in ``only``)."""
     for chain_name, kind_default in (
         ("KUBE-SERVICES", "cluster-ip"),
         ("KUBE-NODEPORTS", "node-port"),
@@ -104,8 +107,10 @@ def collect_frontends(ruleset: Ruleset, drafts: dict[str, Draft]) -> None:
             if not isinstance(target, Jump) or not target.chain.startswith(SERVICE_PREFIXES):
                 continue
             h = hash_part(target.chain)
+            if only is not None and h not in only:
+                continue
             d = drafts.get(h) or drafts.setdefault(h, Draft(h))
-            front, name = _frontend(rule, kind_default)
+            front, name = frontend(rule, kind_default)
             d.protocol = d.protocol or front.protocol
             d.frontends.append(front)
             if name is not None:

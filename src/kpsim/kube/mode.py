@@ -145,6 +145,12 @@ class _Signs:
         if where is not None and where.line > 0 and len(bucket) < _FEW and where not in bucket:
             bucket.append(where)
 
+    def add_chain(self, chain: Chain, *, live: bool = False) -> None:
+        """``add(chain.origin)``, reading the origin only while it is still wanted (a
+        chain read on demand makes its declaration's location when asked)."""
+        bucket = self.live if live else self.seen
+        self.add(chain.origin if len(bucket) < _FEW else None, live=live)
+
     def all_live(self) -> None:
         """The entry point is not in the capture: being here counts as live."""
         if self.is_seen:
@@ -170,11 +176,17 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
         if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= _NFT_BASE):
             for name in sorted(_NFT_BASE & table.chains.keys()):
                 signs[ProxyMode.NFTABLES].add(table.chains[name].origin, live=True)
+        iptables = signs[ProxyMode.IPTABLES]
         for chain in table.chains.values():
+            if not nft_table and chain.name.startswith(_IPTABLES_PREFIXES):
+                # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
+                # past the lines kept as evidence, one more says nothing new
+                if len(iptables.seen) < _FEW or not iptables.is_seen:
+                    iptables.add_chain(chain)
+                continue
             _chain_signs(signs, tname, chain, nft_table)
-            if not chain.name.startswith(_IPTABLES_PREFIXES):  # many, and only jump onwards
-                for rule in chain.rules:
-                    _rule_signs(signs, tname, rule)
+            for rule in chain.rules:
+                _rule_signs(signs, tname, rule)
     _entry_points(signs, ruleset)
     present = [m for m in _MODES if signs[m].is_seen]
     if not present:
@@ -204,15 +216,15 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
 def _chain_signs(signs: dict[ProxyMode, _Signs], table: str, chain: Chain, nft: bool) -> None:
     name = chain.name
     if nft or _NFT_SERVICE_CHAIN.match(name):
-        signs[ProxyMode.NFTABLES].add(chain.origin, live=True)  # its own hooks: always live
+        signs[ProxyMode.NFTABLES].add_chain(chain, live=True)  # its own hooks: always live
     elif name.startswith(_IPTABLES_PREFIXES) or name in _IPTABLES_CHAINS:
-        signs[ProxyMode.IPTABLES].add(chain.origin)
+        signs[ProxyMode.IPTABLES].add_chain(chain)
     elif name in _IPVS_CHAINS or (table == "nat" and name in _IPVS_NAT_CHAINS):
-        signs[ProxyMode.IPVS].add(chain.origin)
+        signs[ProxyMode.IPVS].add_chain(chain)
     elif name in _USERSPACE_CHAINS:
-        signs[ProxyMode.USERSPACE].add(chain.origin)
+        signs[ProxyMode.USERSPACE].add_chain(chain)
     elif table == "filter" and name == "KUBE-SERVICES" and chain.rules:
-        signs[ProxyMode.IPTABLES].add(chain.origin)  # its REJECTs for services without pods
+        signs[ProxyMode.IPTABLES].add_chain(chain)  # its REJECTs for services without pods
 
 
 def _rule_signs(signs: dict[ProxyMode, _Signs], table: str, rule: Rule) -> None:

@@ -185,7 +185,16 @@ def _service_of(outcome: Outcome, names: Mapping[str, str]) -> str | None:
 
 
 def _name(outcomes: Sequence[Outcome], rs: Ruleset, pods: Mapping[str, Pod]) -> list[NamedOutcome]:
-    names = {s.hash: s.name for s in kube.services(rs)}
+    """The services met on the outcomes' paths, named as ``kpsim show`` names them (only
+    those: a node may have 10,000)."""
+    met = {
+        step.chain[len(prefix) :]
+        for o in outcomes
+        for step in o.path
+        for prefix in kube.SERVICE_PREFIXES
+        if step.chain.startswith(prefix)
+    }
+    names = kube.service_names(rs, met)
     return [NamedOutcome(o, _service_of(o, names), pods.get(o.destination[0])) for o in outcomes]
 
 
@@ -225,6 +234,8 @@ def check_port(request: TraceRequest, inputs: Sequence[NodeInput]) -> None:
     A capture with gaps may hide it: then it is traced, and the answer says what is missing."""
     if request.dest is not None:
         return
+    if any(kube.offers_node_port(n.ruleset, request.port) for n in inputs):
+        return  # the quick yes; the answer below reads every service of every node
     ports = sorted({p for n in inputs for s in kube.services(n.ruleset) for p in s.node_ports})
     if request.port not in ports and all(n.ruleset.capture.complete for n in inputs):
         listed = ", ".join(str(p) for p in ports) or "none"

@@ -13,7 +13,7 @@ candidate name is known (``names.py``); endpoint chances from ``chance.py``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
@@ -28,7 +28,14 @@ from kpsim.kube.chance import (
     needs_no_history,
     rule_chance,
 )
-from kpsim.kube.frontends import Draft, Frontend, address, collect_frontends, collect_rejects
+from kpsim.kube.frontends import (
+    Draft,
+    Frontend,
+    address,
+    collect_frontends,
+    collect_rejects,
+    frontend,
+)
 from kpsim.kube.names import (
     SERVICE_PREFIXES,
     clean_name,
@@ -42,6 +49,7 @@ from kpsim.kube.names import (
 from kpsim.model import (
     Chain,
     Dnat,
+    Jump,
     Match,
     PortMatch,
     RecentCommand,
@@ -144,6 +152,44 @@ def services(ruleset: Ruleset) -> tuple[Service, ...]:
     return tuple(sorted(result, key=lambda s: (s.name, s.protocol or "")))
 
 
+def service_names(ruleset: Ruleset, hashes: Collection[str]) -> dict[str, str]:
+    """``{s.hash: s.name for s in services(ruleset)}`` for the services with these chain
+    hashes only: what a trace names, without building the endpoints of 10,000 services
+    (or reading their chains, when the capture's are read on demand)."""
+    wanted = set(hashes)
+    if not wanted:
+        return {}
+    rejects = collect_rejects(ruleset)
+    for name, rules in rejects.items():
+        proto = rules[0].protocol.name if rules[0].protocol else None
+        if port_proto_hash(name, proto or "tcp") in wanted:  # may share a hash: all of them
+            return {s.hash: s.name for s in services(ruleset)}
+    drafts: dict[str, Draft] = {}
+    collect_frontends(ruleset, drafts, only=wanted)
+    nat_table = ruleset.table("nat")
+    nat = nat_table.chains if nat_table else {}
+    builder = _ServiceBuilder(nat, frozenset(), chains=False)
+    own = {p + h for h in wanted for p in SERVICE_PREFIXES}
+    builder.service_chains = [name for name in nat if name in own]  # in the table's order
+    for name in builder.service_chains:
+        if (h := hash_part(name)) not in drafts:
+            drafts[h] = Draft(h)
+    return {h: builder.choose_name(d)[0] for h, d in drafts.items() if h in wanted}
+
+
+def offers_node_port(ruleset: Ruleset, port: int) -> bool:
+    """Does a service of ``services(ruleset)`` have NodePort ``port`` in KUBE-NODEPORTS?
+    (A quick yes for ``trace --port``; no means: ask ``services``.)"""
+    chain = ruleset.chain("nat", "KUBE-NODEPORTS")
+    for rule in chain.rules if chain is not None else ():
+        target = rule.target
+        if isinstance(target, Jump) and target.chain.startswith(SERVICE_PREFIXES):
+            front, _ = frontend(rule, "node-port")
+            if front.kind == "node-port" and front.port == port:
+                return True
+    return False
+
+
 def _gaps(ruleset: Ruleset) -> frozenset[str]:
     """nat chains the capture lacks or does not show whole (``Capture``)."""
     capture = ruleset.capture
@@ -184,10 +230,14 @@ class _ServiceBuilder:
     memos are keyed by ``id()``s, valid while the ruleset lives, so they live only as
     long as this pass."""
 
-    def __init__(self, nat: Mapping[str, Chain], gaps: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, nat: Mapping[str, Chain], gaps: frozenset[str] = frozenset(), *, chains: bool = True
+    ) -> None:
         self.nat = nat
         self.gaps = gaps
-        self.service_chains = [name for name in nat if name.startswith(SERVICE_PREFIXES)]
+        self.service_chains = (
+            [name for name in nat if name.startswith(SERVICE_PREFIXES)] if chains else []
+        )
         self._facts: dict[int, _Facts] = {}
         self._shares: dict[tuple[int, ...], list[Fraction]] = {}
         self._by_hash: dict[str, list[str]] | None = None

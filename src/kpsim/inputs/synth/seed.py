@@ -123,12 +123,15 @@ def seed_workshop() -> ClusterSpec:
     )
 
 
-def synth_large(n_services: int, endpoints_per_service: int, seed: int) -> ClusterSpec:
-    """A deterministic big cluster (3 nodes) for benchmarks; render any node of it."""
+def synth_large(
+    n_services: int, endpoints_per_service: int, seed: int, *, pod_cidr: str = SEED_VPC_CIDR
+) -> ClusterSpec:
+    """A deterministic big cluster (3 nodes) for benchmarks; render any node of it.
+    ``pod_cidr``: a wider one (10.0.0.0/8) holds the pods of 50,000 services."""
     rng = random.Random(seed)
     nodes = SEED_NODES
     svc_net = ipaddress.ip_network(SEED_SERVICE_CIDR)
-    pod_net = ipaddress.ip_network(SEED_VPC_CIDR)
+    pod_net = ipaddress.ip_network(pod_cidr)
     if n_services + 2 > svc_net.num_addresses or n_services * endpoints_per_service + 256 > (
         pod_net.num_addresses
     ):

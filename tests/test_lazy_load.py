@@ -1,0 +1,146 @@
+"""Chains read on demand (``formats.iptables.lazy``) give the answers of the whole reader.
+
+Every shipped capture, corpus dump, kube-proxy test dump, damaged fixture and generated
+dump is read both ways: the models must be equal (tables, chains in order, every rule and
+its line, diagnostics, capture, metadata), and so must the JSON of traces of its NodePorts,
+ClusterIPs and a port nobody has — the lazy one traced before anything else reads it.
+Inputs the lazy reader cannot vouch for must fall back to the whole reader.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from _paths import CORPUS, REPO
+from kpsim.errors import KpsimError
+from kpsim.formats import parse_captures, read_text
+from kpsim.formats.iptables.lazy import LazyChain, lazy_save
+from kpsim.inputs import synth
+from kpsim.kube import services as kube
+from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
+from kpsim.model import Ruleset
+from kpsim.render.json import trace_json
+
+
+def _inputs() -> list[Path]:
+    roots = [REPO / "fixtures", REPO / "tests" / "data" / "kube-proxy", CORPUS]
+    found = [p for root in roots if root.is_dir() for p in sorted(root.rglob("*"))]
+    notes = ("README.md", "INDEX.md")
+    return [p for p in found if p.is_file() and p.suffix in (".txt", ".md", ".nft", "")
+            and p.name not in notes]  # fmt: skip
+
+
+def _generated() -> dict[str, str]:
+    cluster = synth.synth_large(300, 3, seed=7)
+    out = {f"large-{n.name}": synth.render_restore(cluster, n) for n in cluster.nodes}
+    seed = synth.seed_workshop()
+    out.update({f"seed-{n.name}": synth.render_restore(seed, n) for n in seed.nodes})
+    return out
+
+
+def _model(rs: Ruleset) -> object:
+    """Everything a command can read of a ruleset, lines included."""
+    tables = [
+        (
+            tname,
+            [
+                (c, c.origin, [r.origin for r in c.rules])
+                for c in table.chains.values()  # reads every lazy chain
+            ],
+        )
+        for tname, table in rs.tables.items()
+    ]
+    return (rs.path, rs.format, rs.family, tables, dict(rs.metadata), rs.diagnostics,
+            rs.notes, rs.capture)  # fmt: skip
+
+
+def _requests(rs: Ruleset) -> list[TraceRequest]:
+    try:
+        found = kube.services(rs)
+    except KpsimError:
+        return [TraceRequest(port=30080)]
+    ports = [p for s in found for p in s.node_ports][:2]
+    dests = [(f.address, f.port) for s in found for f in s.frontends if f.kind == "cluster-ip"]
+    out = [TraceRequest(port=p) for p in ports] + [TraceRequest(port=39999)]
+    out += [TraceRequest(port=port, dest=ip) for ip, port in dests[:2] if ip and port]
+    return out
+
+
+def _answer(rs: Ruleset, request: TraceRequest) -> str:
+    try:
+        return trace_json(trace_nodes([NodeInput("node", rs)], request), "x")
+    except Exception as exc:  # the same failure both ways is the same answer
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _compare(text: str, path: str) -> bool:
+    """Lazy and whole read the same; True when the lazy reader took the input."""
+    try:
+        full = parse_captures(text, path)
+    except KpsimError as exc:
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            parse_captures(text, path, lazy=True)
+        return False
+    lazy_first = parse_captures(text, path, lazy=True)
+    chains = [c for rs in lazy_first for t in rs.tables.values() for c in t.chains.values()]
+    taken = any(type(c) is LazyChain for c in chains)
+    for lazy_rs, full_rs in zip(lazy_first, full, strict=True):
+        for request in _requests(full_rs):  # the lazy ruleset is traced before it is read
+            assert _answer(lazy_rs, request) == _answer(full_rs, request), (path, request)
+    again = parse_captures(text, path, lazy=True)
+    assert [_model(rs) for rs in again] == [_model(rs) for rs in full], path
+    return taken
+
+
+@pytest.mark.parametrize("path", _inputs(), ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_lazy_reads_every_capture_as_the_whole_reader(path: Path) -> None:
+    _compare(read_text(path), str(path))
+
+
+def test_lazy_reads_generated_dumps_and_takes_them() -> None:
+    taken = [name for name, text in _generated().items() if _compare(text, name)]
+    assert len(taken) == 6  # clean dumps: every one is read on demand
+
+
+def test_lazy_takes_the_shipped_saves() -> None:
+    """The kernel's own iptables-save order is deferred too (not only kube-proxy's)."""
+    saves = sorted((REPO / "fixtures" / "iptables").rglob("*iptables-save*"))
+    taken = [p for p in saves if _compare(read_text(p), str(p))]
+    assert saves and taken == saves
+
+
+_DAMAGE = [
+    # a port out of range in a chain no trace of 30000 reaches: a diagnostic either way
+    (r"(-A KUBE-SEP-\S+ .*--to-destination \S+:)8080\n", r"\g<1>99999\n"),
+    # a jump to a chain the capture lacks
+    (r"(-A KUBE-SVC-\S+ .*-j )KUBE-SEP-\S+\n", r"\g<1>KUBE-SEP-NOTCAPTURED\n"),
+    # a rule line kpsim cannot read, and a line that is not a rule
+    (r"(-A KUBE-SEP-\S+ [^\n]*-j KUBE-MARK-MASQ\n)", r"\g<1>-A KUBE-SEP-X -m nosuch --x\n"),
+    (r"(\*nat\n)", r"\g<1>...\n"),
+    # cut: no COMMIT, no newline at the end
+    (r"COMMIT\n$", r""),
+    (r"\n$", r""),
+]
+
+
+@pytest.mark.parametrize(("pattern", "replacement"), _DAMAGE)
+def test_lazy_falls_back_where_it_cannot_vouch(pattern: str, replacement: str) -> None:
+    clean = _generated()["large-" + synth.SEED_NODES[0].name]
+    damaged = re.sub(pattern, replacement, clean, count=1)
+    assert damaged != clean
+    assert lazy_save(damaged, "d") is None
+    _compare(damaged, "d")
+
+
+def test_a_chain_read_on_demand_is_a_plain_chain() -> None:
+    text = _generated()["large-" + synth.SEED_NODES[0].name]
+    rs = lazy_save(text, "g")
+    assert rs is not None
+    chain = rs.tables["nat"].chains["KUBE-SERVICES"]
+    assert type(chain) is LazyChain
+    assert chain.rules and type(chain) is not LazyChain  # now a Chain, as the whole reader's
+    full = parse_captures(text, "g")[0]
+    assert chain == full.tables["nat"].chains["KUBE-SERVICES"]
