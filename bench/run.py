@@ -1,78 +1,59 @@
-"""kpsim benchmarks: ratios against baselines measured in the same run.
+"""kpsim benchmarks: each figure as a ratio to the kernel's own tools, measured in the same run.
 
-    python bench/run.py [--services 10000] [--endpoints 5] [--repeat 5]
+    python bench/run.py [--services 10000 50000] [--endpoints 5] [--repeat 5]
 
-Parse (issue: load a node's rules): ``kpsim show`` on a generated kube-proxy dump vs
-``iptables-restore --test`` on the same file in a throwaway network namespace (needs
-root; skipped with a note otherwise), vs a bare Python read + line split; peak RSS.
-Targets: show ≤ 1.0× iptables-restore --test (aim ≤ 0.33×), peak RSS ≤ 800 MB.
+For each size, a kube-proxy dump is generated (10,000 services × 5 endpoints: 226k lines;
+50,000: 1.1M lines) and four processes run in turns, ``--repeat`` times each, in one
+throwaway network namespace (needs root and iptables; else the kernel tools are skipped):
+
+    iptables-nft-restore --test FILE      iptables-legacy-restore --test FILE
+    kpsim trace FILE --port N -o json     kpsim show FILE -o json
+
+Each is timed end to end (process start included) with its peak RSS (``wait4``); the
+ratio is to the best time of the faster kernel tool. Exact shares of all services (the
+API: ``kube.services`` after ``api.load``), where ``show`` spends its time and (up to
+10,000 services) a trace of every service one by one are timed in fresh interpreters.
+Targets (issue #16): trace ≤ 0.25×, show ≤ 0.7×, all shares ≤ 1 s, RSS trace ≤ 150 MB,
+show ≤ 250 MB, growing linearly with the dump.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
 from kpsim.inputs import synth
 from kpsim.verify import netns
 
-
-def best_of(repeat: int, func: Callable[[], object]) -> float:
-    """Best wall time of ``repeat`` runs: the least disturbed by the machine."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
+TOOLS = ("iptables-nft-restore", "iptables-legacy-restore")
+TARGETS = {"trace": (0.25, 150), "show": (0.7, 250)}
+SHARES_TARGET = 1.0
+#: Every service traced one by one (in process, after the load) up to this many services.
+TRACE_ALL_UP_TO = 10_000
 
 
-def child_peak_rss_mb(argv: list[str]) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(after, before) / 1024
-
-
-def generate(path: Path, services: int, endpoints: int) -> tuple[int, str]:
-    cluster = synth.synth_large(services, endpoints, seed=1)
+def generate(path: Path, services: int, endpoints: int) -> tuple[int, int, str]:
+    """The dump and its first NodePort; a wider pod range past the seed VPC's 65k."""
+    wide = services * endpoints + 256 > 65_536
+    cidr = "10.0.0.0/8" if wide else synth.SEED_VPC_CIDR
+    cluster = synth.synth_large(services, endpoints, seed=1, pod_cidr=cidr)
     text = synth.render_restore(cluster, cluster.nodes[0])
     path.write_text(text)
-    return text.count("\n"), cluster.nodes[0].ip
-
-
-#: Run in a fresh interpreter: where one ``kpsim show -o json`` spends its time.
-_PHASES = """
-import json, os, sys, time
-t0 = time.perf_counter()
-from kpsim import api
-from kpsim.render.json import write_show_json
-t1 = time.perf_counter()
-loaded = api.load([sys.argv[1]])
-t2 = time.perf_counter()
-report = api.show(loaded)
-t3 = time.perf_counter()
-with open(os.devnull, "w") as out:
-    write_show_json(report, out)
-t4 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "load": t2 - t1, "show": t3 - t2, "json": t4 - t3}))
-"""
+    port = next(p.node_port for s in cluster.services for p in s.ports if p.node_port)
+    return text.count("\n"), port, cluster.nodes[0].ip
 
 
 def compile_package() -> None:
-    """Byte-compile kpsim as ``pip install`` does, so no run times the compiler
-    (PYTHONDONTWRITEBYTECODE=1 would otherwise make every run compile every module)."""
+    """Byte-compile kpsim as ``pip install`` does, so no run times the compiler."""
     import kpsim
 
     subprocess.run(
@@ -82,127 +63,160 @@ def compile_package() -> None:
     )
 
 
-def phases(path: Path, repeat: int) -> dict[str, float]:
-    """Best time of each phase over ``repeat`` fresh processes."""
+def timed_child(argv: Sequence[str]) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of one child process, from its own ``wait4``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.strip()}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def commands(path: Path, port: int, ns: str | None) -> dict[str, list[str]]:
+    kpsim = [sys.executable, "-m", "kpsim"]
+    out = {
+        "trace": [*kpsim, "trace", str(path), "--port", str(port), "-o", "json"],
+        "show": [*kpsim, "show", str(path), "-o", "json"],
+    }
+    if ns is not None:
+        # every command runs under ``ip netns exec``, so each carries the same overhead
+        out = {name: ["ip", "netns", "exec", ns, *argv] for name, argv in out.items()}
+        for tool in TOOLS:
+            out[tool] = ["ip", "netns", "exec", ns, tool, "--test", str(path)]
+    return out
+
+
+def in_turns(argvs: dict[str, list[str]], repeat: int) -> dict[str, list[tuple[float, float]]]:
+    """Every command once per round, the order rotated each round, so a slow spell of the
+    shared machine falls on all of them."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in argvs}
+    names = list(argvs)
+    for round_ in range(repeat):
+        turn = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in turn:
+            runs[name].append(timed_child(argvs[name]))
+    return runs
+
+
+#: Run in a fresh interpreter: exact shares of every service, and show's phases.
+_SHARES = """
+import gc, json, os, sys, time
+from kpsim import api
+from kpsim.kube import services as kube
+from kpsim.render.json import write_show_json
+t0 = time.perf_counter()
+loaded = api.load([sys.argv[1]])
+t1 = time.perf_counter()
+found = kube.services(loaded.nodes[0].primary)
+t2 = time.perf_counter()
+assert sum(len(s.endpoints) for s in found) > 0
+report = api.show(loaded)
+t3 = time.perf_counter()
+with open(os.devnull, "w") as out:
+    write_show_json(report, out)
+t4 = time.perf_counter()
+times = {"load": t1 - t0, "shares": t2 - t1, "show": t3 - t2, "json": t4 - t3}
+if len(sys.argv) > 2:  # every service's first frontend traced, after the load
+    from kpsim.engine.packet import Packet
+    from kpsim.engine.trace import Tracer
+    from kpsim.model.node import NodeContext
+    ip = sys.argv[2]
+    tracer = Tracer(loaded.nodes[0].primary, NodeContext.of([ip], on={"eth0": [ip]}))
+    packets = [Packet.of("203.0.113.10", f.address, f.port) for s in found
+               for f in s.frontends[:1] if f.address and f.port]
+    t5 = time.perf_counter()
+    for p in packets:
+        tracer.trace(p)
+    times["trace all"] = time.perf_counter() - t5
+print(json.dumps(times))
+"""
+
+
+def in_process(path: Path, repeat: int, node_ip: str | None) -> dict[str, float]:
     best: dict[str, float] = {}
-    for _ in range(repeat):
+    extra = [node_ip] if node_ip else []
+    for _ in range(max(1, repeat // 2)):
         out = subprocess.run(
-            [sys.executable, "-c", _PHASES, str(path)], check=True, capture_output=True, text=True
+            [sys.executable, "-c", _SHARES, str(path), *extra],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         for name, value in json.loads(out).items():
             best[name] = min(best.get(name, value), value)
     return best
 
 
-def timed(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
+def version(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        return "not installed"
+    return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip()
 
 
-def bench_parse(path: Path, repeat: int) -> None:
-    """``kpsim show`` and ``iptables-restore --test`` run in turns, ``repeat`` times each,
-    so a slow spell of the machine (restore alone varied 1.3-1.8 s between runs) falls
-    on both; the verdict compares the best of each, the medians are printed too."""
-    compile_package()
-    kpsim_argv = [sys.executable, "-m", "kpsim", "show", str(path), "-o", "json"]
-
-    def show() -> None:
-        subprocess.run(kpsim_argv, check=True, stdout=subprocess.DEVNULL)
-
-    _, rss = child_peak_rss_mb(kpsim_argv)
-    split_s = best_of(repeat, lambda: path.read_text().splitlines())
-    shows: list[float] = []
-    restores: list[float] = []
-    if netns.available():
-        text = path.read_text()
-        with netns.Namespace() as ns:
-            for _ in range(repeat):
-                shows.append(timed(show))
-                restores.append(timed(lambda: netns.restore_test(ns.name, text)))
-    else:
-        shows = [timed(show) for _ in range(repeat)]
-    show_s = min(shows)
-    print(
-        f"kpsim show (process)          {show_s:8.3f} s   median {statistics.median(shows):.3f} s"
-        f"   peak RSS {rss:7.1f} MB (target ≤ 800)"
-    )
-    spent = phases(path, repeat)
-    print(
-        "  of which (best of each)     "
-        + "  ".join(f"{name} {value:.3f} s" for name, value in spent.items())
-    )
-    print(
-        f"python read + splitlines      {split_s:8.3f} s   show / split = {show_s / split_s:6.1f}×"
-    )
-    if not restores:
-        print("iptables-restore --test    skipped: needs root, iptables and ip netns")
-        return
-    restore_s = min(restores)
-    ratio = show_s / restore_s
-    verdict = "meets ≤ 1.0×" if ratio <= 1.0 else "MISSES ≤ 1.0×"
-    middle = statistics.median(restores)
-    print(f"iptables-restore --test    {restore_s:8.3f} s   median {middle:.3f} s")
-    print(
-        f"  show/restore, best of each      {ratio:5.2f}× ({verdict}; aim ≤ 0.33×); "
-        f"medians {statistics.median(shows) / middle:5.2f}×"
-    )
-    print(
-        f"  load (parse) alone                      load/restore = "
-        f"{spent['load'] / restore_s:5.2f}×"
-    )
-
-
-def bench_trace(path: Path, node_ip: str, repeat: int) -> None:
-    """Trace speed on the same dump: one NodePort after load (≤ 50 ms, aim 10 ms), and the
-    exact distribution of every service (≤ 5 s, aim 2 s), against the load time."""
-    from kpsim import api
-    from kpsim.engine.packet import Packet
-    from kpsim.engine.trace import Tracer
-    from kpsim.kube import services as kube
-    from kpsim.model.node import NodeContext
-
-    start = time.perf_counter()
-    ruleset = api.load([str(path)]).nodes[0].primary  # as the CLI loads: GC paused
-    load_s = time.perf_counter() - start
-    services = kube.services(ruleset)
-    port = next(p for s in services for p in s.node_ports)
-    ctx = NodeContext.of([node_ip], on={"eth0": [node_ip]}, routes={"0.0.0.0/0": "eth0"})
-    start = time.perf_counter()
-    tracer = Tracer(ruleset, ctx)
-    prep_s = time.perf_counter() - start
-    one = best_of(repeat * 5, lambda: tracer.trace(Packet.of("203.0.113.10", node_ip, port)))
-    packets = [
-        Packet.of("203.0.113.10", f.address, f.port, protocol=f.protocol or "tcp")
-        for s in services
-        for f in s.frontends[:1]
-        if f.address and f.port
-    ]
-    every = best_of(1, lambda: [tracer.trace(p) for p in packets])
-    print(f"load (parse) for trace     {load_s:8.3f} s   tracer preparation {prep_s * 1000:.0f} ms")
-    print(
-        f"trace one NodePort         {one * 1000:8.2f} ms  ({one / 0.050:.3f}× the 50 ms budget; "
-        f"aim 10 ms)"
-    )
-    print(
-        f"trace all {len(packets):5d} services   {every:8.3f} s   "
-        f"({every / 5:.3f}× the 5 s budget; "
-        f"aim 2 s; {every / load_s:.2f}× the load)"
-    )
+def bench(services: int, endpoints: int, repeat: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="kpsim-bench-") as tmp:
+        path = Path(tmp) / "large.iptables-save"
+        lines, port, node_ip = generate(path, services, endpoints)
+        size = path.stat().st_size / 1e6
+        print(f"\ndump: {services} services × {endpoints} endpoints = {lines:,} lines "
+              f"({size:.1f} MB); trace --port {port}")  # fmt: skip
+        kernel = netns.available() and all(shutil.which(t) for t in TOOLS)
+        if kernel:
+            with netns.Namespace() as ns:
+                runs = in_turns(commands(path, port, ns.name), repeat)
+        else:
+            print("  kernel tools skipped: needs root, ip netns and both iptables-*-restore")
+            runs = in_turns(commands(path, port, None), repeat)
+        spent = in_process(path, repeat, node_ip if services <= TRACE_ALL_UP_TO else None)
+    best = {name: min(w for w, _ in r) for name, r in runs.items()}
+    rss = {name: max(m for _, m in r) for name, r in runs.items()}
+    base_name = min((t for t in TOOLS if t in best), key=lambda t: best[t], default=None)
+    base = best[base_name] if base_name else None
+    print(f"  {'':28} {'best':>8} {'median':>8} {'ratio':>7} {'peak RSS':>9}   target")
+    for name, r in runs.items():
+        median = statistics.median(w for w, _ in r)
+        ratio = f"{best[name] / base:6.2f}×" if base else "     -"
+        target = ""
+        if name in TARGETS:
+            most, mb = TARGETS[name]
+            ok = (base is None or best[name] / base <= most) and rss[name] <= mb
+            target = f"≤ {most}×, ≤ {mb} MB: {'met' if ok else 'MISSED'}"
+        label = f"kpsim {name}" if name in TARGETS else name
+        times = f"{best[name]:7.3f}s {median:7.3f}s {ratio}"
+        print(f"  {label:28} {times} {rss[name]:7.0f} MB   {target}")
+    if base_name:
+        print(f"  (ratios to {base_name}, the faster kernel tool here)")
+    verdict = "met" if spent["shares"] <= SHARES_TARGET else "MISSED"
+    print(f"  exact shares, all services  {spent['shares']:7.3f}s after a load of "
+          f"{spent['load']:.3f}s (≤ {SHARES_TARGET} s: {verdict})")  # fmt: skip
+    print("  in process (best): " + "  ".join(f"{k} {v:.3f}s" for k, v in spent.items()))
+    return {"lines": lines, **best, **{f"rss {k}": v for k, v in rss.items()}, **spent}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--services", type=int, nargs="+", default=[10_000, 50_000])
     parser.add_argument("--endpoints", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kpsim-bench-") as tmp:
-        path = Path(tmp) / "large.iptables-save"
-        lines, node_ip = generate(path, args.services, args.endpoints)
-        print(f"dump: {args.services} services × {args.endpoints} endpoints = {lines} lines")
-        bench_parse(path, args.repeat)
-        bench_trace(path, node_ip, args.repeat)
+    compile_package()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}; " + "; ".join(version(t) for t in TOOLS))  # fmt: skip
+    results = [bench(n, args.endpoints, args.repeat) for n in args.services]
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        grow = last["lines"] / first["lines"]
+        print(f"\ngrowth {args.services[0]} → {args.services[-1]} services: lines ×{grow:.2f}")
+        for key in ("trace", "show", *TOOLS, "shares", "rss trace", "rss show"):
+            if key in first and key in last and first[key]:
+                print(f"  {key:28} ×{last[key] / first[key]:.2f}")
     return 0
 
 

@@ -239,28 +239,33 @@ class _Pass:
         self.seen: dict[str, int] = {}  # per table, eager chains already in ``order``
 
     def run(self) -> Ruleset:
+        """The hot loop (72,000 runs in a 10,000-service dump): the table changes only on
+        a line read now, so what depends on it is looked up again only then."""
         text = self.text
-        scanner = _pick(text)
         done = 0  # the offset up to which the text is read
-        for m in scanner.finditer(text):
+        runs_of: dict[str, list[tuple[int, int]]] = {}
+        order: dict[str, None] = {}
+        source: _Source | None = None
+        for m in _pick(text).finditer(text):
             start, end = m.span()
-            self._eager(done, start)
+            if start != done or source is None:
+                self._eager(done, start)
+                table = self.parser.table
+                if table is None:
+                    raise _NotClean
+                source = self._source(table)
+                runs_of, order = source.runs, self.order[table]
             done = end
-            table = self.parser.table
-            if table is None:
-                raise _NotClean
-            source = self._source(table)
-            order = self.order[table]
             chain = m["chain"]
-            if chain is not None:
-                runs = source.runs.get(chain)
-                if runs is None:
-                    runs = source.runs[chain] = []
-                    if chain not in order:
-                        order[chain] = None
-                runs.append((start, end))
-            else:
+            if chain is None:
                 self._declarations(source, order, start, end)
+                continue
+            runs = runs_of.get(chain)
+            if runs is None:
+                runs = runs_of[chain] = []
+                if chain not in order:
+                    order[chain] = None
+            runs.append((start, end))
         self._eager(done, len(text))
         return self._finish()
 
