@@ -160,7 +160,9 @@ def version(tool: str) -> str:
     return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip()
 
 
-def bench(services: int, endpoints: int, repeat: int) -> dict[str, float]:
+def bench(services: int, endpoints: int, repeat: int, judged: bool) -> dict[str, float]:
+    """One dump; ``judged``: the issue's targets apply (they are set for 10,000 services;
+    larger dumps show how the cost grows)."""
     with tempfile.TemporaryDirectory(prefix="kpsim-bench-") as tmp:
         path = Path(tmp) / "large.iptables-save"
         lines, port, node_ip = generate(path, services, endpoints)
@@ -184,7 +186,7 @@ def bench(services: int, endpoints: int, repeat: int) -> dict[str, float]:
         median = statistics.median(w for w, _ in r)
         ratio = f"{best[name] / base:6.2f}×" if base else "     -"
         target = ""
-        if name in TARGETS:
+        if name in TARGETS and judged:
             most, mb = TARGETS[name]
             ok = (base is None or best[name] / base <= most) and rss[name] <= mb
             target = f"≤ {most}×, ≤ {mb} MB: {'met' if ok else 'MISSED'}"
@@ -194,10 +196,12 @@ def bench(services: int, endpoints: int, repeat: int) -> dict[str, float]:
     if base_name:
         print(f"  (ratios to {base_name}, the faster kernel tool here)")
     verdict = "met" if spent["shares"] <= SHARES_TARGET else "MISSED"
+    verdict = f" (≤ {SHARES_TARGET} s: {verdict})" if judged else ""
     print(f"  exact shares, all services  {spent['shares']:7.3f}s after a load of "
-          f"{spent['load']:.3f}s (≤ {SHARES_TARGET} s: {verdict})")  # fmt: skip
+          f"{spent['load']:.3f}s{verdict}")  # fmt: skip
     print("  in process (best): " + "  ".join(f"{k} {v:.3f}s" for k, v in spent.items()))
-    return {"lines": lines, **best, **{f"rss {k}": v for k, v in rss.items()}, **spent}
+    phases = {f"in-process {k}": v for k, v in spent.items()}
+    return {"lines": lines, **best, **{f"rss {k}": v for k, v in rss.items()}, **phases}
 
 
 def main() -> int:
@@ -209,12 +213,13 @@ def main() -> int:
     compile_package()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}; " + "; ".join(version(t) for t in TOOLS))  # fmt: skip
-    results = [bench(n, args.endpoints, args.repeat) for n in args.services]
+    results = [bench(n, args.endpoints, args.repeat, n == 10_000) for n in args.services]
     if len(results) > 1:
         first, last = results[0], results[-1]
         grow = last["lines"] / first["lines"]
         print(f"\ngrowth {args.services[0]} → {args.services[-1]} services: lines ×{grow:.2f}")
-        for key in ("trace", "show", *TOOLS, "shares", "rss trace", "rss show"):
+        keys = ("trace", "show", *TOOLS, "rss trace", "rss show", "in-process load")
+        for key in (*keys, "in-process shares", "in-process show"):
             if key in first and key in last and first[key]:
                 print(f"  {key:28} ×{last[key] / first[key]:.2f}")
     return 0
