@@ -72,7 +72,7 @@ def _requests(rs: Ruleset) -> list[TraceRequest]:
 def _answer(rs: Ruleset, request: TraceRequest) -> str:
     try:
         return trace_json(trace_nodes([NodeInput("node", rs)], request), "x")
-    except Exception as exc:  # the same failure both ways is the same answer
+    except KpsimError as exc:  # the same refusal both ways is the same answer; a crash fails
         return f"{type(exc).__name__}: {exc}"
 
 

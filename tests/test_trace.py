@@ -7,6 +7,7 @@ import ipaddress
 import time
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -738,3 +739,16 @@ def test_replayed_walk_looks_only_at_what_it_sees() -> None:
         assert [o.verdict for o in b.outcomes] == [Disposition.DROP]
         assert c.outcomes[0].destination == ("10.244.9.9", 81)
         assert c.outcomes[0].verdict is Disposition.ACCEPT
+
+
+def test_loopback_only_nodeport_jump_is_not_the_stand_in_address() -> None:
+    """kube-proxy's `-d 127.0.0.1 -j KUBE-NODEPORTS` (localhost NodePorts) names no address
+    an outside client reaches: the trace uses the stand-in and answers (it once crashed)."""
+    from click.testing import CliRunner
+
+    from kpsim.cli.main import main
+
+    dump = Path(__file__).parent / "data/kube-proxy/health-check-node-port.txt"
+    done = CliRunner().invoke(main, ["trace", str(dump), "--port", "3001", "-o", "json"])
+    assert done.exit_code == 0, done.output
+    assert '"REJECT"' in done.output or '"reject"' in done.output

@@ -271,7 +271,10 @@ def _nodeport_addresses(ruleset: Ruleset) -> list[str]:
         dst, target = rule.destination, rule.target
         net = dst.network if dst is not None and not dst.negated else None
         nodeports = isinstance(target, Jump) and target.chain == "KUBE-NODEPORTS"
-        if nodeports and net is not None and net.num_addresses == 1:
+        # A loopback jump (nodePortAddresses 127.0.0.0/8, kube-proxy's localhost
+        # NodePorts) is no address an outside client can reach the node on.
+        one = net is not None and net.num_addresses == 1 and not net.network_address.is_loopback
+        if nodeports and one and net is not None:
             out.append(str(net.network_address))
     return out
 
