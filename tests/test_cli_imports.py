@@ -110,7 +110,16 @@ def test_lazy_commands_load_once() -> None:
         command = main.get_command(ctx, name)
         assert command is getattr(importlib.import_module(module), attr)
         assert command.name == name and main.get_command(ctx, name) is command
-    assert main.list_commands(ctx) == ["fetch", "graph", "show", "simulate", "trace", "verify"]
+    assert main.list_commands(ctx) == [
+        "diff",
+        "fetch",
+        "graph",
+        "lint",
+        "show",
+        "simulate",
+        "trace",
+        "verify",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))

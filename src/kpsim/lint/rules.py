@@ -112,18 +112,35 @@ def missing_chains(node: str, ruleset: Ruleset) -> list[Finding]:
 
 
 def unreferenced(node: str, ruleset: Ruleset) -> list[Finding]:
-    """kube-proxy chains nothing jumps to: stale after a sync or an upgrade."""
+    """kube-proxy chains nothing jumps to: stale after a sync or an upgrade. In a cut or
+    elided capture the jumps may be in what it lacks: one summary, not a claim per chain."""
     refs, _ = references(ruleset)
-    lacks = partial(ruleset)
-    maybe = " (the capture is partial: the jump may be in what it lacks)" if lacks else ""
-    sev = Severity.INFO
-    out: list[Finding] = []
-    for tname, table in ruleset.tables.items():
-        for name, chain in table.chains.items():
-            if name.startswith(STALE_PREFIXES) and refs[tname].get(name, 0) == 0:
-                msg = f"{tname} {name}: no rule jumps to it: a stale chain{maybe}"
-                out.append(Finding(sev, "unreferenced-chain", node, None, msg, where(chain.origin)))
-    return out
+    stale = [
+        (tname, name, chain)
+        for tname, table in ruleset.tables.items()
+        for name, chain in table.chains.items()
+        if name.startswith(STALE_PREFIXES) and refs[tname].get(name, 0) == 0
+    ]
+    if not stale:
+        return []
+    if partial(ruleset):
+        first = stale[0][2]
+        msg = (
+            f"{len(stale)} kube-proxy chain(s) ({stale[0][1]} …) have no jump to them in what "
+            "was captured; the capture is partial, so the jumps may be in what it lacks"
+        )
+        return [Finding(Severity.INFO, "unreferenced-chain", node, None, msg, where(first.origin))]
+    return [
+        Finding(
+            Severity.INFO,
+            "unreferenced-chain",
+            node,
+            None,
+            f"{tname} {name}: no rule jumps to it: a stale chain",
+            where(chain.origin),
+        )
+        for tname, name, chain in stale
+    ]
 
 
 def both_backends(node: str, path: str, text: str | None) -> list[Finding]:
