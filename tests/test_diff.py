@@ -5,6 +5,9 @@ node-test-01 scaled 3 → 5 on two nodes, ip-10-11-3-14 lagging with 3."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from _paths import REPO
 from kpsim import api
 from kpsim.cli.main import main
 from kpsim.model import PROBABILITY_SCALE
+from kpsim.verify import netns
 
 SNAP = REPO / "tests/data/snapshots"
 SEED = REPO / "fixtures/iptables/eks-nodeport-workshop"
@@ -150,3 +154,35 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
     assert code == 2 and f"{dump}:3:" in err and "Traceback" not in err
     assert run("diff", str(SEED))[0] == 2
     assert run("diff", "--nodes", str(SEED), str(SEED))[0] == 2
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(not netns.available(), reason="needs root, ip and iptables")
+def test_committed_snapshots_match_regen(tmp_path: Path) -> None:
+    """The snapshots are what the generator and the real iptables-restore/-save give."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kpsim.inputs.regen", "--snapshots", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    produced = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.txt"))
+    assert produced == sorted(p.relative_to(SNAP) for p in SNAP.rglob("*.txt"))
+    assert len(produced) == 6
+    for rel in produced:
+        assert (tmp_path / rel).read_bytes() == (SNAP / rel).read_bytes(), rel
+    # the lagging node's capture is the one from before the scale-up
+    lag = "ip-10-11-3-14/iptables-save.txt"
+    assert (SNAP / "after" / lag).read_bytes() == (SNAP / "before" / lag).read_bytes()
+
+
+def test_a_cut_capture_is_not_comparable_rather_than_removed() -> None:
+    """The capture cut at line 124 lost every KUBE-SVC rule: nothing was removed, the
+    services' endpoints are out of sight."""
+    whole = api.load([str(SEED / "ip-10-11-28-53/iptables-save.txt")])
+    cut = api.load([str(REPO / "fixtures/damaged/cut-mid-line.txt")])
+    for before, after, side in ((whole, cut, "after"), (cut, whole, "before")):
+        changes = api.diff(before, after).changes
+        assert len(changes) == 8
+        assert {(c.kind, c.before) for c in changes} == {("service-not-captured", side)}

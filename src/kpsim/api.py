@@ -300,6 +300,7 @@ def diff(before: Loaded, after: Loaded) -> DiffReport:
         changes,
         tuple(only_left),
         tuple(only_right),
+        (*left, *right),
     )
 
 
@@ -309,4 +310,4 @@ def diff_nodes(loaded: Loaded) -> DiffReport:
 
     states = [node_state(n.name, n.primary) for n in loaded.nodes]
     label = loaded.fixture_set.label
-    return DiffReport("nodes", label, label, tuple(disagreements(states)))
+    return DiffReport("nodes", label, label, tuple(disagreements(states)), inputs=tuple(states))

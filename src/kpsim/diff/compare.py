@@ -42,6 +42,7 @@ class DiffReport:
     changes: tuple[Change, ...]
     only_left: tuple[str, ...] = ()  # nodes only in A
     only_right: tuple[str, ...] = ()
+    inputs: tuple[NodeState, ...] = ()  # every capture read, for its ``capture`` member
 
 
 def pair_nodes(
@@ -60,19 +61,38 @@ def pair_nodes(
     )
 
 
+def _by_hash(side: NodeState, other: NodeState) -> dict[ServiceKey, ServiceState]:
+    """``side``'s services, those known only by their chain (a cut capture lost the
+    named frontends) keyed as ``other`` names the service of the same chain hash."""
+    names = {s.hash: k for k, s in other.services.items()}
+    out: dict[ServiceKey, ServiceState] = {}
+    for key, s in side.services.items():
+        unnamed = s.name.startswith("KUBE-SVC-") and s.hash in names
+        out[names[s.hash] if unnamed else key] = s
+    return out
+
+
 def compare(a: NodeState, b: NodeState) -> list[Change]:
     node = b.node
     out: list[Change] = []
-    for key in sorted(a.services.keys() | b.services.keys()):
-        old, new = a.services.get(key), b.services.get(key)
+    left, right = _by_hash(a, b), _by_hash(b, a)
+    for key in sorted(left.keys() | right.keys()):
+        old, new = left.get(key), right.get(key)
         label = _label(key)
         if old is None and new is not None:
-            out.append(Change("service-added", node, label, label, None, _summary(new),
-                              new.location))  # fmt: skip
+            kind = "service-not-captured" if a.partial else "service-added"
+            out.append(Change(kind, node, label, label, None, _summary(new), new.location))
         elif new is None and old is not None:
-            out.append(Change("service-removed", node, label, label, _summary(old), None,
-                              old.location))  # fmt: skip
+            kind = "service-not-captured" if b.partial else "service-removed"
+            out.append(Change(kind, node, label, label, _summary(old), None, old.location))
         elif old is not None and new is not None:
+            if not (old.captured and new.captured):
+                # a chain of the service is missing or cut on one side: its endpoints
+                # cannot be compared, and saying "removed" would be a guess
+                side = "before" if not old.captured else "after"
+                out.append(Change("service-not-captured", node, label, label,
+                                  side, None, new.location))  # fmt: skip
+                continue
             out += _service(node, label, old, new)
     return out
 

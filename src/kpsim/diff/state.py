@@ -8,13 +8,14 @@ affinity, and the service's masquerade rules — no text, no line numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from kpsim.formats.iptables.write import render_rule
 from kpsim.kube.services import Endpoint, Service, services
+from kpsim.lint.rules import partial
 from kpsim.lint.services import local_drops
-from kpsim.model import CommentMatch, Jump, Rule, Ruleset
+from kpsim.model import Capture, CommentMatch, Jump, Rule, Ruleset
 
 ServiceKey = tuple[str, str]  # (name, protocol)
 #: A service's own chains whose KUBE-MARK-MASQ rules say which clients are masqueraded.
@@ -25,6 +26,7 @@ _OWN = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
 class ServiceState:
     name: str
     protocol: str
+    hash: str  # kube-proxy's chain suffix: matches a service a cut capture shows unnamed
     frontends: frozenset[str]
     endpoints: Mapping[str, Fraction]  # pod address (or chain) → share for a new client
     local_endpoints: frozenset[str]
@@ -41,6 +43,8 @@ class NodeState:
     node: str
     path: str
     services: Mapping[ServiceKey, ServiceState]
+    capture: Capture = field(default_factory=Capture)
+    partial: bool = False  # cut, elided or not all tables: a service may be out of sight
 
 
 def node_state(node: str, ruleset: Ruleset) -> NodeState:
@@ -49,7 +53,7 @@ def node_state(node: str, ruleset: Ruleset) -> NodeState:
     for svc in services(ruleset):
         key = (svc.name, svc.protocol or "")
         out[key] = _state(svc, ruleset, svc.name in dropped)
-    return NodeState(node, ruleset.path, out)
+    return NodeState(node, ruleset.path, out, ruleset.capture, partial(ruleset))
 
 
 def _state(svc: Service, ruleset: Ruleset, dropped: bool) -> ServiceState:
@@ -58,6 +62,7 @@ def _state(svc: Service, ruleset: Ruleset, dropped: bool) -> ServiceState:
     return ServiceState(
         name=svc.name,
         protocol=svc.protocol or "",
+        hash=svc.hash,
         frontends=frozenset(_front(f.kind, f.address, f.port, f.protocol) for f in svc.frontends),
         endpoints=_shares(svc.endpoints),
         local_endpoints=frozenset(_key(e) for e in svc.local_endpoints),

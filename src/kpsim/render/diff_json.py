@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Any
 
 from kpsim.diff import Change, DiffReport
+from kpsim.render.capture import capture_doc
 from kpsim.render.json import dumps
 
 DIFF_SCHEMA = "kpsim/diff/v1"
@@ -40,5 +41,9 @@ def diff_json(report: DiffReport) -> str:
             "changes": [change_doc(c) for c in report.changes],
             "only_before": list(report.only_left),
             "only_after": list(report.only_right),
+            "inputs": [
+                {"node": x.node, "path": x.path, "capture": capture_doc(x.capture)}
+                for x in report.inputs
+            ],
         }
     )

@@ -9,6 +9,7 @@ node ip-10-11-28-53…
 from __future__ import annotations
 
 from kpsim.diff import Change, DiffReport
+from kpsim.render.capture import capture_text
 
 _SIGN = {"added": "+", "removed": "-"}
 
@@ -18,6 +19,13 @@ def _line(c: Change) -> str:
     sign = _SIGN.get(what[-1], "~")
     noun = what[0] if sign != "~" else c.kind.removesuffix("-changed").removesuffix("-differs")
     noun = noun.removesuffix("-differ")
+    if c.kind == "service-not-captured":
+        why = (
+            f"chains cut or missing in the {c.before} capture"
+            if c.before in ("before", "after")
+            else "out of sight of a partial capture"
+        )
+        return f"? service not comparable: {why}"
     if c.kind.startswith("service-"):
         return f"{sign} service ({c.after if sign == '+' else c.before})"
     if sign == "+":
@@ -47,6 +55,9 @@ def diff_text(report: DiffReport) -> str:
     else:
         head = [f"--- {report.left}", f"+++ {report.right}"]
     lines = list(head)
+    for x in report.inputs:
+        if (gaps := capture_text(x.capture)) is not None:
+            lines.append(f"{x.path}: {gaps}")
     lines += [f"node only in {report.left}: {n}" for n in report.only_left]
     lines += [f"node only in {report.right}: {n}" for n in report.only_right]
     node = service = None
