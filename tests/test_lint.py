@@ -225,3 +225,19 @@ def test_bad_input_exits_2_with_file_and_line(tmp_path: Path) -> None:
     assert code == 2 and f"{dump}:3:" in err and "Traceback" not in err
     code, _, err = run("lint", "/nonexistent/kpsim")
     assert code == 2 and err.startswith("kpsim: ")
+
+
+def test_an_empty_service_chain_has_no_endpoints(tmp_path: Path) -> None:
+    """The nat layout: KUBE-SVC whole but with no KUBE-SEP jump (its rules replaced by
+    comment lines, so every other line keeps its number)."""
+    gone = {n: "# rule removed" for n in (162, 163, 164)}
+    found = findings(edited(tmp_path, gone))
+    (empty,) = [
+        f for f in kinds(found, "no-endpoints") if f.service != "node-test-01/node-test-02-svc"
+    ]
+    assert empty.service == "node-test-01/node-test-01-svc"
+    assert "KUBE-SVC-6FADE4ADMXCZ7ACT jumps to no endpoint" in empty.message
+    assert "172.20.177.168:8080, NodePort 30080 lead nowhere" in empty.message
+    assert empty.location and empty.location.endswith(":84")  # the chain's declaration
+    # the three endpoint chains are left with no jump to them
+    assert len(kinds(found, "unreferenced-chain")) == 3

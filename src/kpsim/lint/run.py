@@ -68,7 +68,7 @@ def _one(x: LintInput, svcs: tuple[Service, ...]) -> list[Finding]:
     node, rs = x.node, x.ruleset
     out: list[Finding] = []
     for svc in svcs:
-        out += svc_checks.no_endpoints(node, svc)
+        out += svc_checks.no_endpoints(node, svc, rs)
         out += svc_checks.cascades(node, svc, rs)
         out += svc_checks.duplicates(node, svc, rs)
     out += rule_checks.shadowed(node, rs)

@@ -34,15 +34,23 @@ class LocalDrop:
     external: bool  # externalTrafficPolicy (NodePort / LB / external IP) vs internal
 
 
-def no_endpoints(node: str, svc: Service) -> list[Finding]:
+def no_endpoints(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
+    """kube-proxy's filter-table REJECT layout, or a whole KUBE-SVC chain with no
+    endpoint (pointed at by the chain's own line)."""
     if not svc.no_endpoints:
         return []
     rule = svc.frontends[0].rule if svc.frontends else None
     fronts = ", ".join(_front(svc, i) for i in range(len(svc.frontends))) or "its frontends"
-    how = "REJECTs" if rule is not None and "no endpoints" in (rule.comment or "") else "has"
-    verb = f"kube-proxy {how} {fronts}" if how == "REJECTs" else f"{fronts}: empty chain"
-    msg = f"no endpoints: {verb} (no ready pod backs this service)"
-    return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, where(rule))]
+    if rule is not None and "no endpoints" in (rule.comment or ""):
+        msg = f"no endpoints: kube-proxy REJECTs {fronts} (no ready pod backs this service)"
+        return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, where(rule))]
+    chain = ruleset.chain("nat", "KUBE-SVC-" + svc.hash) or ruleset.chain(
+        "nat", "KUBE-SVL-" + svc.hash
+    )
+    name = chain.name if chain else f"KUBE-SVC-{svc.hash}"
+    msg = f"no endpoints: {name} jumps to no endpoint; {fronts} lead nowhere"
+    loc = where(chain.origin) if chain is not None and chain.origin else where(rule)
+    return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, loc)]
 
 
 def _front(svc: Service, i: int) -> str:
