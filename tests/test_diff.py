@@ -186,3 +186,29 @@ def test_a_cut_capture_is_not_comparable_rather_than_removed() -> None:
         changes = api.diff(before, after).changes
         assert len(changes) == 8
         assert {(c.kind, c.before) for c in changes} == {("service-not-captured", side)}
+
+
+def test_two_nodes_that_disagree_have_no_majority() -> None:
+    """Two captures of the same node name (before and after): both values are listed,
+    each under its own path."""
+    node = "ip-10-11-28-53/iptables-save.txt"
+    loaded = api.load([str(SNAP / "before" / node), str(SNAP / "after" / node)])
+    changes = api.diff_nodes(loaded).changes
+    assert {(c.kind, c.subject, c.before) for c in changes} == {
+        ("endpoints-differ", "no majority", None)
+    }
+    assert len({c.node for c in changes}) == 2 and {len(c.after.split(", ")) for c in changes} == {
+        3,
+        5,
+    }
+
+
+def test_docs_show_what_the_commands_print() -> None:
+    doc = (REPO / "docs/analyze.md").read_text()
+    for args in (
+        ["lint"],
+        ["diff", "tests/data/snapshots/before", "tests/data/snapshots/after"],
+        ["diff", "--nodes", "tests/data/snapshots/after"],
+    ):
+        out = run(*args)[1]
+        assert f"$ kpsim {' '.join(args)}\n{out}```" in doc, args

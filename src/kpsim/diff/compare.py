@@ -142,8 +142,10 @@ def disagreements(nodes: Sequence[NodeState]) -> list[Change]:
         ("affinity-differs", lambda s: _affinity(s) if s else "-"),
         ("masquerade-differs", lambda s: _masq(s) if s else "-"),
     ]
+    names = Counter(n.node for n in nodes)
+    label = {id(n): n.node if names[n.node] == 1 else f"{n.node} ({n.path})" for n in nodes}
     for key in keys:
-        states = {n.node: n.services.get(key) for n in nodes}
+        states = {label[id(n)]: n.services.get(key) for n in nodes}
         for kind, show in aspects:
             values = {node: show(s) for node, s in states.items()}
             counts = Counter(values.values())
