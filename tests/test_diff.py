@@ -127,7 +127,7 @@ def test_policy_affinity_and_masquerade_changes(tmp_path: Path) -> None:
     nodejs = "nodeport-test/ecsdemo-nodejs (tcp)"
     assert got == {
         ("affinity-changed", nodejs, "ClientIP 10800s", "ClientIP 600s"),
-        ("masquerade-changed", SVC, "KUBE-EXT: every packet", "KUBE-EXT: -s 10.0.0.0/8"),
+        ("masquerade-changed", SVC, "external: every packet", "external: -s 10.0.0.0/8"),
     }
 
 
@@ -212,3 +212,22 @@ def test_docs_show_what_the_commands_print() -> None:
     ):
         out = run(*args)[1]
         assert f"$ kpsim {' '.join(args)}\n{out}```" in doc, args
+
+
+def test_internal_traffic_policy_local_on_kube_proxys_own_dumps() -> None:
+    """kube-proxy's rules_test: the same service with internalTrafficPolicy Cluster, then
+    Local: cluster-IP traffic now only reaches the local endpoint, and the masquerade
+    rule moved from KUBE-SVC to KUBE-SVL unchanged (so no masquerade change)."""
+    kp = REPO / "tests/data/kube-proxy"
+    report = api.diff(api.load([str(kp / "internal-traffic-policy-cluster.txt")]),
+                      api.load([str(kp / "internal-traffic-policy-local.txt")]))  # fmt: skip
+    got = sorted((c.kind, c.subject) for c in report.changes)
+    assert got == [
+        ("endpoint-removed", "10.0.1.1:80"),
+        ("endpoint-removed", "10.0.1.2:80"),
+        ("endpoint-removed", "10.0.1.3:80"),
+        ("local-endpoint-added", "10.0.1.1:80"),
+        ("policy-changed", "policy"),
+    ]
+    (policy,) = [c for c in report.changes if c.kind == "policy-changed"]
+    assert policy.after == "externalTrafficPolicy Cluster, internalTrafficPolicy Local"

@@ -176,7 +176,9 @@ def _summary(s: ServiceState) -> str:
 
 
 def _policy(s: ServiceState) -> str:
-    return "Local" if s.policy_local else "Cluster"
+    ext = "Local" if s.external_local else "Cluster"
+    internal = "Local" if s.internal_local else "Cluster"
+    return f"externalTrafficPolicy {ext}, internalTrafficPolicy {internal}"
 
 
 def _affinity(s: ServiceState) -> str:

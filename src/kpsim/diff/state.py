@@ -18,8 +18,15 @@ from kpsim.lint.services import local_drops
 from kpsim.model import Capture, CommentMatch, Jump, Rule, Ruleset
 
 ServiceKey = tuple[str, str]  # (name, protocol)
-#: A service's own chains whose KUBE-MARK-MASQ rules say which clients are masqueraded.
-_OWN = ("KUBE-SVC-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
+#: A service's own chains whose KUBE-MARK-MASQ rules say which clients are masqueraded,
+#: by the traffic they see (KUBE-SVL replaces KUBE-SVC under internalTrafficPolicy Local).
+_OWN = {
+    "KUBE-SVC-": "cluster IP",
+    "KUBE-SVL-": "cluster IP",
+    "KUBE-EXT-": "external",
+    "KUBE-XLB-": "external",
+    "KUBE-FW-": "load balancer",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +37,10 @@ class ServiceState:
     frontends: frozenset[str]
     endpoints: Mapping[str, Fraction]  # pod address (or chain) → share for a new client
     local_endpoints: frozenset[str]
-    policy_local: bool  # a KUBE-SVL / KUBE-XLB chain, or a "has no local endpoints" drop
+    external_local: bool  # externalTrafficPolicy Local: KUBE-EXT → KUBE-SVL, KUBE-XLB, a drop
+    internal_local: bool  # internalTrafficPolicy Local: cluster IP → KUBE-SVL, or a drop
     affinity_seconds: int | None
-    masquerade: frozenset[str]  # "KUBE-SVC: ! -s 10.0.0.0/8" …
+    masquerade: frozenset[str]  # "cluster IP: ! -s 10.0.0.0/8 …", "external: every packet"
     no_endpoints: bool
     captured: bool
     location: str | None  # the first frontend's file:line, to point at
@@ -48,15 +56,38 @@ class NodeState:
 
 
 def node_state(node: str, ruleset: Ruleset) -> NodeState:
-    dropped = {d.service for d in local_drops(ruleset)}
+    drops = local_drops(ruleset)
     out: dict[ServiceKey, ServiceState] = {}
     for svc in services(ruleset):
         key = (svc.name, svc.protocol or "")
-        out[key] = _state(svc, ruleset, svc.name in dropped)
+        dropped = {d.external for d in drops if d.service == svc.name}
+        out[key] = _state(svc, ruleset, dropped)
     return NodeState(node, ruleset.path, out, ruleset.capture, partial(ruleset))
 
 
-def _state(svc: Service, ruleset: Ruleset, dropped: bool) -> ServiceState:
+def _local(svc: Service, ruleset: Ruleset, dropped: set[bool]) -> tuple[bool, bool]:
+    """(external, internal) traffic policy Local, from where the chains lead: kube-proxy
+    lays a Local policy out as a jump to KUBE-SVL (KUBE-XLB before 1.24), or as a DROP
+    when the node has no local endpoint."""
+    svl = "KUBE-SVL-" + svc.hash
+    ext = ruleset.chain("nat", "KUBE-EXT-" + svc.hash)
+    external = (
+        True in dropped
+        or ruleset.chain("nat", "KUBE-XLB-" + svc.hash) is not None
+        or (ext is not None and any(_jumps(r, svl) for r in ext.rules))
+    )
+    internal = False in dropped or any(
+        f.kind == "cluster-ip" and _jumps(f.rule, svl) for f in svc.frontends
+    )
+    return external, internal
+
+
+def _jumps(rule: Rule, chain: str) -> bool:
+    return isinstance(rule.target, Jump) and rule.target.chain == chain
+
+
+def _state(svc: Service, ruleset: Ruleset, dropped: set[bool]) -> ServiceState:
+    external, internal = _local(svc, ruleset, dropped)
     rule = svc.frontends[0].rule if svc.frontends else None
     loc = str(rule.origin) if rule is not None and rule.origin is not None else None
     return ServiceState(
@@ -66,7 +97,8 @@ def _state(svc: Service, ruleset: Ruleset, dropped: bool) -> ServiceState:
         frontends=frozenset(_front(f.kind, f.address, f.port, f.protocol) for f in svc.frontends),
         endpoints=_shares(svc.endpoints),
         local_endpoints=frozenset(_key(e) for e in svc.local_endpoints),
-        policy_local=svc.traffic_policy_local or dropped,
+        external_local=external,
+        internal_local=internal,
         affinity_seconds=svc.affinity_seconds,
         masquerade=_masquerade(svc, ruleset),
         no_endpoints=svc.no_endpoints,
@@ -94,12 +126,12 @@ def _shares(endpoints: tuple[Endpoint, ...]) -> dict[str, Fraction]:
 
 def _masquerade(svc: Service, ruleset: Ruleset) -> frozenset[str]:
     out: set[str] = set()
-    for prefix in _OWN:
+    for prefix, traffic in _OWN.items():
         chain = ruleset.chain("nat", prefix + svc.hash)
         for rule in chain.rules if chain else ():
             t = rule.target
             if isinstance(t, Jump) and t.chain == "KUBE-MARK-MASQ":
-                out.add(f"{prefix.rstrip('-')}: {_conditions(rule)}")
+                out.add(f"{traffic}: {_conditions(rule)}")
     return frozenset(out)
 
 
