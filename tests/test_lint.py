@@ -241,3 +241,11 @@ def test_an_empty_service_chain_has_no_endpoints(tmp_path: Path) -> None:
     assert empty.location and empty.location.endswith(":84")  # the chain's declaration
     # the three endpoint chains are left with no jump to them
     assert len(kinds(found, "unreferenced-chain")) == 3
+
+
+def test_a_nat_only_capture_says_what_it_cannot_see() -> None:
+    """ip-10-11-3-14's `iptables -t nat -nvL`: the black hole and the REJECTs are in the
+    filter table it lacks, so lint says it cannot tell — not that all is well."""
+    (only,) = findings(SEED / "ip-10-11-3-14/iptables-nat.txt")
+    assert (only.kind, only.severity.value) == ("partial-capture", "info")
+    assert "filter table is not captured" in only.message

@@ -157,8 +157,17 @@ def both_backends(node: str, path: str, text: str | None) -> list[Finding]:
 
 
 def capture_gaps(node: str, ruleset: Ruleset) -> list[Finding]:
-    """What the capture could not show (chains not captured are ``missing_chains``)."""
+    """What the capture could not show (chains not captured are ``missing_chains``), and
+    a filter table it does not show: lint cannot see kube-proxy's REJECTs and DROPs."""
     out: list[Finding] = []
+    if ruleset.capture.has_table("filter") is None and "nat" in ruleset.tables:
+        msg = (
+            "partial capture: the filter table is not captured, where kube-proxy puts the "
+            "REJECTs of services without endpoints and the DROPs of Local-policy services "
+            "without a local endpoint: lint cannot tell whether any exist (lint an "
+            "iptables-save of all tables)"
+        )
+        out.append(Finding(Severity.INFO, "partial-capture", node, None, msg))
     for gap in ruleset.capture.gaps:
         if gap.kind is GapKind.CHAIN_NOT_CAPTURED:
             continue
