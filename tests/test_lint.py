@@ -179,7 +179,7 @@ def test_partial_capture_findings_come_from_the_gaps() -> None:
     gaps = kinds(findings(CORPUS / "028-calico-ipvs-mode-nat-header-save-fragment-elided.txt"),
                  "partial-capture")  # fmt: skip
     assert sorted(f.location.rsplit(":", 1)[1] for f in gaps if f.location) == ["24", "25"]
-    assert {f.message.split(")")[0] for f in gaps} == {
+    assert {f.message.split(")")[0] for f in gaps if f.location} == {
         "partial capture (elided",
         "partial capture (truncated",
     }
