@@ -29,12 +29,14 @@ from kpsim.model import Family, Format, Ruleset
 if TYPE_CHECKING:
     import numpy as np
 
+    from kpsim.diff import DiffReport
     from kpsim.fetch.aws import AwsClients
     from kpsim.fetch.local import LocalTarget
     from kpsim.fetch.model import FetchReport, FetchRequest, ProgressEvent
     from kpsim.graph.model import GraphView
     from kpsim.kube.scenario import TraceReport, TraceRequest
     from kpsim.kube.show import ShowReport
+    from kpsim.lint import LintReport
     from kpsim.simulate.run import SimReport, SimRequest
     from kpsim.verify.predict import VerifyRequest
     from kpsim.verify.run import Probe, VerifyReport
@@ -261,3 +263,56 @@ def generator(seed: int | None = None) -> tuple[int, np.random.Generator]:
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))  # type: ignore[operator]
     return seed, np.random.default_rng(seed)
+
+
+def _raw_text(chosen: LoadedNode, rs: Ruleset) -> str | None:
+    """A capture's text as read (lint looks at lines the parser skips); None when gone."""
+    if chosen.source.text is not None and rs.path == str(chosen.source.primary):
+        return chosen.source.text
+    try:
+        return Path(rs.path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def lint(loaded: Loaded, wanted: str | None = None) -> LintReport:
+    """Findings over every loaded capture (or one node's, ``wanted``): black holes,
+    services without endpoints, uneven cascades, dead and stale rules, partial captures."""
+    from kpsim.lint import LintInput, lint_nodes
+
+    nodes = loaded.nodes if wanted is None else (node(loaded, wanted),)
+    inputs = [LintInput(n.name, rs, _raw_text(n, rs)) for n in loaded.nodes for rs in n.rulesets]
+    report = lint_nodes(inputs, f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})")
+    if wanted is None:
+        return report
+    keep = {n.name for n in nodes}
+    return replace(report, findings=tuple(f for f in report.findings if f.node in keep))
+
+
+def diff(before: Loaded, after: Loaded) -> DiffReport:
+    """What changed from ``before`` to ``after`` (two captures, or two snapshots of a
+    fleet, matched node by node), by service, frontend and endpoint."""
+    from kpsim.diff import DiffReport, compare, node_state, pair_nodes
+
+    left = [node_state(n.name, n.primary) for n in before.nodes]
+    right = [node_state(n.name, n.primary) for n in after.nodes]
+    pairs, only_left, only_right = pair_nodes(left, right)
+    changes = tuple(c for a, b in pairs for c in compare(a, b))
+    return DiffReport(
+        "captures",
+        before.fixture_set.label,
+        after.fixture_set.label,
+        changes,
+        tuple(only_left),
+        tuple(only_right),
+        (*left, *right),
+    )
+
+
+def diff_nodes(loaded: Loaded) -> DiffReport:
+    """Where the nodes of one snapshot disagree about a service (a node lagging behind)."""
+    from kpsim.diff import DiffReport, disagreements, node_state
+
+    states = [node_state(n.name, n.primary) for n in loaded.nodes]
+    label = loaded.fixture_set.label
+    return DiffReport("nodes", label, label, tuple(disagreements(states)), inputs=tuple(states))

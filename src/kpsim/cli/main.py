@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 #: Commands defined in their own modules, imported only when run or when the help lists
 #: them (``kpsim --help`` is not a hot path; ``kpsim show`` is).
 LAZY_COMMANDS: Mapping[str, str] = {
+    "diff": "kpsim.cli.diff:diff_command",
     "fetch": "kpsim.cli.fetch:fetch_command",
     "graph": "kpsim.cli.graph:graph_command",
+    "lint": "kpsim.cli.lint:lint_command",
     "simulate": "kpsim.cli.simulate:simulate_command",
     "verify": "kpsim.cli.verify:verify_command",
 }

@@ -5,6 +5,11 @@ files are whatever iptables prints back, so the fixtures are genuine kernel outp
 (only the timestamps in iptables-save's comment lines are pinned).
 
     python -m kpsim.inputs.regen [--out fixtures/iptables/eks-nodeport-workshop]
+    python -m kpsim.inputs.regen --snapshots tests/data/snapshots
+
+``--snapshots``: two snapshots of the lab for ``kpsim diff`` — ``before`` (the seed lab)
+and ``after`` (node-test-01 scaled 3 → 5; ip-10-11-3-14 lagging, its capture still
+the ``before`` one), iptables-save only.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from kpsim.inputs.synth import (
     ClusterSpec,
     NodeSpec,
     render_restore,
+    seed_scaled,
     seed_workshop,
 )
 from kpsim.verify import netns
@@ -40,6 +46,7 @@ __all__ = [
     "meta_line",
     "pin_save_dates",
     "regenerate",
+    "snapshots",
     "vpc_hostnames",
 ]
 
@@ -166,6 +173,26 @@ def regenerate(out_dir: Path, cluster: ClusterSpec | None = None) -> list[Path]:
     return written
 
 
+LAGGING = "ip-10-11-3-14"  # the node whose rules still show 3 endpoints in ``after``
+
+
+def snapshots(out_dir: Path) -> list[Path]:
+    """``before``/``after`` snapshots of the lab (see the module docstring)."""
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="kpsim-snapshots-") as tmp:
+        regenerate(Path(tmp) / "before", seed_workshop())
+        regenerate(Path(tmp) / "after", seed_scaled())
+        for node in seed_workshop().nodes:
+            name = node.short_name
+            for snap, source in (("before", "before"), ("after", "after")):
+                src = "before" if name == LAGGING else source
+                text = (Path(tmp) / src / name / FILES[0]).read_text(encoding="utf-8")
+                path = out_dir / snap / name / FILES[0]
+                _atomic_write(path, text)
+                written.append(path)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: regenerate the fixtures; exit 2 when the kernel harness is unusable."""
     parser = argparse.ArgumentParser(
@@ -173,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Regenerate the seed-lab iptables fixtures.",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument(
+        "--snapshots", type=Path, help="write the before/after diff snapshots here instead"
+    )
     args = parser.parse_args(argv)
     if not netns.available():
         print(
@@ -182,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        paths = regenerate(args.out)
+        paths = snapshots(args.snapshots) if args.snapshots else regenerate(args.out)
     except netns.NetnsError as exc:
         print(f"kpsim.inputs.regen: {exc}", file=sys.stderr)
         return 1

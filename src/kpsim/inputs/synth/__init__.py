@@ -55,6 +55,7 @@ from kpsim.inputs.synth.seed import (
     SEED_SERVICE_CIDR,
     SEED_SERVICES,
     SEED_VPC_CIDR,
+    seed_scaled,
     seed_workshop,
     synth_large,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "probability",
     "render_kube_proxy_restore",
     "render_restore",
+    "seed_scaled",
     "seed_workshop",
     "sep_chain",
     "service_port_name",

@@ -1,6 +1,7 @@
 """Ready-made clusters: the nodeport-workshop seed lab and large deterministic ones.
 
     seed_workshop()                                      ─▶ 3 EKS nodes, 7 services
+    seed_scaled()                                        ─▶ the same, node-test-01 at 5 pods
     synth_large(n_services, endpoints_per_service, seed) ─▶ 3 nodes, n services
 
 The seed lab is what the committed fixtures are generated from (``python -m kpsim.inputs.regen``).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from dataclasses import replace
 
 from kpsim.inputs.synth.spec import (
     ClusterSpec,
@@ -165,3 +167,23 @@ def synth_large(
             )
         )
     return ClusterSpec(nodes=nodes, services=tuple(services), pods=tuple(pods))
+
+
+#: The pods a scale-up of node-test-01 from 3 to 5 replicas adds (``seed_scaled``).
+SCALED_PODS: tuple[tuple[str, str, str, str], ...] = (
+    ("node-test-01", "node-test-01-869b8d5f87-b7cq2", "10.11.30.61", N1),
+    ("node-test-01", "node-test-01-869b8d5f87-k4r8z", "10.11.47.203", N2),
+)
+
+
+def seed_scaled() -> ClusterSpec:
+    """The seed lab after ``kubectl scale --replicas=5`` of node-test-01: the snapshots
+    ``kpsim diff`` is tested on (tests/data/snapshots)."""
+    base = seed_workshop()
+    added = tuple(PodSpec(*p) for p in SCALED_PODS)
+    extra = tuple(EndpointSpec(p.ip, p.node) for p in added)
+    services = tuple(
+        replace(s, endpoints=s.endpoints + extra) if s.name == "node-test-01-svc" else s
+        for s in base.services
+    )
+    return replace(base, services=services, pods=base.pods + added)

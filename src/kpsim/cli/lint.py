@@ -1,0 +1,64 @@
+"""``kpsim lint``: options → api.load → api.lint → render → echo, and an exit code a
+pipeline can fail on.
+
+    kpsim lint --fail-on warning fixtures/iptables/eks-nodeport-workshop
+
+Listed in cli.LAZY_COMMANDS: imported only when ``kpsim lint`` runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kpsim import api
+from kpsim.cli.common import handles_errors, input_options, keep_until_exit
+from kpsim.errors import ExitCode
+from kpsim.lint import Severity, at_or_above
+from kpsim.model import Format
+from kpsim.render.lint_json import lint_json
+from kpsim.render.lint_text import lint_text
+
+
+@click.command("lint")
+@input_options
+@click.option("--node", help="Lint only this node (name or short name; default: all).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text, or json (schema kpsim/lint/v1).",
+)
+@click.option(
+    "--fail-on", type=click.Choice(["info", "warning", "error", "never"]), default="error",
+    show_default=True, help="Exit 1 when a finding is at or above this severity.",
+)  # fmt: skip
+@handles_errors
+def lint_command(
+    paths: tuple[str, ...],
+    fixtures_dir: str | None,
+    fmt: str | None,
+    strict: bool,
+    node: str | None,
+    output: str,
+    fail_on: str,
+) -> None:
+    """Find the problems in captured rules: services without endpoints, Local-policy
+    black holes (and which nodes serve them), cascades that do not give equal shares,
+    rules that never match, missing and stale chains, both iptables back-ends, partial
+    captures. Each finding has a stable code and the file:line behind it."""
+    loaded = api.load(
+        paths,
+        fixtures_dir=fixtures_dir,
+        fmt=Format(fmt) if fmt else None,
+        strict=strict,
+        all_files=False,
+    )
+    keep_until_exit(loaded)
+    report = api.lint(loaded, node)
+    click.echo(lint_json(report) if output == "json" else lint_text(report), nl=False)
+    if fail_on != "never" and at_or_above(report.findings, Severity(fail_on)):
+        sys.exit(int(ExitCode.FAILURE))
