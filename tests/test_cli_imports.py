@@ -92,7 +92,7 @@ def test_show_json_imports_only_what_it_needs(tmp_path: Path) -> None:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     _, out = modules_after(tmp_path, "-m", "--help")
     listed = {line.split()[0] for line in out.split("Commands:", 1)[1].splitlines() if line.strip()}
-    assert listed == {"show", "trace", "simulate", "graph", "fetch", "verify"}
+    assert listed == {"show", "trace", "simulate", "graph", "fetch", "verify", "counters", "why"}
     assert "Replay each node's rules in the real kernel" in out  # verify's own short help
 
 
@@ -110,7 +110,9 @@ def test_lazy_commands_load_once() -> None:
         command = main.get_command(ctx, name)
         assert command is getattr(importlib.import_module(module), attr)
         assert command.name == name and main.get_command(ctx, name) is command
-    assert main.list_commands(ctx) == ["fetch", "graph", "show", "simulate", "trace", "verify"]
+    assert main.list_commands(ctx) == [
+        "counters", "fetch", "graph", "show", "simulate", "trace", "verify", "why",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
