@@ -197,16 +197,33 @@ def test_why_explains_keep_alive_in_words() -> None:
     assert len(shares) == 3 and all(abs(s - 100 / 3) > 8 for s in shares)
 
 
-def test_why_on_doctored_counters_ranks_reuse_over_noise(tmp_path: Path) -> None:
+def test_why_on_doctored_counters(tmp_path: Path) -> None:
     code, out, _ = run("why", str(doctored(tmp_path)), "--port", "30080", "-o", "json")
     doc = json.loads(out)
     assert code == 0 and doc["schema"] == "kpsim/why/v1"
     status = {c["key"]: c["status"] for c in doc["causes"]}
-    assert status["noise"] == "ruled-out" and status["reuse"] == "likely"
+    # rule counters count connections: reuse cannot skew them, and kpsim says what can
+    assert status["noise"] == "ruled-out" and status["reuse"] == "ruled-out"
+    assert "edited or reset part-way" in doc["notes"][0]
     assert status["affinity"] == "ruled-out" and doc["fit"]["consistent"] is False
     ranks = [c["status"] for c in doc["causes"]]
-    assert ranks.index("ruled-out") > ranks.index("likely")
+    assert ranks == sorted(ranks, key=["explains", "likely", "possible", "ruled-out"].index)
     assert all(c["doc_term"] for c in doc["causes"])
+
+
+def test_why_on_observed_requests_ranks_reuse_first() -> None:
+    keepalive = str(DATA / "observed-keepalive.csv")
+    code, out, _ = run("why", str(SEED), "--port", "30080", "--observed", keepalive, "-o", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["fit"]["consistent"] is False and doc["fit"]["n"] == 4000
+    assert doc["causes"][0]["key"] == "reuse"
+    assert doc["causes"][0]["status"] == "likely"
+    assert next(c for c in doc["causes"] if c["key"] == "noise")["status"] == "ruled-out"
+    fair = str(DATA / "observed.json")
+    _, out, _ = run("why", str(SEED), "--port", "30080", "--observed", fair, "-o", "json")
+    doc = json.loads(out)
+    assert doc["fit"]["consistent"] is True and doc["causes"][0]["key"] == "noise"
+    assert doc["causes"][0]["status"] == "explains"
 
 
 def test_why_affinity_and_etp_local() -> None:

@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Literal
 
 from kpsim.explain.fit import Fit
+from kpsim.explain.terms import DOCS
 from kpsim.kube.services import Service
 from kpsim.model import Jump, RecentCommand, RecentMatch, Rule, Ruleset
 from kpsim.simulate.reuse import ReuseRun
@@ -19,34 +20,6 @@ from kpsim.simulate.reuse import ReuseRun
 Status = Literal["explains", "likely", "possible", "ruled-out"]
 #: Strongest first: the ranking of causes.
 STATUS_ORDER: tuple[Status, ...] = ("explains", "likely", "possible", "ruled-out")
-
-DOCS: Mapping[str, tuple[str, str]] = {
-    "noise": ("chi-squared goodness-of-fit test (sampling noise)", ""),
-    "affinity": (
-        "Service session affinity",
-        "https://kubernetes.io/docs/reference/networking/virtual-ips/#session-affinity",
-    ),
-    "etp-local": (
-        "externalTrafficPolicy / internalTrafficPolicy",
-        "https://kubernetes.io/docs/reference/networking/virtual-ips/#traffic-policies",
-    ),
-    "cross-node": (
-        "Using Source IP (NodePort SNAT)",
-        "https://kubernetes.io/docs/tutorials/services/source-ip/",
-    ),
-    "topology": (
-        "Topology Aware Routing / traffic distribution",
-        "https://kubernetes.io/docs/concepts/services-networking/topology-aware-routing/",
-    ),
-    "reuse": (
-        "HTTP keep-alive / connection reuse (gRPC load balancing)",
-        "https://kubernetes.io/blog/2018/11/07/grpc-load-balancing-on-kubernetes-without-tears/",
-    ),
-    "conntrack": (
-        "conntrack (kube-proxy --conntrack-udp-timeout)",
-        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,26 +72,49 @@ def noise(fit: Fit | None, n: int, labels: Sequence[str], shares: Sequence[Fract
     )
     head = f"at n = {n} each share lands, 95% of the time, within: {ranges}"
     if fit is None or fit.consistent is None:
-        return Cause("noise", "sampling noise", "possible", head + "; a split inside those "
-                     "ranges is chance, not the rules", numbers={"n": n})  # fmt: skip
+        return Cause(
+            "noise",
+            "sampling noise",
+            "possible",
+            head + "; a split inside those ranges is chance, not the rules",
+            numbers={"n": n},
+        )
     if fit.consistent:
-        return Cause("noise", "sampling noise", "explains",
-                     f"{head}; what was observed fits: {fit.verdict}",
-                     numbers={"n": n, "p_value": fit.p_value})  # fmt: skip
-    return Cause("noise", "sampling noise", "ruled-out",
-                 f"{head}; chance alone does not explain what was observed: {fit.verdict}",
-                 numbers={"n": n, "p_value": fit.p_value})  # fmt: skip
+        return Cause(
+            "noise",
+            "sampling noise",
+            "explains",
+            f"{head}; what was observed fits: {fit.verdict}",
+            numbers={"n": n, "p_value": fit.p_value},
+        )
+    p = f"{fit.p_value:.3g}" if fit.p_value is not None else "—"
+    return Cause(
+        "noise",
+        "sampling noise",
+        "ruled-out",
+        f"{head}; chance alone does not explain what was observed (p = {p} < 1%, "
+        f"n = {fit.n}: the verdict above)",
+        numbers={"n": n, "p_value": fit.p_value},
+    )
 
 
 def affinity(ns: NodeService, unfit: bool) -> Cause:
     rules = _chain_rules(ns, "KUBE-SVC-", "KUBE-SVL-")
-    checks = [(r, m) for r in rules for m in r.matches
-              if isinstance(m, RecentMatch) and m.command is RecentCommand.RCHECK]  # fmt: skip
+    checks = [
+        (r, m)
+        for r in rules
+        for m in r.matches
+        if isinstance(m, RecentMatch) and m.command is RecentCommand.RCHECK
+    ]
     if not checks:
         chain = f"KUBE-SVC-{ns.service.hash}"
-        return Cause("affinity", "session affinity", "ruled-out",
-                     f"no `-m recent --rcheck` rule in {chain} on {ns.node}: sessionAffinity "
-                     "is None, every connection is drawn afresh")  # fmt: skip
+        return Cause(
+            "affinity",
+            "session affinity",
+            "ruled-out",
+            f"no `-m recent --rcheck` rule in {chain} on {ns.node}: sessionAffinity "
+            "is None, every connection is drawn afresh",
+        )
     rule, m = checks[-1]
     secs = m.seconds
     hours = f" ({secs / 3600:g} h)" if secs and secs >= 3600 else ""
@@ -128,8 +124,14 @@ def affinity(ns: NodeService, unfit: bool) -> Cause:
         f"{secs}`); load then follows clients, not connections — a few busy clients (or many "
         "behind one NAT or proxy address) make it as uneven as they are"
     )
-    return Cause("affinity", "session affinity", "likely" if unfit else "possible", text,
-                 (where(rule),), {"seconds": secs})  # fmt: skip
+    return Cause(
+        "affinity",
+        "session affinity",
+        "likely" if unfit else "possible",
+        text,
+        (where(rule),),
+        {"seconds": secs},
+    )
 
 
 def no_local_drop(ns: NodeService) -> Rule | None:
@@ -151,10 +153,14 @@ def is_local(ns: NodeService) -> bool:
 def etp_local(nodes: Sequence[NodeService]) -> Cause:
     local = [ns for ns in nodes if is_local(ns)]
     if not local:
-        return Cause("etp-local", "externalTrafficPolicy Local", "ruled-out",
-                     "no KUBE-SVL/KUBE-XLB chain for this service on "
-                     f"{', '.join(ns.node for ns in nodes)}: traffic policy Cluster, every node "
-                     "spreads over every endpoint")  # fmt: skip
+        return Cause(
+            "etp-local",
+            "externalTrafficPolicy Local",
+            "ruled-out",
+            "no KUBE-SVL/KUBE-XLB chain for this service on "
+            f"{', '.join(ns.node for ns in nodes)}: traffic policy Cluster, every node "
+            "spreads over every endpoint",
+        )
     keep = [ns for ns in local if ns.service.local_endpoints]
     drop = [ns for ns in local if not ns.service.local_endpoints]
     parts = []
@@ -176,8 +182,14 @@ def etp_local(nodes: Sequence[NodeService]) -> Cause:
         for ns in keep
         if (chain := ns.ruleset.chain("nat", "KUBE-SVL-" + ns.service.hash)) and chain.rules
     )
-    return Cause("etp-local", "externalTrafficPolicy Local", "likely", text, ev,
-                 {"keep": [ns.node for ns in keep], "drop": [ns.node for ns in drop]})  # fmt: skip
+    return Cause(
+        "etp-local",
+        "externalTrafficPolicy Local",
+        "likely",
+        text,
+        ev,
+        {"keep": [ns.node for ns in keep], "drop": [ns.node for ns in drop]},
+    )
 
 
 def cross_node(
@@ -185,23 +197,37 @@ def cross_node(
 ) -> Cause:
     """NodePort traffic that enters a node without the chosen pod: forwarded, SNATed."""
     if not any(ns.service.node_ports for ns in nodes):
-        return Cause("cross-node", "cross-node hops", "ruled-out",
-                     "no NodePort frontend: no traffic enters a node to be forwarded to "
-                     "another (pod-to-ClusterIP traffic is routed, not masqueraded)")  # fmt: skip
+        return Cause(
+            "cross-node",
+            "cross-node hops",
+            "ruled-out",
+            "no NodePort frontend: no traffic enters a node to be forwarded to "
+            "another (pod-to-ClusterIP traffic is routed, not masqueraded)",
+        )
     if all(is_local(ns) for ns in nodes):
-        return Cause("cross-node", "cross-node hops", "ruled-out",
-                     "traffic policy Local on every loaded node: external NodePort traffic is "
-                     "served on the node it entered (or dropped there), never forwarded, and "
-                     "keeps the client IP")  # fmt: skip
-    masq = [r for ns in nodes for r in _chain_rules(ns, "KUBE-EXT-")
-            if isinstance(r.target, Jump) and r.target.chain == "KUBE-MARK-MASQ"]  # fmt: skip
+        return Cause(
+            "cross-node",
+            "cross-node hops",
+            "ruled-out",
+            "traffic policy Local on every loaded node: external NodePort traffic is "
+            "served on the node it entered (or dropped there), never forwarded, and "
+            "keeps the client IP",
+        )
+    masq = [
+        r
+        for ns in nodes
+        for r in _chain_rules(ns, "KUBE-EXT-")
+        if isinstance(r.target, Jump) and r.target.chain == "KUBE-MARK-MASQ"
+    ]
     per_node: dict[str, float] = {}
     for ns in nodes:
         if not pod_node:
             break
         short = ns.node.split(".")[0]
-        away = sum((q for ip, q in shares.items() if pod_node.get(ip, "").split(".")[0] != short),
-                   Fraction(0))  # fmt: skip
+        away = sum(
+            (q for ip, q in shares.items() if pod_node.get(ip, "").split(".")[0] != short),
+            Fraction(0),
+        )
         per_node[ns.node] = float(away)
     known = (
         "; share of connections served on another node: "
@@ -215,22 +241,44 @@ def cross_node(
         "clients, and per-client logs or limits look uneven; the split itself does not change"
         + known
     )
-    return Cause("cross-node", "cross-node hops", "possible", text,
-                 tuple(where(r) for r in masq[:3]), {"cross_node_share": per_node})  # fmt: skip
+    return Cause(
+        "cross-node",
+        "cross-node hops",
+        "possible",
+        text,
+        tuple(where(r) for r in masq[:3]),
+        {"cross_node_share": per_node},
+    )
 
 
-def topology(nodes: Sequence[NodeService]) -> Cause:
+def topology(nodes: Sequence[NodeService], connections_counted: bool = False) -> Cause:
+    if connections_counted:
+        return Cause(
+            "topology",
+            "topology-aware routing",
+            "ruled-out",
+            "the rule counters count this chain's own draws: which endpoints the "
+            "chain lists (a zone's subset or all) is already in the exact shares",
+        )
     sets = {ns.node: sorted(e.destination or e.chain for e in ns.service.endpoints) for ns in nodes}
     distinct = {tuple(v) for v in sets.values()}
     if len(nodes) < 2:
-        return Cause("topology", "topology-aware routing", "possible",
-                     "one node loaded: with topology hints or trafficDistribution PreferClose "
-                     "kube-proxy lists only same-zone endpoints per node; load more nodes to "
-                     "compare")  # fmt: skip
+        return Cause(
+            "topology",
+            "topology-aware routing",
+            "possible",
+            "one node loaded: with topology hints or trafficDistribution PreferClose "
+            "kube-proxy lists only same-zone endpoints per node; load more nodes to "
+            "compare",
+        )
     if len(distinct) == 1:
-        return Cause("topology", "topology-aware routing", "ruled-out",
-                     f"every loaded node ({len(nodes)}) lists the same "
-                     f"{len(next(iter(distinct)))} endpoints: no per-zone subsets")  # fmt: skip
+        return Cause(
+            "topology",
+            "topology-aware routing",
+            "ruled-out",
+            f"every loaded node ({len(nodes)}) lists the same "
+            f"{len(next(iter(distinct)))} endpoints: no per-zone subsets",
+        )
     text = (
         "nodes list different endpoints for this service: "
         + "; ".join(f"{n.split('.')[0]}: {', '.join(v) or 'none'}" for n, v in sets.items())
@@ -239,11 +287,18 @@ def topology(nodes: Sequence[NodeService]) -> Cause:
     return Cause("topology", "topology-aware routing", "likely", text)
 
 
-def reuse(run: ReuseRun, idle: Fraction, labels: Sequence[str], unfit: bool,
-          protocol: str | None) -> Cause:  # fmt: skip
+def reuse(
+    run: ReuseRun,
+    idle: Fraction,
+    labels: Sequence[str],
+    unfit: bool,
+    protocol: str | None,
+    connections_counted: bool = False,
+) -> Cause:
     total = run.connections * run.requests
-    shares = ", ".join(f"{lab} {c / total:.0%}" for lab, c in
-                       zip(labels, run.request_counts, strict=True))  # fmt: skip
+    shares = ", ".join(
+        f"{lab} {c / total:.0%}" for lab, c in zip(labels, run.request_counts, strict=True)
+    )
     text = (
         "kube-proxy picks a pod per connection, not per request: HTTP keep-alive, HTTP/2, "
         "gRPC and connection pools send every request down the connection they opened. "
@@ -252,16 +307,33 @@ def reuse(run: ReuseRun, idle: Fraction, labels: Sequence[str], unfit: bool,
         f"(exact; {run.trials_with_idle_pod} of {run.trials} simulated runs), and the busiest "
         f"pod takes {run.mean_max_share:.0%} of requests on average"
     )
+    if connections_counted:
+        return Cause(
+            "reuse",
+            "connection reuse",
+            "ruled-out",
+            "these counts are connections (rule counters), and kube-proxy draws once "
+            "per connection: reuse makes *request* counts uneven, not these. " + text,
+        )
     if protocol == "udp":
         status: Status = "possible"
     else:
         status = "likely" if unfit else "possible"
-    return Cause("reuse", "connection reuse", status, text, numbers={
-        "connections": run.connections, "requests": run.requests,
-        "request_counts": list(run.request_counts), "idle_chance": str(idle),
-        "idle_trials": run.trials_with_idle_pod, "trials": run.trials,
-        "mean_max_share": round(run.mean_max_share, 6),
-    })  # fmt: skip
+    return Cause(
+        "reuse",
+        "connection reuse",
+        status,
+        text,
+        numbers={
+            "connections": run.connections,
+            "requests": run.requests,
+            "request_counts": list(run.request_counts),
+            "idle_chance": str(idle),
+            "idle_trials": run.trials_with_idle_pod,
+            "trials": run.trials,
+            "mean_max_share": round(run.mean_max_share, 6),
+        },
+    )
 
 
 def _chance(f: Fraction) -> str:
@@ -276,15 +348,23 @@ def _chance(f: Fraction) -> str:
 
 def conntrack(protocol: str | None, unfit: bool) -> Cause:
     if protocol != "udp":
-        return Cause("conntrack", "stale conntrack entries", "ruled-out",
-                     f"{(protocol or 'tcp').upper()} service: a connection to a removed pod "
-                     "breaks and the client reconnects through the rules; stale entries "
-                     "pinning traffic to a dead pod are a UDP problem")  # fmt: skip
-    return Cause("conntrack", "stale conntrack entries", "likely" if unfit else "possible",
-                 "UDP: a conntrack entry keeps a client's flow on the pod it first drew for as "
-                 "long as packets keep coming (the entry's timeout restarts with each), even "
-                 "after the pod is gone unless kube-proxy clears it — a steady sender stays "
-                 "on one pod (or on a dead one)")  # fmt: skip
+        return Cause(
+            "conntrack",
+            "stale conntrack entries",
+            "ruled-out",
+            f"{(protocol or 'tcp').upper()} service: a connection to a removed pod "
+            "breaks and the client reconnects through the rules; stale entries "
+            "pinning traffic to a dead pod are a UDP problem",
+        )
+    return Cause(
+        "conntrack",
+        "stale conntrack entries",
+        "likely" if unfit else "possible",
+        "UDP: a conntrack entry keeps a client's flow on the pod it first drew for as "
+        "long as packets keep coming (the entry's timeout restarts with each), even "
+        "after the pod is gone unless kube-proxy clears it — a steady sender stays "
+        "on one pod (or on a dead one)",
+    )
 
 
 def rank(causes: Sequence[Cause]) -> tuple[Cause, ...]:

@@ -123,8 +123,9 @@ def difference(earlier: Ruleset, later: Ruleset) -> tuple[dict[Key, int], list[s
             continue
         before, where_a = a[key]
         if after < before:
+            what = f"{key[0]} DNAT rule" if key[2] == "dnat" else f"{key[0]} → {key[1]} jump"
             raise UsageError(
-                f"counter went down: {key[0]} → {key[1]} {before} ({where_a}) → {after} "
+                f"counter went down: {what} {before} ({where_a}) → {after} "
                 f"({where}). Counters only grow on one node between resets, so this is a "
                 "reset (iptables -Z, or kube-proxy rewrote the chain) or a capture of "
                 "another node; take both captures from the same node, the earlier first"
@@ -207,6 +208,16 @@ def _cascades(rs: Ruleset, svc: Service, values: dict[Key, int] | None) -> Itera
             notes.append(
                 f"session affinity (ClientIP, {svc.affinity_seconds} s): repeat connections "
                 "of a client skip these draws; the DNAT column counts them too"
+            )
+        if (
+            not svc.affinity_seconds
+            and not svc.local_endpoints
+            and any(r.picked != r.dnat for r in rows if None not in (r.picked, r.dnat))
+        ):
+            notes.append(
+                "the jump and DNAT counters disagree although every connection to these "
+                f"pods passes both ({'/'.join(str(r.picked) for r in rows)} vs "
+                f"{'/'.join(str(r.dnat) for r in rows)}): counters edited, or reset between rules"
             )
         judged = None
         if values is not None and all(r.picked is not None for r in rows):

@@ -109,15 +109,23 @@ def why(
     if judged is not None and judged.n > 0:
         n = judged.n
     unfit = judged is not None and judged.consistent is False
+    counted = source.startswith("rule counters")
+    if counted and unfit:
+        notes.append(
+            "the rule counters do not fit the rules' own draws: the kernel draws exactly these "
+            "shares, so the counters were edited or reset part-way, or the chain was rewritten "
+            "with other probabilities or endpoints since they started counting (a kube-proxy "
+            "resync); compare two captures taken apart (kpsim counters A B)"
+        )
     run = simulate_reuse(shares or (Fraction(1),), connections, requests, rng)
     idle = idle_chance(shares or (Fraction(1),), connections)
     pod_node = _pod_nodes(rs)
     found_causes = [
         c.noise(judged, n, labels, shares),
         c.affinity(main, unfit),
-        c.reuse(run, idle, labels or ("(none)",), unfit, svc.protocol),
+        c.reuse(run, idle, labels or ("(none)",), unfit and not counted, svc.protocol, counted),
         c.etp_local(found),
-        c.topology(found),
+        c.topology(found, counted),
         c.cross_node(found, pod_node, {lab.rpartition(":")[0]: q
                                        for lab, q in zip(labels, shares, strict=True)}),
         c.conntrack(svc.protocol, unfit),

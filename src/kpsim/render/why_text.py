@@ -26,7 +26,9 @@ def why_text(r: WhyReport) -> str:
         ]
     out += ["", "causes, strongest first:"]
     for i, c in enumerate(r.causes, 1):
-        body = textwrap.fill(c.text, 96, initial_indent="     ", subsequent_indent="     ")
+        body = textwrap.fill(
+            c.text, 96, initial_indent="     ", subsequent_indent="     ", break_on_hyphens=False
+        )
         out += [f"{i:2}. [{_MARK[c.status]}] {c.title}", body]
         if c.evidence:
             out.append("     rules: " + ", ".join(e for e in c.evidence if e))
