@@ -49,6 +49,12 @@ class NodeService:
     service: Service
 
 
+def _short(node: str) -> str:
+    """ip-10-11-3-14.ap-northeast-2.compute.internal → ip-10-11-3-14 (IPs keep their dots)."""
+    head = node.split(".")[0]
+    return node if head.isdigit() else head
+
+
 def where(rule: Rule | None) -> str:
     o = rule.origin if rule is not None else None
     return f"{o.path}:{o.line}" if o is not None else ""
@@ -167,10 +173,10 @@ def etp_local(nodes: Sequence[NodeService]) -> Cause:
     if keep:
         parts.append(
             "keep the client IP and send only to their own pods: "
-            + ", ".join(f"{ns.node} ({len(ns.service.local_endpoints)})" for ns in keep)
+            + ", ".join(f"{_short(ns.node)} ({len(ns.service.local_endpoints)})" for ns in keep)
         )
     if drop:
-        parts.append("have no local pod and DROP it: " + ", ".join(ns.node for ns in drop))
+        parts.append("have no local pod and DROP it: " + ", ".join(_short(ns.node) for ns in drop))
     text = (
         "traffic policy Local: external (NodePort/LoadBalancer) traffic stays on the node it "
         "entered; nodes " + "; nodes ".join(parts) + ". Pods then get what their node gets "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kpsim.explain.counters import SCHEMA, CascadeCounts, CountersReport
-from kpsim.render.fit_text import fit_doc, fit_lines, share_text
+from kpsim.render.fit_text import fit_doc, fit_lines
 from kpsim.render.json import dumps
 
 
@@ -53,7 +53,7 @@ def _cascade_doc(c: CascadeCounts) -> dict[str, Any]:
             {
                 "chain": e.sep_chain,
                 "destination": e.destination,
-                "share": share_text(e.share),
+                "share": round(float(e.share), 6),
                 "share_exact": f"{e.share.numerator}/{e.share.denominator}",
                 "picked": e.picked,
                 "dnat": e.dnat,

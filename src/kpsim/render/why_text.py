@@ -48,7 +48,7 @@ def why_doc(r: WhyReport) -> dict[str, Any]:
             {
                 "endpoint": lab,
                 "pod": pod,
-                "share": share_text(q),
+                "share": round(float(q), 6),
                 "share_exact": f"{q.numerator}/{q.denominator}",
             }
             for lab, q, pod in zip(r.labels, r.shares, r.pods, strict=True)
