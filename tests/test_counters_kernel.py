@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ N = 900
 def no_namespace_left_behind() -> Iterator[None]:
     mine = f"{netns.PREFIX}{os.getpid()}-"
     yield
-    out = netns.subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                timeout=10, check=True).stdout  # fmt: skip
     assert [ln for ln in out.splitlines() if ln.startswith(mine)] == []
 

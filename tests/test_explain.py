@@ -277,3 +277,16 @@ def test_observed_by_pod_name_and_ip(tmp_path: Path) -> None:
     assert [c["observed"] for c in obs["cells"]] == [340, 298, 362]
     assert obs["n"] == 1000 and obs["unit"] == "requests" and obs["consistent"] is True
     words_match_numbers(obs["verdict"], obs["p_value"], 1000)
+
+
+def test_why_udp_conntrack_and_determinism() -> None:
+    """kube-dns:dns is UDP behind a ClusterIP only: stale conntrack entries are possible,
+    cross-node NodePort hops are ruled out; the same seed prints the same bytes."""
+    args = ("why", str(SEED), "--service", "kube-system/kube-dns:dns", "-o", "json")
+    _, out, _ = run(*args)
+    status = {c["key"]: c["status"] for c in json.loads(out)["causes"]}
+    assert status["conntrack"] == "possible" and status["cross-node"] == "ruled-out"
+    _, again, _ = run(*args)
+    assert again == out
+    _, tcp, _ = run("why", str(SEED), "--service", "kube-system/kube-dns:dns-tcp", "-o", "json")
+    assert {c["key"]: c["status"] for c in json.loads(tcp)["causes"]}["conntrack"] == "ruled-out"

@@ -274,10 +274,19 @@ def counters(
     """Rule counters against the rules' shares, per node; with ``later`` (a second
     capture of the same node), the counters' difference later − earlier."""
     from kpsim.errors import UsageError
-    from kpsim.explain.counters import count
+    from kpsim.explain.counters import CountersReport, count
 
-    if later is None:
-        return [count([n.primary], n.name, port=port, service=service) for n in loaded.nodes]
+    if later is None:  # a node without the service says so; none with it is an error
+        reports, missing = [], []
+        for n in loaded.nodes:
+            try:
+                reports.append(count([n.primary], n.name, port=port, service=service))
+            except UsageError as exc:
+                missing.append(exc)
+                reports.append(CountersReport(n.name, (n.primary.path,), True, (), (str(exc),)))
+        if len(missing) == len(reports):
+            raise missing[0]
+        return reports
     if len(loaded.nodes) != 1 or len(later.nodes) != 1:
         raise UsageError("two captures to subtract must each be one node's capture (a file)")
     a, b = loaded.nodes[0], later.nodes[0]
