@@ -290,3 +290,27 @@ def test_why_udp_conntrack_and_determinism() -> None:
     assert again == out
     _, tcp, _ = run("why", str(SEED), "--service", "kube-system/kube-dns:dns-tcp", "-o", "json")
     assert {c["key"]: c["status"] for c in json.loads(tcp)["causes"]}["conntrack"] == "ruled-out"
+
+
+def test_why_without_endpoints_weighs_no_split() -> None:
+    _, out, _ = run("why", str(SEED), "--port", "30083", "-o", "json")
+    doc = json.loads(out)
+    assert "no endpoints" in doc["notes"][0] and doc["endpoints"] == []
+    assert [c["key"] for c in doc["causes"]] == ["topology"]
+
+
+def test_rounded_listing_counters_are_not_judged(tmp_path: Path) -> None:
+    """``-L -v`` without ``-x`` prints 120K for 120,000-odd: such counters are not tested
+    (the real listing, one jump counter given a unit as iptables would print it)."""
+    text = (DATA / "after-nat-L.txt").read_text()
+    row = re.search(r"^1 +(\d+) +(\d+) KUBE-SEP-GT3XY65SJT4AIPQ2 ", text, re.M)
+    assert row is not None
+    text = text.replace(row.group(0), f"1 {'120K':>11} {'7M':>8} KUBE-SEP-GT3XY65SJT4AIPQ2 ")
+    path = tmp_path / "nat-L.txt"
+    path.write_text(text)
+    rep = count([load_file(path)], "n", port=30080)
+    (c,) = rep.cascades
+    assert c.endpoints[0].picked == 120_000 and c.fit is None
+    assert any("rounded" in n for n in rep.notes) and any("not judged" in n for n in c.notes)
+    other = count([load_file(path)], "n", port=30081)  # small counters: printed whole, judged
+    assert other.cascades[0].fit is not None

@@ -29,6 +29,9 @@ SCHEMA = "kpsim/counters/v1"
 #: formats/iptables/listing.py's note for ``-L -v`` without ``-x``.
 ROUNDED = "counters with K/M/G/T units"
 
+#: ``iptables -L -v`` prints a number with a unit (1651K) from here up, exact below.
+UNITS_FROM = 100_000
+
 Key = tuple[str, str, str]  # (chain, target chain or "DNAT", kind)
 
 
@@ -176,11 +179,17 @@ def count(
     if (port is not None or service is not None) and not svcs:
         want = f"--port {port}" if port is not None else f"--service {service}"
         raise UsageError(f"{want}: no such service in {rs.path}")
-    cascades = [c for s in svcs for c in _cascades(rs, s, values)]
+    all_notes = [r.notes for r in rulesets]
+    cascades = [c for s in svcs for c in _cascades(rs, s, values, all_notes)]
     return CountersReport(node, paths, with_counters, tuple(cascades), tuple(notes))
 
 
-def _cascades(rs: Ruleset, svc: Service, values: dict[Key, int] | None) -> Iterable[CascadeCounts]:
+def _cascades(
+    rs: Ruleset,
+    svc: Service,
+    values: dict[Key, int] | None,
+    rulesets_notes: Sequence[Sequence[str]] = (),
+) -> Iterable[CascadeCounts]:
     for scope, prefix, eps in (
         ("cluster", "KUBE-SVC-", svc.endpoints),
         ("local", "KUBE-SVL-", svc.local_endpoints),
@@ -220,7 +229,16 @@ def _cascades(rs: Ruleset, svc: Service, values: dict[Key, int] | None) -> Itera
                 f"{'/'.join(str(r.dnat) for r in rows)}): counters edited, or reset between rules"
             )
         judged = None
-        if values is not None and all(r.picked is not None for r in rows):
+        rounded = any(ROUNDED in n for r in rulesets_notes for n in r)
+        if rounded and any((r.picked or 0) >= UNITS_FROM for r in rows):
+            notes.append(
+                f"counters from {UNITS_FROM} up may be rounded down (-L -v prints K/M/G "
+                "without -x): not judged"
+            )
+            values_ok = False
+        else:
+            values_ok = True
+        if values is not None and values_ok and all(r.picked is not None for r in rows):
             labels = [r.destination or r.sep_chain for r in rows]
             judged = fit(labels, [r.share for r in rows], [r.picked or 0 for r in rows])
         elif values is not None:

@@ -95,12 +95,12 @@ def why(
     notes: list[str] = []
     judged: Fit | None = None
     source = f"given n = {n}"
-    if not svc.endpoints:
-        notes.append(f"{svc.name} has no endpoints on {main.node}: nothing to split")
-    elif observed is not None:
+    if observed is not None:  # read even when nothing is split: a bad row is still an error
         judged = observed_fit(observed, labels, pods, shares)
         source = f"observed counts in {observed}"
-    else:
+    if len(svc.endpoints) < 2:
+        return _nothing_to_split(main, found, (labels, pods, shares), judged, source, n)
+    if observed is None:
         rep = count([rs], main.node, service=svc.name)
         cluster = next((x for x in rep.cascades if x.scope == "cluster" and x.fit), None)
         if cluster is not None and cluster.fit is not None and cluster.fit.n > 0:
@@ -117,13 +117,13 @@ def why(
             "with other probabilities or endpoints since they started counting (a kube-proxy "
             "resync); compare two captures taken apart (kpsim counters A B)"
         )
-    run = simulate_reuse(shares or (Fraction(1),), connections, requests, rng)
-    idle = idle_chance(shares or (Fraction(1),), connections)
+    run = simulate_reuse(shares, connections, requests, rng)
+    idle = idle_chance(shares, connections)
     pod_node = _pod_nodes(rs)
     found_causes = [
         c.noise(judged, n, labels, shares),
         c.affinity(main, unfit),
-        c.reuse(run, idle, labels or ("(none)",), unfit and not counted, svc.protocol, counted),
+        c.reuse(run, idle, labels, unfit and not counted, svc.protocol, counted),
         c.etp_local(found),
         c.topology(found, counted),
         c.cross_node(found, pod_node, {lab.rpartition(":")[0]: q
@@ -132,6 +132,30 @@ def why(
     ]  # fmt: skip
     return WhyReport(svc.name, main.node, labels, pods, shares, n, source, judged,
                      c.rank(found_causes), tuple(notes))  # fmt: skip
+
+
+def _nothing_to_split(
+    main: c.NodeService,
+    found: Sequence[c.NodeService],
+    endpoints: tuple[tuple[str, ...], tuple[str | None, ...], tuple[Fraction, ...]],
+    judged: Fit | None,
+    source: str,
+    n: int,
+) -> WhyReport:
+    """No endpoint, or one: the rules split nothing on this node, so no cause of an uneven
+    split applies; only nodes listing different endpoints can (topology, a lagging node)."""
+    svc = main.service
+    if not svc.captured:
+        what = "its chains are not (wholly) in the capture: kpsim cannot tell its endpoints"
+    elif not svc.endpoints:
+        what = "no endpoints: kube-proxy rejects its connections, nothing is split"
+    else:
+        what = f"one endpoint ({endpoints[0][0]}): every connection goes there, nothing is split"
+    labels, pods, shares = endpoints
+    note = f"{svc.name} on {main.node}: {what}"
+    n = judged.n if judged is not None else n
+    return WhyReport(svc.name, main.node, labels, pods, shares, n, source, judged,
+                     (c.topology(found),), (note,))  # fmt: skip
 
 
 def _pod_nodes(rs: Ruleset) -> dict[str, str]:
