@@ -232,7 +232,7 @@ def _cascades(
         rounded = any(ROUNDED in n for r in rulesets_notes for n in r)
         if rounded and any((r.picked or 0) >= UNITS_FROM for r in rows):
             notes.append(
-                f"counters from {UNITS_FROM} up may be rounded down (-L -v prints K/M/G "
+                f"counters from {UNITS_FROM} up may be rounded (-L -v prints K/M/G "
                 "without -x): not judged"
             )
             values_ok = False
