@@ -32,7 +32,7 @@ class WhyReport:
     pods: tuple[str | None, ...]
     shares: tuple[Fraction, ...]
     n: int
-    source: str  # "observed FILE" | "counters PATH" | "given n"
+    source: str  # observed counts in FILE | rule counters in PATH | nothing observed
     fit: Fit | None
     causes: tuple[c.Cause, ...]
     notes: tuple[str, ...] = ()
@@ -94,7 +94,7 @@ def why(
     pods = tuple(t.pod for t in tg)
     notes: list[str] = []
     judged: Fit | None = None
-    source = f"given n = {n}"
+    source = "nothing observed: the ranges are for -n"
     if observed is not None:  # read even when nothing is split: a bad row is still an error
         judged = observed_fit(observed, labels, pods, shares)
         source = f"observed counts in {observed}"
