@@ -92,7 +92,9 @@ def test_show_json_imports_only_what_it_needs(tmp_path: Path) -> None:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     _, out = modules_after(tmp_path, "-m", "--help")
     listed = {line.split()[0] for line in out.split("Commands:", 1)[1].splitlines() if line.strip()}
-    assert listed == {"show", "trace", "simulate", "graph", "fetch", "verify", "lint", "diff"}
+    assert listed == {
+        "show", "trace", "simulate", "graph", "fetch", "verify", "lint", "diff", "counters", "why"
+    }  # fmt: skip
     assert "Replay each node's rules in the real kernel" in out  # verify's own short help
 
 
@@ -111,15 +113,8 @@ def test_lazy_commands_load_once() -> None:
         assert command is getattr(importlib.import_module(module), attr)
         assert command.name == name and main.get_command(ctx, name) is command
     assert main.list_commands(ctx) == [
-        "diff",
-        "fetch",
-        "graph",
-        "lint",
-        "show",
-        "simulate",
-        "trace",
-        "verify",
-    ]
+        "counters", "diff", "fetch", "graph", "lint", "show", "simulate", "trace", "verify", "why",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))

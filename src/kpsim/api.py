@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from kpsim.diff import DiffReport
+    from kpsim.explain.counters import CountersReport
+    from kpsim.explain.simfit import ObservedFit
+    from kpsim.explain.why import WhyReport
     from kpsim.fetch.aws import AwsClients
     from kpsim.fetch.local import LocalTarget
     from kpsim.fetch.model import FetchReport, FetchRequest, ProgressEvent
@@ -316,3 +319,61 @@ def diff_nodes(loaded: Loaded) -> DiffReport:
     states = [node_state(n.name, n.primary) for n in loaded.nodes]
     label = loaded.fixture_set.label
     return DiffReport("nodes", label, label, tuple(disagreements(states)), inputs=tuple(states))
+
+
+# ---------------------------------------------------------------- explain (#19)
+
+
+def counters(
+    loaded: Loaded,
+    later: Loaded | None = None,
+    *,
+    port: int | None = None,
+    service: str | None = None,
+) -> list[CountersReport]:
+    """Rule counters against the rules' shares, per node; with ``later`` (a second
+    capture of the same node), the counters' difference later − earlier."""
+    from kpsim.errors import UsageError
+    from kpsim.explain.counters import CountersReport, count
+
+    if later is None:  # a node without the service says so; none with it is an error
+        reports, missing = [], []
+        for n in loaded.nodes:
+            try:
+                reports.append(count([n.primary], n.name, port=port, service=service))
+            except UsageError as exc:
+                missing.append(exc)
+                reports.append(CountersReport(n.name, (n.primary.path,), True, (), (str(exc),)))
+        if len(missing) == len(reports):
+            raise missing[0]
+        return reports
+    if len(loaded.nodes) != 1 or len(later.nodes) != 1:
+        raise UsageError("two captures to subtract must each be one node's capture (a file)")
+    a, b = loaded.nodes[0], later.nodes[0]
+    return [count([a.primary, b.primary], b.name, port=port, service=service)]
+
+
+def why(
+    loaded: Loaded,
+    rng: np.random.Generator,
+    *,
+    port: int | None = None,
+    service: str | None = None,
+    observed: str | None = None,
+    n: int = 1_000,
+    connections: int = 4,
+    requests: int = 1_000,
+) -> WhyReport:
+    """What explains uneven load on one service, ranked, judged against the captures."""
+    from kpsim.explain.why import why as run
+
+    nodes = [(x.name, x.primary) for x in loaded.nodes]
+    return run(nodes, rng, port=port, service=service, observed=observed, n=n,
+               connections=connections, requests=requests)  # fmt: skip
+
+
+def observed(report: SimReport, path: str) -> ObservedFit:
+    """A user's per-pod counts (CSV or JSON) against a simulated service's exact shares."""
+    from kpsim.explain.simfit import simulated_fit
+
+    return simulated_fit(report, path)

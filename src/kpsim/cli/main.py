@@ -39,12 +39,14 @@ if TYPE_CHECKING:
 #: Commands defined in their own modules, imported only when run or when the help lists
 #: them (``kpsim --help`` is not a hot path; ``kpsim show`` is).
 LAZY_COMMANDS: Mapping[str, str] = {
+    "counters": "kpsim.cli.counters:counters_command",
     "diff": "kpsim.cli.diff:diff_command",
     "fetch": "kpsim.cli.fetch:fetch_command",
     "graph": "kpsim.cli.graph:graph_command",
     "lint": "kpsim.cli.lint:lint_command",
     "simulate": "kpsim.cli.simulate:simulate_command",
     "verify": "kpsim.cli.verify:verify_command",
+    "why": "kpsim.cli.why:why_command",
 }
 
 

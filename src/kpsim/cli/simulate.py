@@ -158,6 +158,11 @@ def _progress(show: bool) -> Iterator[Progress | None]:
     type=click.Path(dir_okay=False),
     help="Also write a chart: FILE.png or FILE.svg.",
 )
+@click.option(
+    "--observed",
+    type=click.Path(dir_okay=False),
+    help="Also judge your own per-pod counts (CSV pod_or_ip,count or JSON) against the shares.",
+)
 @handles_errors
 def simulate_command(
     paths: tuple[str, ...],
@@ -176,6 +181,7 @@ def simulate_command(
     node_ips: tuple[str, ...],
     output: str,
     plot: str | None,
+    observed: str | None = None,
 ) -> None:
     """Send N simulated connections through the rules, drawing random numbers as the
     kernel does, and compare what happens with the exact shares: per endpoint, per entry
@@ -212,9 +218,19 @@ def simulate_command(
         from kpsim.render.sim_plot import simulate_plot
 
         write_plot(plot, simulate_plot(report, suffix))
+    judged = api.observed(report, observed) if observed else None
     if output == "json":
-        click.echo(simulate_json(report, label), nl=False)
+        text = simulate_json(report, label)
+        if judged is not None:
+            from kpsim.render.observed_text import with_observed
+
+            text = with_observed(text, judged)
+        click.echo(text, nl=False)
     else:
         click.echo(simulate_text(report, label, color=color(output)), nl=False)
+        if judged is not None:
+            from kpsim.render.observed_text import observed_text
+
+            click.echo(observed_text(judged), nl=False)
         if plot:
             click.echo(f"chart written to {plot}")

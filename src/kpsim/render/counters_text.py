@@ -1,0 +1,85 @@
+"""``kpsim counters``: per service, observed new connections next to the exact shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kpsim.explain.counters import SCHEMA, CascadeCounts, CountersReport
+from kpsim.render.fit_text import fit_doc, fit_lines
+from kpsim.render.json import dumps
+
+
+def _title(c: CascadeCounts) -> str:
+    fronts = [f"NodePort {p}" for p in c.node_ports] + [f"ClusterIP {a}" for a in c.cluster_ips]
+    return f"{c.service} — {c.chain} ({c.scope}) — {', '.join(fronts) or 'no frontend'}"
+
+
+def counters_text(reports: list[CountersReport]) -> str:
+    out: list[str] = []
+    for r in reports:
+        what = (
+            f"difference {r.paths[1]} − {r.paths[0]}" if r.difference else f"capture {r.paths[0]}"
+        )
+        out.append(f"node {r.node}: {what}")
+        out += [f"note: {n}" for n in r.notes]
+        if not r.has_counters:
+            out.append("")
+            continue
+        for c in r.cascades:
+            out += ["", _title(c)]
+            out += [f"  note: {n}" for n in c.notes]
+            if c.fit is None:
+                out.append("  no counters for these rules: not judged")
+                continue
+            out += fit_lines(c.fit)
+            dnat = ", ".join(
+                f"{e.destination or e.sep_chain} {e.dnat if e.dnat is not None else '?'}"
+                for e in c.endpoints
+            )
+            out.append(f"  DNAT rule counters (all connections to each pod): {dnat}")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _cascade_doc(c: CascadeCounts) -> dict[str, Any]:
+    return {
+        "service": c.service,
+        "chain": c.chain,
+        "scope": c.scope,
+        "node_ports": list(c.node_ports),
+        "cluster_ips": list(c.cluster_ips),
+        "affinity_seconds": c.affinity_seconds,
+        "endpoints": [
+            {
+                "chain": e.sep_chain,
+                "destination": e.destination,
+                "share": round(float(e.share), 6),
+                "share_exact": f"{e.share.numerator}/{e.share.denominator}",
+                "picked": e.picked,
+                "dnat": e.dnat,
+                "location": e.location,
+            }
+            for e in c.endpoints
+        ],
+        "fit": fit_doc(c.fit) if c.fit is not None else None,
+        "notes": list(c.notes),
+    }
+
+
+def counters_json(reports: list[CountersReport]) -> str:
+    return dumps(
+        {
+            "schema": SCHEMA,
+            "nodes": [
+                {
+                    "node": r.node,
+                    "paths": list(r.paths),
+                    "difference": r.difference,
+                    "has_counters": r.has_counters,
+                    "notes": list(r.notes),
+                    "services": [_cascade_doc(c) for c in r.cascades],
+                }
+                for r in reports
+            ],
+        }
+    )
