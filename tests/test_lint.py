@@ -249,3 +249,26 @@ def test_a_nat_only_capture_says_what_it_cannot_see() -> None:
     (only,) = findings(SEED / "ip-10-11-3-14/iptables-nat.txt")
     assert (only.kind, only.severity.value) == ("partial-capture", "info")
     assert "filter table is not captured" in only.message
+
+
+def test_nodeport_addresses_against_the_node_ip() -> None:
+    """kube-proxy's own nodePortAddresses dump: NodePorts only on 192.168.0.2. Unknown node
+    address → an info naming the limit; a node address outside it → a warning; inside → none."""
+    from click.testing import CliRunner
+
+    from kpsim.cli.main import main
+
+    dump = str(REPO / "tests/data/kube-proxy/only-local-node-ports.txt")
+
+    def kp011(*extra: str) -> list[dict[str, object]]:
+        done = CliRunner().invoke(main, ["lint", dump, "-o", "json", "--fail-on", "never", *extra])
+        assert done.exit_code == 0, done.output
+        return [f for f in json.loads(done.output)["findings"] if f["code"] == "KP011"]
+
+    (info,) = kp011()
+    assert info["severity"] == "info" and info["location"].endswith(":24")
+    (warn,) = kp011("--node-ip", "10.0.0.9", "--node-ip", "192.168.0.2")
+    assert warn["severity"] == "warning" and "10.0.0.9" in warn["message"]
+    assert kp011("--node-ip", "192.168.0.2") == []
+    bad = CliRunner().invoke(main, ["lint", dump, "--node-ip", "nope"])
+    assert bad.exit_code == 2 and "--node-ip" in bad.output

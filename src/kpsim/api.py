@@ -278,13 +278,17 @@ def _raw_text(chosen: LoadedNode, rs: Ruleset) -> str | None:
         return None
 
 
-def lint(loaded: Loaded, wanted: str | None = None) -> LintReport:
+def lint(loaded: Loaded, wanted: str | None = None, node_ips: Sequence[str] = ()) -> LintReport:
     """Findings over every loaded capture (or one node's, ``wanted``): black holes,
-    services without endpoints, uneven cascades, dead and stale rules, partial captures."""
+    services without endpoints, uneven cascades, dead and stale rules, partial captures,
+    NodePorts that do not answer on the node's addresses (``node_ips`` add to metadata)."""
     from kpsim.lint import LintInput, lint_nodes
 
     nodes = loaded.nodes if wanted is None else (node(loaded, wanted),)
-    inputs = [LintInput(n.name, rs, _raw_text(n, rs)) for n in loaded.nodes for rs in n.rulesets]
+    ips = tuple(node_ips)
+    inputs = [
+        LintInput(n.name, rs, _raw_text(n, rs), ips) for n in loaded.nodes for rs in n.rulesets
+    ]
     report = lint_nodes(inputs, f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})")
     if wanted is None:
         return report

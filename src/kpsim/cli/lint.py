@@ -13,7 +13,7 @@ import sys
 import click
 
 from kpsim import api
-from kpsim.cli.common import handles_errors, input_options, keep_until_exit
+from kpsim.cli.common import handles_errors, input_options, ip_option, keep_until_exit
 from kpsim.errors import ExitCode
 from kpsim.lint import Severity, at_or_above
 from kpsim.model import Format
@@ -24,6 +24,11 @@ from kpsim.render.lint_text import lint_text
 @click.command("lint")
 @input_options
 @click.option("--node", help="Lint only this node (name or short name; default: all).")
+@click.option(
+    "--node-ip", "node_ips", multiple=True,
+    help="A local address of the node (repeatable; adds to the capture's metadata): "
+    "NodePorts limited by nodePortAddresses are checked against it.",
+)  # fmt: skip
 @click.option(
     "-o",
     "--output",
@@ -43,6 +48,7 @@ def lint_command(
     fmt: str | None,
     strict: bool,
     node: str | None,
+    node_ips: tuple[str, ...],
     output: str,
     fail_on: str,
 ) -> None:
@@ -58,7 +64,8 @@ def lint_command(
         all_files=False,
     )
     keep_until_exit(loaded)
-    report = api.lint(loaded, node)
+    ips = tuple(ip_option(i, "--node-ip") for i in node_ips)
+    report = api.lint(loaded, node, ips)
     click.echo(lint_json(report) if output == "json" else lint_text(report), nl=False)
     if fail_on != "never" and at_or_above(report.findings, Severity(fail_on)):
         sys.exit(int(ExitCode.FAILURE))

@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "duplicate-endpoint": "KP008",
     "legacy-and-nft": "KP009",
     "partial-capture": "KP010",
+    "nodeport-addresses": "KP011",
 }
 
 

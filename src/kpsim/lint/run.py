@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kpsim.kube.services import Service, services
+from kpsim.lint import addresses
 from kpsim.lint import rules as rule_checks
 from kpsim.lint import services as svc_checks
 from kpsim.lint.findings import Finding
@@ -24,6 +25,7 @@ class LintInput:
     node: str
     ruleset: Ruleset
     text: str | None = None
+    node_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ def _one(x: LintInput, svcs: tuple[Service, ...]) -> list[Finding]:
     out += rule_checks.unreferenced(node, rs)
     out += rule_checks.both_backends(node, rs.path, x.text)
     out += rule_checks.capture_gaps(node, rs)
+    out += addresses.nodeport_addresses(node, rs, x.node_ips)
     return out
 
 
