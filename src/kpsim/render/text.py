@@ -77,7 +77,9 @@ def _service_row(s: Service) -> tuple[str, ...]:
     notes = []
     if s.affinity_seconds is not None:
         notes.append(f"affinity {s.affinity_seconds}s")
-    if s.traffic_policy_local:
+    if s.traffic_policy_local and not s.local_endpoints:
+        notes.append("policy Local, no local pod: outside clients DROPPED here")
+    elif s.traffic_policy_local:
         notes.append(f"policy Local ({len(s.local_endpoints)} local)")
     if s.no_endpoints:
         notes.append("NO ENDPOINTS")

@@ -290,13 +290,18 @@ def _verdict_lines(report: TraceReport) -> list[str]:
     s = report.summary
     many = len(report.nodes) > 1
     lines = []
-    if any(r.verdict == "DNAT" for r in s.rows):
+    blocked = _blocked(report)
+    drawn = any(0 < v < 1 for r in s.rows if r.verdict == "DNAT" for v in r.by_node.values())
+    if any(r.verdict == "DNAT" for r in s.rows) and not drawn:
+        lines.append("no random draw: on each node every connection ends the one way shown")
+    elif drawn:
         lines.append(
             "on each node the rules pick among the endpoints with the exact shares above "
-            "(kernel integers over 2^31); unevenness over a few requests is chance — "
-            "`kpsim simulate` shows how much"
+            "(kernel integers over 2^31); which endpoint a connection gets is a random draw "
+            "— `kpsim simulate` shows how far counts wander"
+            + ("; the DROP/REJECT lines below are rules, not chance" if blocked else "")
         )
-    lines.extend(_blocked(report))
+    lines.extend(blocked)
     if s.cross_node is not None and len(report.nodes) > 1:
         if s.cross_node:
             lines.append(
@@ -310,11 +315,28 @@ def _verdict_lines(report: TraceReport) -> list[str]:
             f"whether the client IP is masqueraded is unknown for {pct(s.masquerade_unknown)} "
             "of connections: nat POSTROUTING is not in the capture"
         )
-    delivered = any(r.verdict in ("DNAT", "ACCEPT", "LOCAL") and r.overall for r in s.rows)
-    if s.masquerade or (delivered and not s.masquerade_unknown):
-        lines.append(f"client IP masqueraded for {pct(s.masquerade)} of connections")
-    lines += [f"via {short(t.node)}: {r}" if many else r for t in report.nodes for r in t.remarks]
+    lines.extend(_client_ip_line(report))
+    lines += [f"via {t.node}: {r}" if many else r for t in report.nodes for r in t.remarks]
     return lines
+
+
+def _client_ip_line(report: TraceReport) -> list[str]:
+    """Masqueraded / kept, only for delivered connections and only where POSTROUTING
+    decided it (known); what is dropped or unknown is said elsewhere."""
+    s = report.summary
+    delivered = sum(
+        (r.overall for r in s.rows if r.verdict in ("DNAT", "ACCEPT", "LOCAL")), Fraction(0)
+    )
+    known = delivered - s.masquerade_unknown
+    if not delivered or known <= 0:
+        return []
+    kept = known - s.masquerade
+    parts = [
+        f"{what} for {pct(x)}" for what, x in (("masqueraded", s.masquerade), ("kept", kept)) if x
+    ]
+    rest = 1 - delivered
+    tail = f" ({pct(rest)} are not delivered)" if rest > 0 else ""
+    return [f"client IP {' and '.join(parts)} of connections{tail}"]
 
 
 def trace_text(

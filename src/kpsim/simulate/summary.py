@@ -147,11 +147,17 @@ def summarise(
         ]
     else:  # entry node and cascade are both random: the weighted exact shares
         exp_counts = [float(e * n) for e in expected]
-    chi = stats.chi2_p(seen, exp_counts)
     cross, exp_cross, by_entry = _cross(c, names, weights, pods, counts)
     dnat = [i for i in order if rows[i].verdict == "DNAT"]
+    # χ² on the sampled endpoints only: a DROP/REJECT cell is the rules' doing on its
+    # node, not a draw, and would lend the test counts no random pick produced.
+    drawn = [i for i in dnat if exp_counts[i] > 0]
+    chi = stats.chi2_p([seen[i] for i in dnat], [exp_counts[i] for i in dnat])
+    chi = chi if len(drawn) > 1 else None
     labels = [_who(rows[i]) for i in dnat]
     unit = "fresh picks" if any(p.stateful for p in c.plans) else "connections"
+    if any(rows[i].count for i in order if rows[i].verdict != "DNAT"):
+        unit += " that reached an endpoint"
     verdict = stats.explain(
         labels, [expected[i] for i in dnat], [seen[i] for i in dnat], chi2=chi, unit=unit
     )
@@ -191,11 +197,12 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
                 what = {
                     "ACCEPT": "get no DNAT (no endpoint chosen)",
                     "LOCAL": "are delivered to the node itself",
-                }.get(verdict, verdict)
-                out.append(
-                    f"via {_short(e.node)}: {k} of {e.connections} connections "
-                    f"{what if verdict in ('ACCEPT', 'LOCAL') else verdict}"
-                )
+                }.get(verdict, "end UNKNOWN")
+                share = dict(e.expected).get(label, Fraction(0))
+                if verdict in ("DROP", "REJECT"):  # rules, not chance
+                    out.append(_by_rule(e, verdict, k, share))
+                    continue
+                out.append(f"via {e.node}: {k} of {e.connections} connections {what}")
     if s.cross_node is not None and s.endpoints:
         out.append(
             f"{s.cross_node / n:.1%} of connections are served by a pod on another node "
@@ -227,7 +234,7 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
         )
         if a.example is not None:
             ip, where = a.example
-            via = ", ".join(f"{d} via {_short(nd)}" for nd, d in where)
+            via = ", ".join(f"{d} via {nd}" for nd, d in where)
             out.append(
                 f"affinity is per node: {a.split_clients} of {a.clients} clients reached "
                 f"different pods through different nodes (e.g. {ip}: {via})"
@@ -235,12 +242,18 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _by_rule(e: EntryStat, verdict: str, k: int, share: Fraction) -> str:
+    """A DROP/REJECT is the rules' decision: every connection there, or an exact share."""
+    if share == 1:
+        return f"via {e.node}: the rules {verdict} every connection ({k} of {e.connections})"
+    return (
+        f"via {e.node}: {k} of {e.connections} connections {verdict}, by rule for an exact "
+        f"{float(share):.2%} of them"
+    )
+
+
 def _who(o: OutcomeStat) -> str:
     return o.pod.name if o.pod is not None else o.destination
-
-
-def _short(node: str) -> str:
-    return node.split(".")[0]
 
 
 def _cross(
