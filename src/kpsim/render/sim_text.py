@@ -8,6 +8,7 @@ share marked on it, the 95% interval, and the verdict in words.
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 
 from rich import box
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
+from kpsim.render.width import Column, fitted_table, hidden_note, short_node
 from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
 BAR = 24
@@ -41,14 +43,13 @@ def bar(share: float, exact: float, width: int = BAR) -> Text:
     return text
 
 
-def _short(node: str) -> str:
-    return node.split(".")[0]
+_short = short_node
 
 
 def _who(o: OutcomeStat) -> str:
     if o.pod is None:
         return "-"
-    return f"{o.pod.name} @ {_short(o.pod.node).removeprefix('ip-')}"
+    return f"{o.pod.name} @ {_short(o.pod.node)}"
 
 
 def _pct(x: float) -> str:
@@ -107,34 +108,57 @@ def _service(console: Console, s: ServiceSim) -> None:
     console.print()
 
 
-def _summary(console: Console, report: SimReport) -> None:
-    t = Table(box=box.SIMPLE_HEAD, title="every NodePort service", title_justify="left")
-    for col in (
-        "service",
-        "port",
-        "endpoints: observed / exact",
-        "χ² p",
-        "other node",
-        "dropped",
-        "rejected",
-        "verdict",
-    ):
-        t.add_column(col)
+def _shares(s: ServiceSim) -> str:
+    """The exact shares: ``3 × 33.33%`` when equal (to the kernel's 2^-31 steps)."""
+    exact = [o.expected for o in s.endpoints]
+    if not exact:
+        return "-"
+    if max(exact) - min(exact) <= Fraction(len(exact), 2**31):
+        return f"{len(exact)} × {_pct(float(exact[0]))}"
+    return " ".join(_pct(float(x)) for x in exact)
+
+
+def _summary(console: Console, report: SimReport, remarks: bool) -> None:
+    """A row per service (counts, exact shares, what else happened, verdict), then the
+    verdicts that need words; within-range chance is one line for all."""
+    columns = (
+        Column("service"), Column("port"), Column("counts per endpoint"),
+        Column("exact shares"), Column("other outcomes", 1), Column("χ² p", 3, "right"),
+        Column("verdict", 2),
+    )  # fmt: skip
+    rows = []
     for s in report.services:
-        eps = "  ".join(f"{o.share * 100:.1f}/{float(o.expected) * 100:.1f}" for o in s.endpoints)
-        cross = "?" if s.cross_node is None else _pct(s.cross_node / (s.n or 1))
-        t.add_row(
-            s.target.service, str(s.target.port), eps or "-",
-            "-" if s.chi2_p is None else f"{s.chi2_p:.3g}", cross,
-            str(sum(o.count for o in s.outcomes if o.verdict == "DROP")),
-            str(sum(o.count for o in s.outcomes if o.verdict == "REJECT")),
-            s.verdict.kind,
-        )  # fmt: skip
-    console.print(t)
+        others = ", ".join(
+            f"{o.verdict} {o.count}" for o in s.outcomes if o.verdict != "DNAT" and o.count
+        )
+        rows.append((
+            s.target.service, str(s.target.port),
+            " ".join(str(o.count) for o in s.endpoints) or "-", _shares(s), others or "-",
+            "-" if s.chi2_p is None else f"{s.chi2_p:.2g}", s.verdict.kind,
+        ))  # fmt: skip
+    table, dropped = fitted_table(
+        console, columns, rows, box=box.SIMPLE_HEAD, title="every NodePort service",
+        title_justify="left", show_edge=False,
+    )  # fmt: skip
+    console.print(table)
+    if dropped:
+        console.print(Text(hidden_note(dropped), style="dim"))
+    calm = [s for s in report.services if not remarks and "is within that" in s.verdict.text]
+    if calm:
+        ports = ", ".join(str(s.target.port) for s in calm)
+        console.print(
+            f"• {ports}: every count within the 95% range of its exact share — "
+            "the unevenness is chance"
+        )
     for s in report.services:
-        console.print(Text(f"{s.target.service}: ", style="bold").append(s.verdict.text))
-        for r in s.remarks:
-            console.print(f"    • {r}")
+        if s in calm:
+            pass
+        else:
+            console.print(f"• {s.target.port}: {s.verdict.text}")
+        for r in s.remarks:  # rules, not chance: a drop or reject stays on the first screen
+            if remarks or " the rules DROP " in r or " the rules REJECT " in r or ", by rule " in r:
+                r = r.removeprefix("via ")
+                console.print(f"    {s.target.port} via {r}")
 
 
 def simulate_text(
@@ -163,5 +187,6 @@ def simulate_text(
         for s in report.services:
             _service(console, s)
     else:
-        _summary(console, report)
+        _summary(console, report, remarks=bool(detail))
+        console.print(Text("(each service in full: -v; one: --port N)", style="dim"))
     return buf.getvalue()

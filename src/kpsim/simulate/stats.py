@@ -186,7 +186,7 @@ def explain(
     if n == 0 or total == 0:
         return Verdict(
             "empty",
-            "no connection reached an endpoint (every one ended another way: see the outcomes)",
+            "no connection reached an endpoint (see the other outcomes)",
         )
     q = [p / total for p in probs]
     live = [(lab, p, c) for lab, p, c in zip(labels, q, counts, strict=True) if p > 0]

@@ -190,7 +190,10 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
     """What else the counts say, one sentence each: drops, other nodes, client IPs, affinity."""
     out = []
     n = s.n or 1
-    for e in s.by_entry:
+    every = _everywhere(s)
+    if every is not None:
+        out.append(f"via every entry node: the rules {every} every connection ({s.n} of {s.n})")
+    for e in s.by_entry if every is None else ():
         for label, k in e.counts:
             verdict = label.split(" ")[0]
             if verdict in ("DROP", "REJECT", "UNKNOWN", "ACCEPT", "LOCAL"):
@@ -202,7 +205,7 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
                 if verdict in ("DROP", "REJECT"):  # rules, not chance
                     out.append(_by_rule(e, verdict, k, share))
                     continue
-                out.append(f"via {e.node}: {k} of {e.connections} connections {what}")
+                out.append(f"via {_short(e.node)}: {k} of {e.connections} connections {what}")
     if s.cross_node is not None and s.endpoints:
         out.append(
             f"{s.cross_node / n:.1%} of connections are served by a pod on another node "
@@ -234,7 +237,7 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
         )
         if a.example is not None:
             ip, where = a.example
-            via = ", ".join(f"{d} via {nd}" for nd, d in where)
+            via = ", ".join(f"{d} via {_short(nd)}" for nd, d in where)
             out.append(
                 f"affinity is per node: {a.split_clients} of {a.clients} clients reached "
                 f"different pods through different nodes (e.g. {ip}: {via})"
@@ -242,12 +245,28 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _everywhere(s: ServiceSim) -> str | None:
+    """DROP or REJECT, when the rules do that to every connection on every entry node."""
+    kinds = {label.split(" ")[0] for e in s.by_entry for label, share in e.expected if share}
+    if len(kinds) == 1 and (kind := kinds.pop()) in ("DROP", "REJECT") and len(s.by_entry) > 1:
+        return kind
+    return None
+
+
+def _short(node: str) -> str:
+    """As render.width.short_node: the name ``--entry`` takes, without the domain."""
+    first = node.split(".", 1)[0]
+    return node if first.isdigit() or ":" in node else first
+
+
 def _by_rule(e: EntryStat, verdict: str, k: int, share: Fraction) -> str:
     """A DROP/REJECT is the rules' decision: every connection there, or an exact share."""
     if share == 1:
-        return f"via {e.node}: the rules {verdict} every connection ({k} of {e.connections})"
+        return (
+            f"via {_short(e.node)}: the rules {verdict} every connection ({k} of {e.connections})"
+        )
     return (
-        f"via {e.node}: {k} of {e.connections} connections {verdict}, by rule for an exact "
+        f"via {_short(e.node)}: {k} of {e.connections} connections {verdict}, by rule for an exact "
         f"{float(share):.2%} of them"
     )
 
