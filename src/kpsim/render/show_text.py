@@ -20,7 +20,7 @@ from rich.text import Text
 from kpsim.kube.services import Service
 from kpsim.kube.show import InputSummary, ShowReport
 from kpsim.render.capture import capture_text
-from kpsim.render.width import Column, ellipsize, fitted_table, hidden_note
+from kpsim.render.width import Column, ellipsize, fitted_table, hidden_note, short_node
 
 COLUMNS = (
     Column("service"),
@@ -78,7 +78,7 @@ def _notes(m: _Merged, many: bool) -> str:
     if s.affinity_seconds is not None:
         notes.append(f"affinity {s.affinity_seconds}s")
     if m.dropped_on:
-        where = ", ".join(m.dropped_on) if many else "this node"
+        where = ", ".join(map(short_node, m.dropped_on)) if many else "this node"
         notes.append(f"policy Local: outside clients DROPPED on {where} (no local pod)")
     elif m.local_on:
         notes.append("policy Local")

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
-from kpsim.render.width import Column, fitted_table, hidden_note, short_node
+from kpsim.render.width import Column, fitted_table, hidden_note, short_node, trimmed
 from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
 BAR = 24
@@ -189,4 +189,4 @@ def simulate_text(
     else:
         _summary(console, report, remarks=bool(detail))
         console.print(Text("(each service in full: -v; one: --port N)", style="dim"))
-    return buf.getvalue()
+    return trimmed(buf.getvalue())

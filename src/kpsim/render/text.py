@@ -15,7 +15,7 @@ from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 from kpsim.model import Diagnostic
 from kpsim.render import plain_table
 from kpsim.render.capture import capture_text
-from kpsim.render.width import Column, detect, ellipsize, fitted_table, hidden_note
+from kpsim.render.width import Column, detect, ellipsize, fitted_table, hidden_note, trimmed
 
 
 def make_console(buf: io.StringIO, color: bool, width: int | None = None) -> Console:
@@ -216,11 +216,11 @@ def show_text(
         from kpsim.render.show_text import overview
 
         overview(console, report)
-        return buf.getvalue()
+        return trimmed(buf.getvalue())
     console.print(f"fixture set: {report.fixture_set} ({report.origin})")
     console.print()
     for i in report.inputs:
         _input(console, buf, i)
         if chains:
             _table(console, buf, "chains", CHAIN_COLUMNS, _chain_columns(i.chains))
-    return buf.getvalue()
+    return trimmed(buf.getvalue())

@@ -33,7 +33,7 @@ from kpsim.render.capture import capture_lines, client_ip
 from kpsim.render.fractions import exact, pct
 from kpsim.render.text import make_console
 from kpsim.render.trace_verdict import verdict_lines
-from kpsim.render.width import Column, ellipsize, fitted_table, hidden_note, short_node
+from kpsim.render.width import Column, ellipsize, fitted_table, hidden_note, short_node, trimmed
 
 _UNSEEN = " (nat POSTROUTING not captured)"
 
@@ -330,7 +330,7 @@ def trace_text(
     if tree is None and not details:
         hint = "(the rules on the path: -v; every node's: --tree; one node: --node NAME)"
         console.print(Text(hint, style="dim"))
-    return buf.getvalue()
+    return trimmed(buf.getvalue())
 
 
 def _print_table(console: Console, fitted: tuple[Table, tuple[str, ...]]) -> None:

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
+from kpsim.render.width import trimmed
 from kpsim.verify.run import AffinityCheck, CounterRow, NodeVerdict, VerifyReport
 
 
@@ -209,4 +210,4 @@ def verify_text(
         width = max(len(ns) for ns, _, _ in report.kept) + len("ip netns del ")
         for ns, node, role in report.kept:
             console.print(f"  {'ip netns del ' + ns:<{width}}  # {_short(node)} {role}")
-    return buf.getvalue()
+    return trimmed(buf.getvalue())

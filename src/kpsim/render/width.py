@@ -50,6 +50,12 @@ def ellipsize(text: str, width: int) -> str:
     return set_cell_size(text, width - 1) + "…"
 
 
+def trimmed(text: str) -> str:
+    """Text without the blanks rich pads lines with (invisible, but they break pasting
+    and diffs)."""
+    return "\n".join(line.rstrip(" ") for line in text.split("\n"))
+
+
 def fit_lines(text: str, width: int) -> str:
     """Every line of ``text`` cut to ``width`` cells (for text written around rich)."""
     return "\n".join(ellipsize(line, width) for line in text.split("\n"))
