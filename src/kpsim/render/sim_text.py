@@ -56,18 +56,15 @@ def _pct(x: float) -> str:
     return f"{x * 100:.2f}%"
 
 
-def _outcomes_table(s: ServiceSim) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    for col, just in (
-        ("destination", "left"), ("pod @ node", "left"), ("count", "right"),
-        ("observed", "right"), ("exact", "right"), ("95% interval", "right"),
-        ("observed █ vs exact │", "left"),
-    ):  # fmt: skip
-        t.add_column(col, justify=just, no_wrap=col != "pod @ node")  # type: ignore[arg-type]
-    for o in s.outcomes:
-        dest = o.destination if o.verdict == "DNAT" else f"{o.verdict} {o.destination}"
-        t.add_row(
-            dest,
+def _outcomes_table(console: Console, s: ServiceSim) -> tuple[Table, tuple[str, ...]]:
+    columns = (
+        Column("destination"), Column("pod @ node", 4), Column("count", 0, "right"),
+        Column("observed", 0, "right"), Column("exact", 0, "right"),
+        Column("95% interval", 2, "right"), Column("observed █ vs exact │", 3),
+    )  # fmt: skip
+    rows = [
+        (
+            o.destination if o.verdict == "DNAT" else f"{o.verdict} {o.destination}",
             _who(o),
             str(o.count),
             _pct(o.share),
@@ -75,7 +72,9 @@ def _outcomes_table(s: ServiceSim) -> Table:
             f"[{o.ci95[0] * 100:.1f}, {o.ci95[1] * 100:.1f}]",
             bar(o.share, float(o.expected)),
         )
-    return t
+        for o in s.outcomes
+    ]
+    return fitted_table(console, columns, rows, box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _entry_table(s: ServiceSim) -> Table:
@@ -95,11 +94,14 @@ def _entry_table(s: ServiceSim) -> Table:
 def _service(console: Console, s: ServiceSim) -> None:
     where = f"{s.target.dest}:{s.target.port}" if s.target.dest else f"NodePort {s.target.port}"
     console.rule(Text(f"{s.target.service} — {where} — {s.n} connections", style="bold"))
-    console.print(_outcomes_table(s))
+    table, dropped = _outcomes_table(console, s)
+    console.print(table)
+    if dropped:
+        console.print(Text(hidden_note(dropped), style="dim"))
     console.print(_entry_table(s))
     chi = "-" if s.chi2_p is None else f"{s.chi2_p:.3g}"
     tested = f" over {s.tested} fresh picks" if s.tested != s.n else ""
-    console.print(f"χ² goodness of fit against the exact shares{tested}: p = {chi}")
+    console.print(f"χ² goodness of fit, endpoint counts vs exact shares{tested}: p = {chi}")
     console.print(Text("verdict: ", style="bold").append(s.verdict.text))
     for r in s.remarks:
         console.print(f"• {r}")

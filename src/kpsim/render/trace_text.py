@@ -158,7 +158,10 @@ def _render(parent: Tree, node: _Trie, room: int) -> None:
         node = next(iter(node.children.values()))
         assert node.step is not None
         parent.add(_step_label(node.step, room))
-    for child in node.children.values():
+    forks = list(node.children.values())
+    if len({(c.step.table, c.step.chain) for c in forks if c.step is not None}) == 1:
+        forks.sort(key=lambda c: c.step.number if c.step is not None else 0)  # chain order
+    for child in forks:
         assert child.step is not None
         _render(parent.add(_step_label(child.step, room)), child, room - 4)
     for outcome, after in node.leaves:
