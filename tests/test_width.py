@@ -14,6 +14,7 @@ from rich.cells import cell_len
 from _paths import CORPUS, needs_corpus
 from kpsim.cli.main import main
 from kpsim.render.width import DEFAULT, detect, ellipsize, short_node
+from kpsim.verify import netns
 
 REPO = Path(__file__).resolve().parents[1]
 DUMPS = [
@@ -115,3 +116,14 @@ def test_helpers() -> None:
     assert cell_len(ellipsize("日本語のテキスト", 7)) <= 7
     assert short_node("ip-10-11-3-14.ap-northeast-2.compute.internal") == "ip-10-11-3-14"
     assert short_node("10.0.0.7") == "10.0.0.7"  # an address is not cut at its first dot
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(not netns.available(), reason="needs root plus ip/iptables tools")
+@pytest.mark.parametrize("width", [80, 120])
+def test_verify_fits(width: int) -> None:
+    """verify's report (real connections in throw-away namespaces) fits the width too;
+    exit 1 would be a disagreement, which test_verify.py judges — here only the layout."""
+    out = run(["verify", "--port", "30080", "-n", "30"], width)
+    assert "AGREE" in out or "DISAGREE" in out
+    assert too_long(out, width) == []
