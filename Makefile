@@ -8,6 +8,7 @@ APT_PKGS := iptables iproute2 graphviz
 test: deps
 	$(PYTHON) -m pytest -q
 
+# deps installs kpsim editable on purpose (and says so): the tests run on this checkout.
 deps:
 	@missing=""; \
 	command -v iptables-restore >/dev/null || missing="$$missing iptables"; \
@@ -18,6 +19,7 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
 	  else echo "missing:$$missing (apt-get install$$missing as root; kernel tests will skip)"; fi; \
 	fi
+	@echo "make deps: pip install -e '.[dev]' into $$($(PYTHON) -c 'import sys; print(sys.prefix)') (editable: kpsim now runs this checkout)"
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
 lint: deps

@@ -24,6 +24,7 @@ SEED = "fixtures/iptables/eks-nodeport-workshop"
 def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("KPSIM_FIXTURES", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)  # not a terminal: 80 columns (docs)
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -43,9 +44,11 @@ def golden(name: str, text: str) -> None:
     ("name", "args"),
     [
         ("show-seed.json", ["show", SEED, "-o", "json"]),
-        ("show-seed-node.txt", ["show", f"{SEED}/ip-10-11-28-53"]),
+        ("show-seed-node.txt", ["show", f"{SEED}/ip-10-11-28-53", "-v"]),
+        ("show-seed.txt", ["show", SEED]),
         ("trace-30080.json", ["trace", "--port", "30080", "-o", "json"]),
         ("trace-30080.txt", ["trace", "--port", "30080"]),
+        ("trace-30080-details.txt", ["trace", "--port", "30080", "-v"]),
         ("trace-30082-local.txt", ["trace", "--port", "30082", "--tree"]),
     ],
 )
@@ -117,6 +120,8 @@ def test_strict_stops_at_the_first_bad_line_with_a_caret(tmp_path: Path) -> None
     assert code == 2
     assert f"{dump}:1:1:" in err and "^" in err
     code, out, _ = run("show", str(dump))
+    assert code == 0 and "1 line(s) skipped or doubted" in out
+    code, out, _ = run("show", "-v", str(dump))
     assert code == 0 and "1 diagnostic" in out
 
 

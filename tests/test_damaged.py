@@ -346,7 +346,7 @@ def test_postrouting_removed_cli() -> None:
     assert doc["summary"]["masquerade_share"] == 0
     assert doc["summary"]["masquerade_unknown_share"] == 1
     assert all(e["masquerade"] is None for e in doc["summary"]["endpoints"])
-    code, out, err = run("trace", str(path), "--port", "30080")
+    code, out, err = run("trace", str(path), "--port", "30080", "-v")
     assert code == 0, err
     text = words(out)
     assert "client IP kept" not in text and "MASQUERADED" not in text

@@ -481,7 +481,7 @@ def test_show_on_a_50_mb_single_line_is_quick(tmp_path: Path) -> None:
     path.write_text("-A KUBE-SERVICES -m comment --comment x" + " y" * (25 << 20))
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "kpsim", "show", str(path)],
+        [sys.executable, "-m", "kpsim", "show", "-v", str(path)],
         capture_output=True,
         timeout=60,
         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
@@ -500,7 +500,7 @@ def test_show_text_keeps_names_short_and_carets_under_their_column() -> None:
     name = "t" * (1 << 20)
     text = f"*{name}\n-A {name} -j ACCEPT\n-A X -p tcp --dport " + "7" * 300 + "\nCOMMIT\n"
     report = fuzz_show(parse_captures(text, "f.txt"))
-    lines = show_text(report).splitlines()
+    lines = show_text(report, details=True, width=2 * EXCERPT).splitlines()
     assert max(map(len, lines)) <= 2 * EXCERPT
     at = next(i for i, line in enumerate(lines) if "bad port" in line)
     excerpt_line, caret_line = lines[at + 1], lines[at + 2]

@@ -64,12 +64,17 @@ def _plain(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+#: Wide enough for every column: these tests are about completeness and alignment
+#: (test_width.py checks that output fits 80 and 120 columns).
+WIDE = 400
+
+
 def _share(p: Fraction) -> str:
     return f"{p.numerator * 100 / p.denominator:.2f}%"
 
 
 def test_big_services_table_is_plain_aligned_and_complete(big: InputSummary) -> None:
-    text = show_text(_report(big))
+    text = show_text(_report(big), details=True, width=WIDE)
     assert "┃" not in text and "│" not in text  # no rich box
     header, rows = _plain(text, "service ")
     assert header == ["service", "proto", "cluster IP", "NodePort", "endpoints", "shares", "notes"]
@@ -96,7 +101,7 @@ def test_big_services_table_is_plain_aligned_and_complete(big: InputSummary) -> 
 
 
 def test_big_services_table_has_a_summary_line(big: InputSummary) -> None:
-    text = show_text(_report(big))
+    text = show_text(_report(big), details=True, width=WIDE)
     n = len(big.services)
     none = sum(1 for s in big.services if not s.endpoints)
     endpoints = sum(len(s.endpoints) for s in big.services)
@@ -111,15 +116,18 @@ def test_big_services_table_has_a_summary_line(big: InputSummary) -> None:
 
 
 def test_threshold_keeps_rich_tables_for_small_inputs(big: InputSummary) -> None:
-    at = show_text(_report(replace(big, services=big.services[:RICH_MAX_ROWS])))
+    small = _report(replace(big, services=big.services[:RICH_MAX_ROWS]))
+    at = show_text(small, details=True, width=WIDE)
     assert "┏" in at and "kube-proxy services:" not in at
-    above = show_text(_report(replace(big, services=big.services[: RICH_MAX_ROWS + 1])))
+    above = show_text(
+        _report(replace(big, services=big.services[: RICH_MAX_ROWS + 1])), details=True, width=WIDE
+    )
     assert "┏" not in above and "kube-proxy services: " in above
 
 
 def test_big_chains_table_lists_every_chain(big: InputSummary) -> None:
     assert len(big.chains) > RICH_MAX_ROWS
-    text = show_text(_report(big), chains=True)
+    text = show_text(_report(big), chains=True, width=WIDE)
     assert f"\nchains: {len(big.chains)}\n" in text
     header, rows = _plain(text, "table ")
     assert header == ["table", "chain", "policy", "rules", "references"]
@@ -130,8 +138,8 @@ def test_big_chains_table_lists_every_chain(big: InputSummary) -> None:
 
 
 def test_color_bolds_only_the_plain_header(big: InputSummary) -> None:
-    plain = show_text(_report(big))
-    colored = show_text(_report(big), color=True)
+    plain = show_text(_report(big), details=True, width=WIDE)
+    colored = show_text(_report(big), color=True, details=True, width=WIDE)
     assert "\x1b" not in plain
     assert "\x1b[1mservice  " in colored
     assert re.sub(r"\x1b\[[0-9;]*m", "", colored) == plain

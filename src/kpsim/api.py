@@ -16,6 +16,7 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,7 @@ class Loaded:
 
 
 def load(
-    paths: Sequence[str] = (),
+    paths: str | Path | Sequence[str | Path] = (),
     *,
     fixtures_dir: str | None = None,
     fmt: Format | None = None,
@@ -87,10 +88,12 @@ def load(
     all_files: bool = True,
     lazy: bool = False,
 ) -> Loaded:
-    """Parse every capture of the chosen nodes (or only their primary files). ``lazy``:
-    build a clean iptables-save's chains when first read (a trace reads a few of them;
-    the answers are the same, ``formats.iptables.lazy``)."""
-    chosen = fixtures.select(paths, fixtures_dir)
+    """Parse every capture of the chosen nodes (or only their primary files). ``paths``:
+    one path (str or Path) or a list of them; none: the fixture set (``fixtures_dir``).
+    ``lazy``: build a clean iptables-save's chains when first read (a trace reads a few
+    of them; the answers are the same, ``formats.iptables.lazy``)."""
+    given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    chosen = fixtures.select([str(p) for p in given], fixtures_dir)
     nodes = []
     with _collector_paused(freeze=True):
         for src in chosen.nodes:
@@ -209,13 +212,27 @@ def graph(
     if traced is None or not traced.outcomes:
         return view
     best = traced.outcomes[0]
-    notes.append(
-        f"highlighted: trace of {traced.result.packet}; most probable: "
-        f"{best.outcome.verdict.value} {best.destination} "
-        f"(p = {fraction_text(best.outcome.probability)})"
-    )
+    # Shares within the kernel's quantisation of the best one are a tie, not a winner:
+    # every tied path gets the top mark (one merged path), none is singled out.
+    quantum = Fraction(len(traced.outcomes), 2**31)
+    top = best.outcome.probability
+    tied = [o for o in traced.outcomes if top - o.outcome.probability <= quantum]
+    rest = [o.outcome.path for o in traced.outcomes if top - o.outcome.probability > quantum]
+    paths = [tuple(step for o in tied for step in o.outcome.path), *rest]
+    if len(tied) > 1:
+        notes.append(
+            f"highlighted: trace of {traced.result.packet}; {len(tied)} outcomes tie at "
+            f"≈ {float(top):.2%} each (equal up to the kernel's 2^-31 steps): all drawn "
+            "as the most probable, none singled out"
+        )
+    else:
+        notes.append(
+            f"highlighted: trace of {traced.result.packet}; most probable: "
+            f"{best.outcome.verdict.value} {best.destination} "
+            f"(p = {fraction_text(best.outcome.probability)})"
+        )
     notes += [n for n in traced.context_notes if n.startswith("no node address")]
-    marked = highlight(view, [o.outcome.path for o in traced.outcomes])
+    marked = highlight(view, paths)
     return replace(marked, notes=tuple(notes), capture=rs.capture)
 
 

@@ -149,6 +149,9 @@ def run() -> None:
 @input_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("--chains", is_flag=True, help="Also list every chain with its counts.")
+@click.option(
+    "-v", "--details", is_flag=True, help="Each capture in full: tables, services, diagnostics."
+)
 @handles_errors
 def show(
     paths: tuple[str, ...],
@@ -157,8 +160,10 @@ def show(
     strict: bool,
     output: str,
     chains: bool,
+    details: bool,
 ) -> None:
-    """Load captures and say what they hold: format, tables, chains, services, diagnostics."""
+    """Load captures and say what they hold: one services table (ports, endpoints, exact
+    shares); -v: format, tables, chains and diagnostics of each capture."""
     loaded = api.load(
         paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict
     )
@@ -173,7 +178,8 @@ def show(
     else:
         from kpsim.render.text import show_text
 
-        click.echo(show_text(report, color=color(output), chains=chains), nl=False)
+        text = show_text(report, color=color(output), chains=chains, details=details)
+        click.echo(text, nl=False)
 
 
 @main.command()
@@ -191,7 +197,8 @@ def show(
     help="What-if: affinity=IP:PORT (the client already sticks to that endpoint), "
     "unknown=stop|no-match|match (how to treat matches kpsim cannot decide).",
 )
-@click.option("--tree/--no-tree", default=None, help="Trees for every node (default: first).")
+@click.option("--tree/--no-tree", default=None, help="Rule trees for every node (or none).")
+@click.option("-v", "--details", is_flag=True, help="The rules on the path (first node's tree).")
 @click.option(
     "-o",
     "--output",
@@ -214,6 +221,7 @@ def trace(
     node: str | None,
     assumptions: tuple[str, ...],
     tree: bool | None,
+    details: bool,
     output: str,
 ) -> None:
     """Follow a connection's first packet through each node's rules: every outcome,
@@ -243,7 +251,8 @@ def trace(
     else:
         from kpsim.render.trace_text import trace_text
 
-        click.echo(trace_text(report, label, color=color(output), tree=tree), nl=False)
+        text = trace_text(report, label, color=color(output), tree=tree, details=details)
+        click.echo(text, nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

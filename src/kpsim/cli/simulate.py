@@ -152,6 +152,7 @@ def _progress(show: bool) -> Iterator[Progress | None]:
 @click.option("--seed", type=int, help="Random seed (default: a fresh one, printed).")
 @click.option("--node-ip", "node_ips", multiple=True, help="Add a local address of the node.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-v", "--details", is_flag=True, help="Each service in full: outcomes, entry nodes.")
 @click.option(
     "--plot",
     "plot",
@@ -180,6 +181,7 @@ def simulate_command(
     seed: int | None,
     node_ips: tuple[str, ...],
     output: str,
+    details: bool,
     plot: str | None,
     observed: str | None = None,
 ) -> None:
@@ -227,7 +229,8 @@ def simulate_command(
             text = with_observed(text, judged)
         click.echo(text, nl=False)
     else:
-        click.echo(simulate_text(report, label, color=color(output)), nl=False)
+        text = simulate_text(report, label, color=color(output), detail=details or None)
+        click.echo(text, nl=False)
         if judged is not None:
             from kpsim.render.observed_text import observed_text
 

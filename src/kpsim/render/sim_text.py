@@ -8,6 +8,7 @@ share marked on it, the 95% interval, and the verdict in words.
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 
 from rich import box
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
+from kpsim.render.width import Column, fitted_table, hidden_note, short_node, trimmed
 from kpsim.simulate.run import OutcomeStat, ServiceSim, SimReport
 
 BAR = 24
@@ -41,32 +43,28 @@ def bar(share: float, exact: float, width: int = BAR) -> Text:
     return text
 
 
-def _short(node: str) -> str:
-    return node.split(".")[0]
+_short = short_node
 
 
 def _who(o: OutcomeStat) -> str:
     if o.pod is None:
         return "-"
-    return f"{o.pod.name} @ {_short(o.pod.node).removeprefix('ip-')}"
+    return f"{o.pod.name} @ {_short(o.pod.node)}"
 
 
 def _pct(x: float) -> str:
     return f"{x * 100:.2f}%"
 
 
-def _outcomes_table(s: ServiceSim) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    for col, just in (
-        ("destination", "left"), ("pod @ node", "left"), ("count", "right"),
-        ("observed", "right"), ("exact", "right"), ("95% interval", "right"),
-        ("observed █ vs exact │", "left"),
-    ):  # fmt: skip
-        t.add_column(col, justify=just, no_wrap=col != "pod @ node")  # type: ignore[arg-type]
-    for o in s.outcomes:
-        dest = o.destination if o.verdict == "DNAT" else f"{o.verdict} {o.destination}"
-        t.add_row(
-            dest,
+def _outcomes_table(console: Console, s: ServiceSim) -> tuple[Table, tuple[str, ...]]:
+    columns = (
+        Column("destination"), Column("pod @ node", 4), Column("count", 0, "right"),
+        Column("observed", 0, "right"), Column("exact", 0, "right"),
+        Column("95% interval", 2, "right"), Column("observed █ vs exact │", 3),
+    )  # fmt: skip
+    rows = [
+        (
+            o.destination if o.verdict == "DNAT" else f"{o.verdict} {o.destination}",
             _who(o),
             str(o.count),
             _pct(o.share),
@@ -74,7 +72,9 @@ def _outcomes_table(s: ServiceSim) -> Table:
             f"[{o.ci95[0] * 100:.1f}, {o.ci95[1] * 100:.1f}]",
             bar(o.share, float(o.expected)),
         )
-    return t
+        for o in s.outcomes
+    ]
+    return fitted_table(console, columns, rows, box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _entry_table(s: ServiceSim) -> Table:
@@ -94,11 +94,14 @@ def _entry_table(s: ServiceSim) -> Table:
 def _service(console: Console, s: ServiceSim) -> None:
     where = f"{s.target.dest}:{s.target.port}" if s.target.dest else f"NodePort {s.target.port}"
     console.rule(Text(f"{s.target.service} — {where} — {s.n} connections", style="bold"))
-    console.print(_outcomes_table(s))
+    table, dropped = _outcomes_table(console, s)
+    console.print(table)
+    if dropped:
+        console.print(Text(hidden_note(dropped), style="dim"))
     console.print(_entry_table(s))
     chi = "-" if s.chi2_p is None else f"{s.chi2_p:.3g}"
     tested = f" over {s.tested} fresh picks" if s.tested != s.n else ""
-    console.print(f"χ² goodness of fit against the exact shares{tested}: p = {chi}")
+    console.print(f"χ² goodness of fit, endpoint counts vs exact shares{tested}: p = {chi}")
     console.print(Text("verdict: ", style="bold").append(s.verdict.text))
     for r in s.remarks:
         console.print(f"• {r}")
@@ -107,34 +110,57 @@ def _service(console: Console, s: ServiceSim) -> None:
     console.print()
 
 
-def _summary(console: Console, report: SimReport) -> None:
-    t = Table(box=box.SIMPLE_HEAD, title="every NodePort service", title_justify="left")
-    for col in (
-        "service",
-        "port",
-        "endpoints: observed / exact",
-        "χ² p",
-        "other node",
-        "dropped",
-        "rejected",
-        "verdict",
-    ):
-        t.add_column(col)
+def _shares(s: ServiceSim) -> str:
+    """The exact shares: ``3 × 33.33%`` when equal (to the kernel's 2^-31 steps)."""
+    exact = [o.expected for o in s.endpoints]
+    if not exact:
+        return "-"
+    if max(exact) - min(exact) <= Fraction(len(exact), 2**31):
+        return f"{len(exact)} × {_pct(float(exact[0]))}"
+    return " ".join(_pct(float(x)) for x in exact)
+
+
+def _summary(console: Console, report: SimReport, remarks: bool) -> None:
+    """A row per service (counts, exact shares, what else happened, verdict), then the
+    verdicts that need words; within-range chance is one line for all."""
+    columns = (
+        Column("service"), Column("port"), Column("counts per endpoint"),
+        Column("exact shares"), Column("other outcomes", 1), Column("χ² p", 3, "right"),
+        Column("verdict", 2),
+    )  # fmt: skip
+    rows = []
     for s in report.services:
-        eps = "  ".join(f"{o.share * 100:.1f}/{float(o.expected) * 100:.1f}" for o in s.endpoints)
-        cross = "?" if s.cross_node is None else _pct(s.cross_node / (s.n or 1))
-        t.add_row(
-            s.target.service, str(s.target.port), eps or "-",
-            "-" if s.chi2_p is None else f"{s.chi2_p:.3g}", cross,
-            str(sum(o.count for o in s.outcomes if o.verdict == "DROP")),
-            str(sum(o.count for o in s.outcomes if o.verdict == "REJECT")),
-            s.verdict.kind,
-        )  # fmt: skip
-    console.print(t)
+        others = ", ".join(
+            f"{o.verdict} {o.count}" for o in s.outcomes if o.verdict != "DNAT" and o.count
+        )
+        rows.append((
+            s.target.service, str(s.target.port),
+            " ".join(str(o.count) for o in s.endpoints) or "-", _shares(s), others or "-",
+            "-" if s.chi2_p is None else f"{s.chi2_p:.2g}", s.verdict.kind,
+        ))  # fmt: skip
+    table, dropped = fitted_table(
+        console, columns, rows, box=box.SIMPLE_HEAD, title="every NodePort service",
+        title_justify="left", show_edge=False,
+    )  # fmt: skip
+    console.print(table)
+    if dropped:
+        console.print(Text(hidden_note(dropped), style="dim"))
+    calm = [s for s in report.services if not remarks and "is within that" in s.verdict.text]
+    if calm:
+        ports = ", ".join(str(s.target.port) for s in calm)
+        console.print(
+            f"• {ports}: every count within the 95% range of its exact share — "
+            "the unevenness is chance"
+        )
     for s in report.services:
-        console.print(Text(f"{s.target.service}: ", style="bold").append(s.verdict.text))
-        for r in s.remarks:
-            console.print(f"    • {r}")
+        if s in calm:
+            pass
+        else:
+            console.print(f"• {s.target.port}: {s.verdict.text}")
+        for r in s.remarks:  # rules, not chance: a drop or reject stays on the first screen
+            if remarks or " the rules DROP " in r or " the rules REJECT " in r or ", by rule " in r:
+                r = r.removeprefix("via ")
+                console.print(f"    {s.target.port} via {r}")
 
 
 def simulate_text(
@@ -163,5 +189,6 @@ def simulate_text(
         for s in report.services:
             _service(console, s)
     else:
-        _summary(console, report)
-    return buf.getvalue()
+        _summary(console, report, remarks=bool(detail))
+        console.print(Text("(each service in full: -v; one: --port N)", style="dim"))
+    return trimmed(buf.getvalue())

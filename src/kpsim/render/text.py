@@ -6,8 +6,8 @@ import io
 from collections.abc import Callable
 from functools import partial
 
+from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from kpsim.kube.services import Service
@@ -15,14 +15,15 @@ from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 from kpsim.model import Diagnostic
 from kpsim.render import plain_table
 from kpsim.render.capture import capture_text
+from kpsim.render.width import Column, detect, ellipsize, fitted_table, hidden_note, trimmed
 
-WIDTH = 140
 
-
-def make_console(buf: io.StringIO, color: bool) -> Console:
+def make_console(buf: io.StringIO, color: bool, width: int | None = None) -> Console:
+    """A console that writes to ``buf`` and lays out for ``width`` (default: the output's
+    width, ``render.width.detect``)."""
     return Console(
         file=buf,
-        width=WIDTH,
+        width=width or detect(),
         force_terminal=color,
         no_color=not color,
         color_system="standard" if color else None,
@@ -40,6 +41,8 @@ def _percent(s: Service) -> str:
 
 SERVICE_COLUMNS = ("service", "proto", "cluster IP", "NodePort", "endpoints", "shares", "notes")
 CHAIN_COLUMNS = ("table", "chain", "policy", "rules", "references")
+#: Which columns go first when a table is too wide (higher first; 0 stays).
+_PRIORITY = {"proto": 4, "cluster IP": 3, "endpoints": 2, "policy": 2, "references": 1}
 # Tables with more rows than this are drawn as plain fixed-width text (plain_table says
 # why: rich's layout takes seconds on 10,000 rows). Small outputs keep rich's box table.
 RICH_MAX_ROWS = 200
@@ -64,20 +67,39 @@ def _names(items: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _diagnostics(buf: io.StringIO, diagnostics: tuple[Diagnostic, ...]) -> None:
-    """Each diagnostic as ``Diagnostic.render`` has it, written as is: no wrapping (it
-    would part the caret from its column), and no rich layout per line (100 µs each:
-    minutes for a million junk lines). Its excerpt of the line is short already."""
+def _diagnostics(buf: io.StringIO, diagnostics: tuple[Diagnostic, ...], width: int) -> None:
+    """Each diagnostic as ``Diagnostic.render`` has it, each line cut to the width: no
+    wrapping (it would part the caret from its column), and no rich layout per line
+    (100 µs each: minutes for a million junk lines)."""
     for d in diagnostics:
         text = d.render()
-        buf.write((text if text.isprintable() else text.translate(_CONTROLS)) + "\n")
+        text = text if text.isprintable() else text.translate(_CONTROLS)
+        buf.write("\n".join(_fit_diagnostic(text.split("\n"), width)) + "\n")
+
+
+def _fit_diagnostic(lines: list[str], width: int) -> list[str]:
+    """``path:line:col: message`` folded at the width (never cut: the message matters);
+    the excerpt and its caret line cut to the width around the caret, kept aligned."""
+    head, rest = lines[0], lines[1:]
+    out = [head[i : i + width] for i in range(0, max(len(head), 1), width)]
+    if len(rest) != 2 or "^" not in rest[1]:
+        return out + [ellipsize(line, width) for line in rest]
+    excerpt, caret = rest
+    at = caret.index("^")
+    if at >= width - 1:  # the caret is off screen: slide the window so it is in the middle
+        shift = at - width // 2
+        excerpt = "    …" + excerpt[shift + 5 :]
+        caret = " " * (at - shift) + "^"
+    return [*out, ellipsize(excerpt, width), caret]
 
 
 def _service_row(s: Service) -> tuple[str, ...]:
     notes = []
     if s.affinity_seconds is not None:
         notes.append(f"affinity {s.affinity_seconds}s")
-    if s.traffic_policy_local:
+    if s.traffic_policy_local and not s.local_endpoints:
+        notes.append("policy Local: outside clients DROPPED here (no local pod)")
+    elif s.traffic_policy_local:
         notes.append(f"policy Local ({len(s.local_endpoints)} local)")
     if s.no_endpoints:
         notes.append("NO ENDPOINTS")
@@ -131,17 +153,26 @@ def _table(
     """Rich's table up to RICH_MAX_ROWS rows; above, a summary line and a plain table."""
     count = len(columns[0])
     if count <= RICH_MAX_ROWS:
-        table = Table(title=title, title_justify="left", show_lines=False)
-        for col in header:
-            table.add_column(col)
-        for row in zip(*columns, strict=True):
-            table.add_row(*row)
+        cols = [Column(h, _PRIORITY.get(h, 0)) for h in header]
+        rows = list(zip(*columns, strict=True))
+        table, dropped = fitted_table(console, cols, rows, title=title, title_justify="left")
         console.print(table)
+        if dropped:
+            console.print(Text(hidden_note(dropped), style="dim"))
         return
-    console.print(f"{title}: {summary() if summary else count}", soft_wrap=True)
-    lines = plain_table.render(header, columns)
-    console.print(Text(lines[0], style="bold"), soft_wrap=True)
-    buf.write("\n".join(lines[1:]) + "\n")
+    console.print(f"{title}: {summary() if summary else count}")
+    width = console.width
+    keep = list(range(len(header)))
+    while True:  # drop the lowest-priority columns until the widest row fits
+        lines = plain_table.render([header[i] for i in keep], [columns[i] for i in keep])
+        droppable = [i for i in keep if _PRIORITY.get(header[i], 0)]
+        if max(map(cell_len, lines)) <= width or not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: (_PRIORITY[header[i]], i)))
+    console.print(Text(ellipsize(lines[0], width), style="bold"), no_wrap=True)
+    buf.write("\n".join(ellipsize(line, width) for line in lines[1:]) + "\n")
+    if len(keep) < len(header):
+        console.print(hidden_note([h for i, h in enumerate(header) if i not in keep]))
 
 
 def _input(console: Console, buf: io.StringIO, i: InputSummary) -> None:
@@ -165,17 +196,31 @@ def _input(console: Console, buf: io.StringIO, i: InputSummary) -> None:
         _table(console, buf, "kube-proxy services", SERVICE_COLUMNS, columns, summary)
     if i.diagnostics:
         console.print(f"{len(i.diagnostics)} diagnostic(s):")
-        _diagnostics(buf, i.diagnostics)
+        _diagnostics(buf, i.diagnostics, console.width)
     console.print()
 
 
-def show_text(report: ShowReport, *, color: bool = False, chains: bool = False) -> str:
+def show_text(
+    report: ShowReport,
+    *,
+    color: bool = False,
+    chains: bool = False,
+    details: bool = False,
+    width: int | None = None,
+) -> str:
+    """One services table for the fixture set; ``details`` (or ``chains``): each capture
+    in full — tables, its services, every diagnostic (and with ``chains`` every chain)."""
     buf = io.StringIO()
-    console = make_console(buf, color)
+    console = make_console(buf, color, width)
+    if not (details or chains):
+        from kpsim.render.show_text import overview
+
+        overview(console, report)
+        return trimmed(buf.getvalue())
     console.print(f"fixture set: {report.fixture_set} ({report.origin})")
     console.print()
     for i in report.inputs:
         _input(console, buf, i)
         if chains:
             _table(console, buf, "chains", CHAIN_COLUMNS, _chain_columns(i.chains))
-    return buf.getvalue()
+    return trimmed(buf.getvalue())

@@ -4,11 +4,13 @@ cross-node summary that answers "why is the load not spread evenly?"."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -28,26 +30,15 @@ from kpsim.model import (
     StatisticMode,
 )
 from kpsim.render.capture import capture_lines, client_ip
+from kpsim.render.fractions import exact, pct
 from kpsim.render.text import make_console
+from kpsim.render.trace_verdict import verdict_lines
+from kpsim.render.width import Column, ellipsize, fitted_table, hidden_note, short_node, trimmed
 
-TWO31 = "2³¹"
 _UNSEEN = " (nat POSTROUTING not captured)"
 
 
-def pct(f: Fraction) -> str:
-    return f"{float(f) * 100:.2f}%"
-
-
-def exact(f: Fraction) -> str:
-    """Exact fractions over powers of two read best with the power spelled out."""
-    den = f.denominator
-    if den & (den - 1) == 0 and den > 1:
-        return f"{f.numerator}/2^{den.bit_length() - 1}"
-    return f"{f.numerator}/{den}"
-
-
-def short(node: str) -> str:
-    return node.split(".")[0]
+short = short_node
 
 
 def _pod(p: Pod | None) -> str:
@@ -71,20 +62,40 @@ def _chance(rule: Rule | None) -> str:
         return ""
     for m in rule.matches:
         if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
-            p = m.probability if not m.negated else 1 - m.probability
-            return f"  ⟶ taken {pct(p)} = {m.threshold}/{TWO31} of the time it is reached"
+            p = Fraction(m.threshold, 2**31) if m.threshold is not None else m.probability
+            return f"  ⟶ taken {exact(1 - p if m.negated else p)}"
     return ""
 
 
-def _step_label(step: Step) -> Text:
+_COMMENT = re.compile(r'-m comment --comment (?:"(?:[^"\\]|\\.)*"|\S+) ')
+
+
+def _shortened(text: str, room: int) -> str:
+    """The rule in ``room`` cells: its comment goes first, then the middle (``…``); the
+    target (``-j DNAT --to-destination …``) is what decides, so it stays when it fits."""
+    if cell_len(text) <= room:
+        return text
+    text = _COMMENT.sub("", text)
+    cut = max(text.rfind(" -j "), text.rfind(" -g "))
+    if cut > 0 and cell_len(text) > room and room - cell_len(text[cut:]) >= 6:
+        return ellipsize(text[:cut], room - cell_len(text[cut:])) + text[cut:]
+    return ellipsize(text, room)
+
+
+def _step_label(step: Step, room: int) -> Text:
+    """One rule on one line of ``room`` cells: the rule text gives way (``…``) before the
+    chain, the chance and the ``:line`` it came from."""
     rule = step.rule
     if rule is None:
         return Text(f"{step.table} {step.chain}: end of chain, policy applies", style="dim")
-    label = Text(f"{step.table} {step.chain} #{step.number}  ", style="bold")
-    label.append(_rule_text(rule))
-    label.append(_chance(rule), style="cyan")
-    if rule.origin is not None:
-        label.append(f"  :{rule.origin.line}", style="dim")
+    head = f"{step.table} {step.chain} #{step.number}  "
+    chance = _chance(rule)
+    where = f"  :{rule.origin.line}" if rule.origin is not None else ""
+    text_room = max(room - cell_len(head) - cell_len(chance) - len(where), 8)
+    label = Text(head, style="bold")
+    label.append(_shortened(_rule_text(rule), text_room))
+    label.append(chance, style="cyan")
+    label.append(where, style="dim")
     return label
 
 
@@ -140,20 +151,24 @@ def _split(n: NamedOutcome, policies: bool) -> tuple[list[Step], tuple[Step, ...
     return steps, ()
 
 
-def _render(parent: Tree, node: _Trie) -> None:
-    """Straight runs of steps print as siblings; only real forks indent."""
+def _render(parent: Tree, node: _Trie, room: int) -> None:
+    """Straight runs of steps print as siblings; only real forks indent (by 4 cells,
+    rich's guide, so the labels below get 4 fewer)."""
     while len(node.children) == 1 and not node.leaves:
         node = next(iter(node.children.values()))
         assert node.step is not None
-        parent.add(_step_label(node.step))
-    for child in node.children.values():
+        parent.add(_step_label(node.step, room))
+    forks = list(node.children.values())
+    if len({(c.step.table, c.step.chain) for c in forks if c.step is not None}) == 1:
+        forks.sort(key=lambda c: c.step.number if c.step is not None else 0)  # chain order
+    for child in forks:
         assert child.step is not None
-        _render(parent.add(_step_label(child.step)), child)
+        _render(parent.add(_step_label(child.step, room)), child, room - 4)
     for outcome, after in node.leaves:
         parent.add(_leaf(outcome, after))
 
 
-def path_tree(trace: NodeTrace, *, policies: bool = False) -> Tree:
+def path_tree(trace: NodeTrace, *, policies: bool = False, width: int = 80) -> Tree:
     """All outcome paths as one prefix tree: shared steps once, forks where the kernel's
     random draw (or an assumption) splits them."""
     rules_file = next(
@@ -175,7 +190,7 @@ def path_tree(trace: NodeTrace, *, policies: bool = False) -> Tree:
         for st in before:
             node = node.children.setdefault((st.table, st.chain, st.number), _Trie(st))
         node.leaves.append((n, after))
-    _render(root, trie)
+    _render(root, trie, width - 4)
     return root
 
 
@@ -204,50 +219,58 @@ def masquerade_reason(n: NamedOutcome) -> str:
     return "the pod sees the node's address, not the client's: " + ", then ".join(parts)
 
 
-def _outcome_table(trace: NodeTrace) -> Table:
-    table = Table(title=f"entry node {short(trace.node)} ({trace.address})", title_justify="left")
-    for col in ("verdict", "destination", "pod (node)", "share", "exact", "client IP"):
-        table.add_column(col)
-    for n in trace.outcomes:
-        o = n.outcome
-        table.add_row(
-            o.verdict.value,
+def _outcome_table(console: Console, trace: NodeTrace) -> tuple[Table, tuple[str, ...]]:
+    columns = (
+        Column("verdict"), Column("destination"), Column("pod (node)", 3),
+        Column("share", justify="right"), Column("exact", 2), Column("client IP", 1),
+    )  # fmt: skip
+    rows = [
+        (
+            n.outcome.verdict.value,
             n.destination,
             _pod(n.pod),
-            pct(o.probability),
-            exact(o.probability),
-            (client_ip(o) or "-").lower(),
+            pct(n.outcome.probability),
+            exact(n.outcome.probability),
+            (client_ip(n.outcome) or "-").lower(),
         )
-    return table
+        for n in trace.outcomes
+    ]
+    title = f"entry node {short(trace.node)} ({trace.address})"
+    return fitted_table(console, columns, rows, title=title, title_justify="left")
 
 
-def _summary_table(report: TraceReport) -> Table:
+def _summary_table(console: Console, report: TraceReport) -> tuple[Table, tuple[str, ...]]:
+    """Destinations × entry nodes: the share each node sends to each destination. The
+    node columns carry the names ``--node`` takes; the extra columns give way first."""
     nodes = [t.node for t in report.nodes]
     services = sorted({r.service for r in report.summary.rows if r.service})
     title = "share of connections per destination, by the node you connect to"
     if services:
         title += f" — service {', '.join(services)}"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("destination", no_wrap=True)
-    table.add_column("pod's node", no_wrap=True)
-    for n in nodes:
-        table.add_column(f"via {short(n).removeprefix('ip-')}", justify="right", no_wrap=True)
-    table.add_column("all", justify="right", no_wrap=True)
-    table.add_column("exact (each node)", no_wrap=True)
-    table.add_column("client IP", no_wrap=True)
+    columns = (
+        Column("destination"), Column("pod's node", 4),
+        *(Column(short(n), justify="right") for n in nodes),
+        Column("all", 1, "right"), Column("exact (each node)", 3), Column("client IP", 2),
+    )  # fmt: skip
+    rows = []
     for r in report.summary.rows:
         cells = [pct(r.by_node.get(n, Fraction(0))) for n in nodes]
         label = r.destination if r.verdict == "DNAT" else f"{r.verdict} {r.destination}"
         exacts = {exact(v) for v in r.by_node.values()}
-        table.add_row(
-            label,
-            short(r.pod.node) if r.pod else "-",
-            *cells,
-            pct(r.overall),
-            exacts.pop() if len(exacts) == 1 and len(r.by_node) == len(nodes) else "varies",
-            _row_client_ip(r),
+        rows.append(
+            (
+                label,
+                short(r.pod.node) if r.pod else "-",
+                *cells,
+                pct(r.overall),
+                exacts.pop() if len(exacts) == 1 and len(r.by_node) == len(nodes) else "varies",
+                _row_client_ip(r),
+            )
         )
-    return table
+    return fitted_table(
+        console, columns, rows, title=title, title_justify="left", box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )  # fmt: skip
 
 
 def _row_client_ip(r: SummaryRow) -> str:
@@ -267,56 +290,6 @@ def _headline(report: TraceReport) -> str:
     return f"{req.protocol} {src}:{req.source_port} → {req.dest}:{req.port}"
 
 
-def _blocked(report: TraceReport) -> list[str]:
-    """Each DROP/REJECT, per entry node, with the rule that decided it."""
-    lines = []
-    for t in report.nodes:
-        for n in t.outcomes:
-            if n.outcome.verdict not in (Disposition.DROP, Disposition.REJECT):
-                continue
-            last = next((st for st in reversed(n.outcome.path) if st.rule is not None), None)
-            why = ""
-            if last is not None and last.rule is not None:
-                why = f" by {last.table} {last.chain} #{last.number}"
-                if last.rule.comment:
-                    why += f' ("{last.rule.comment}")'
-            lines.append(
-                f"via {short(t.node)}: {pct(n.outcome.probability)} {n.outcome.verdict.value}{why}"
-            )
-    return lines
-
-
-def _verdict_lines(report: TraceReport) -> list[str]:
-    s = report.summary
-    many = len(report.nodes) > 1
-    lines = []
-    if any(r.verdict == "DNAT" for r in s.rows):
-        lines.append(
-            "on each node the rules pick among the endpoints with the exact shares above "
-            "(kernel integers over 2^31); unevenness over a few requests is chance — "
-            "`kpsim simulate` shows how much"
-        )
-    lines.extend(_blocked(report))
-    if s.cross_node is not None and len(report.nodes) > 1:
-        if s.cross_node:
-            lines.append(
-                f"{pct(s.cross_node)} of connections are served by a pod on ANOTHER node than "
-                "the one you connected to: the NodePort forwards to endpoints on any node"
-            )
-        else:
-            lines.append("every connection that reaches a pod is served on the node it entered")
-    if s.masquerade_unknown:
-        lines.append(
-            f"whether the client IP is masqueraded is unknown for {pct(s.masquerade_unknown)} "
-            "of connections: nat POSTROUTING is not in the capture"
-        )
-    delivered = any(r.verdict in ("DNAT", "ACCEPT", "LOCAL") and r.overall for r in s.rows)
-    if s.masquerade or (delivered and not s.masquerade_unknown):
-        lines.append(f"client IP masqueraded for {pct(s.masquerade)} of connections")
-    lines += [f"via {short(t.node)}: {r}" if many else r for t in report.nodes for r in t.remarks]
-    return lines
-
-
 def trace_text(
     report: TraceReport,
     fixture_set: str,
@@ -324,9 +297,11 @@ def trace_text(
     color: bool = False,
     tree: bool | None = None,
     policies: bool = False,
+    details: bool = False,
 ) -> str:
-    """One node: its tree and table. Several: the cross-node summary and the tree of the
-    first node (every node's tree and table with ``tree=True``, none with False)."""
+    """The answer first: the endpoints × nodes table (one node: its outcomes) and the
+    verdict. ``details``: the first node's rule tree too; ``tree``: every node's (False:
+    none)."""
     buf = io.StringIO()
     console: Console = make_console(buf, color)
     console.print(f"fixture set: {fixture_set}")
@@ -335,30 +310,34 @@ def trace_text(
         for line in capture_lines(t.capture, t.diagnostics):
             console.print(Text(f"{short(t.node)}: {line}" if many else line, style="yellow"))
     console.print(Text(_headline(report), style="bold"))
-    console.print()
     if tree is None:
-        shown: Sequence[NodeTrace] = report.nodes[:1]
+        shown: Sequence[NodeTrace] = report.nodes[:1] if details else ()
     else:
         shown = report.nodes if tree else ()
     for t in shown:
+        console.print()
         if many and tree:
-            console.print(_outcome_table(t))
-        console.print(path_tree(t, policies=policies))
+            _print_table(console, _outcome_table(console, t))
+        console.print(path_tree(t, policies=policies, width=console.width))
         masq = next((n for n in t.outcomes if n.outcome.masquerade), None)
         if masq is not None:
             console.print("why masqueraded: " + masquerade_reason(masq))
         for note in (*t.context_notes, *t.result.notes):
             console.print(Text(f"note: {note}", style="dim"))
-        console.print()
     if many:
-        console.print(_summary_table(report))
+        _print_table(console, _summary_table(console, report))
     else:
-        console.print(_outcome_table(report.nodes[0]))
-    for line in _verdict_lines(report):
+        _print_table(console, _outcome_table(console, report.nodes[0]))
+    for line in verdict_lines(report):
         console.print(f"• {line}")
-    if many and tree is None:
-        hint = (
-            f"(tree shown for {short(report.nodes[0].node)}; every node: --tree; one: --node NAME)"
-        )
+    if tree is None and not details:
+        hint = "(the rules on the path: -v; every node's: --tree; one node: --node NAME)"
         console.print(Text(hint, style="dim"))
-    return buf.getvalue()
+    return trimmed(buf.getvalue())
+
+
+def _print_table(console: Console, fitted: tuple[Table, tuple[str, ...]]) -> None:
+    table, dropped = fitted
+    console.print(table)
+    if dropped:
+        console.print(Text(hidden_note(dropped), style="dim"))

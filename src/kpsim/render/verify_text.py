@@ -20,6 +20,7 @@ from rich.text import Text
 
 from kpsim.render.capture import capture_lines
 from kpsim.render.text import make_console
+from kpsim.render.width import Column, fitted_table, hidden_note, short_node, trimmed
 from kpsim.verify.run import AffinityCheck, CounterRow, NodeVerdict, VerifyReport
 
 
@@ -37,30 +38,31 @@ def _masq(seen: bool | None, predicted: bool | None, reached: int, expected: Fra
     return f"{left} / {right}"
 
 
-def _short(node: str) -> str:
-    return node.split(".")[0]
+_short = short_node
 
 
-def _endpoints(v: NodeVerdict) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col, just in (
-        ("destination", "left"), ("pod @ node", "left"), ("kernel", "right"),
-        ("share", "right"), ("kpsim exact", "right"), ("kpsim N·p", "right"),
-        ("masquerade kernel / kpsim", "left"),
-    ):  # fmt: skip
-        t.add_column(col, justify=just, no_wrap=col != "pod @ node")  # type: ignore[arg-type]
-    for e in v.endpoints:
-        t.add_row(
+def _endpoints(console: Console, v: NodeVerdict) -> tuple[Table, tuple[str, ...]]:
+    """Kernel vs kpsim per destination; at a narrow width the pod, the share of the
+    kernel's count and N·p give way before the counts, kpsim's exact share and masquerade."""
+    columns = (
+        Column("destination"), Column("pod @ node", 4), Column("kernel", 0, "right"),
+        Column("share", 2, "right"), Column("kpsim exact", 0, "right"),
+        Column("kpsim N·p", 3, "right"), Column("masquerade kernel / kpsim", 1),
+    )  # fmt: skip
+    rows = [
+        (
             e.destination,
-            e.name.replace(" @ ip-", " @ ") or "-",
+            e.name or "-",
             str(e.kernel_count),
             _pct(e.kernel_share),
             _pct(e.expected_share),
             f"{e.expected_count:.1f}",
             _masq(e.masquerade_seen, e.masquerade_predicted, e.kernel_count, e.expected_share),
         )
-    for row, what in ((v.refused, "refused"), (v.timed_out, "timed out")):
-        t.add_row(
+        for e in v.endpoints
+    ]
+    rows += [
+        (
             f"{row.verdict} ({what})",
             "-",
             str(row.kernel_count),
@@ -69,7 +71,9 @@ def _endpoints(v: NodeVerdict) -> Table:
             f"{row.expected_count:.1f}",
             "",
         )
-    return t
+        for row, what in ((v.refused, "refused"), (v.timed_out, "timed out"))
+    ]
+    return fitted_table(console, columns, rows, box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _counter_label(c: CounterRow) -> str:
@@ -156,7 +160,10 @@ def _node(console: Console, v: NodeVerdict, counters: bool, nodeport: bool) -> N
     else:
         for r in v.reasons:
             console.print(Text(f"• {r}", style="red"))
-    console.print(_endpoints(v))
+    table, dropped = _endpoints(console, v)
+    console.print(table)
+    if dropped:
+        console.print(Text(hidden_note(dropped), style="dim"))
     if v.affinity is not None:
         _affinity(console, v.affinity)
     if v.unreachable or v.errors:
@@ -209,4 +216,4 @@ def verify_text(
         width = max(len(ns) for ns, _, _ in report.kept) + len("ip netns del ")
         for ns, node, role in report.kept:
             console.print(f"  {'ip netns del ' + ns:<{width}}  # {_short(node)} {role}")
-    return buf.getvalue()
+    return trimmed(buf.getvalue())

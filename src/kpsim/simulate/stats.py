@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-#: Shares closer than this (relative) count as equal: kube-proxy's decimals
-#: (0.33333333349 → 715827883/2^31) are off by ~1e-10, never by 1e-6.
-EVEN_TOLERANCE = 1e-6
+#: The kernel's quantum: xt_statistic compares against an integer over 2^31, so each
+#: rule of a cascade can be off the ideal share by up to 2^-31; k rules, by k of them.
+QUANTUM = Fraction(1, 2**31)
+#: A χ² p-value below this says "something besides the rules is picking".
+ALPHA = 0.001
 #: Below this many connections the verdict quotes exact multinomial chances.
 SMALL_N = 30
 #: Enumerate at most this many splits for the exact test.
@@ -136,8 +138,25 @@ def even_split(n: int, k: int) -> Fraction | None:
 
 
 def is_even(probs: Sequence[Fraction]) -> bool:
-    live = [float(p) for p in probs if p > 0]
-    return bool(live) and max(live) <= min(live) * (1 + EVEN_TOLERANCE)
+    """Equal up to the kernel's quantisation: shares that differ by at most one 2^-31
+    step per rule of the cascade are the same share as far as the kernel can draw it."""
+    live = [p for p in probs if p > 0]
+    return bool(live) and max(live) - min(live) <= QUANTUM * len(live)
+
+
+def pct_apart(a: float, b: float) -> tuple[str, str]:
+    """Two percentages with just enough decimals that unequal values print unequal."""
+    for digits in range(2, 10):
+        x, y = f"{a * 100:.{digits}f}%", f"{b * 100:.{digits}f}%"
+        if x != y or a == b:
+            return x, y
+    return x, y
+
+
+def wobble(k: int, n: int) -> float:
+    """Half the 95% range, in percentage points, of one of k even shares over n draws,
+    rounded as the verdict prints it (so the range check agrees with the printed range)."""
+    return float(f"{Z95 * math.sqrt((1 / k) * (1 - 1 / k) / n) * 100:.2g}")
 
 
 def _times_in(f: Fraction) -> str:
@@ -167,7 +186,7 @@ def explain(
     if n == 0 or total == 0:
         return Verdict(
             "empty",
-            "no connection reached an endpoint (every one ended another way: see the outcomes)",
+            "no connection reached an endpoint (see the other outcomes)",
         )
     q = [p / total for p in probs]
     live = [(lab, p, c) for lab, p, c in zip(labels, q, counts, strict=True) if p > 0]
@@ -179,11 +198,12 @@ def explain(
     if not is_even([p for _, p, _ in live]):
         top = max(live, key=lambda t: t[1])
         low = min(live, key=lambda t: t[1])
+        hi_txt, lo_txt = pct_apart(float(top[1]), float(low[1]))
         text = (
-            f"the rules are skewed: {top[0]} gets {_pct(float(top[1]))} and {low[0]} "
-            f"{_pct(float(low[1]))} (an even split would give {_pct(1 / k)} each)"
+            f"the rules are skewed: {top[0]} gets {hi_txt} and {low[0]} "
+            f"{lo_txt} (an even split would give {_pct(1 / k)} each)"
         )
-        if p_chi is not None and p_chi < 0.001:
+        if p_chi is not None and p_chi < ALPHA:
             return Verdict(
                 "skewed",
                 text + f"; and the counts do not fit even that (χ² p = {p_chi:.2g})",
@@ -202,7 +222,7 @@ def explain(
                 f"with {n} {unit if n != 1 else unit.rstrip('s')} an even {split} split "
                 f"happens only {_times_in(even)}"
             )
-        if p_exact is not None and p_exact < Fraction(1, 1000):
+        if p_exact is not None and p_exact < Fraction(1, 1000):  # ALPHA
             parts.append(
                 f"your {seen} is rarer than that ({_times_in(p_exact)}): "
                 "something besides these rules is picking"
@@ -211,8 +231,8 @@ def explain(
         parts.append(f"what you saw ({seen}) is chance")
         pv = float(p_exact) if p_exact is not None else p_chi
         return Verdict("chance", "; ".join(parts[:-1]) + " — " + parts[-1], pv)
-    wobble = Z95 * math.sqrt((1 / k) * (1 - 1 / k) / n) * 100
-    if p_chi is not None and p_chi < 0.001:
+    half = wobble(k, n)
+    if p_chi is not None and p_chi < ALPHA:
         return Verdict(
             "unlikely",
             f"{head}, but the {n} {unit} ({seen}) do not fit that (χ² p = {p_chi:.2g}): "
@@ -220,9 +240,22 @@ def explain(
             p_chi,
         )
     ptxt = f"χ² p = {p_chi:.2g}" if p_chi is not None else "no test"
+    range_txt = f"{head}; over {n} {unit} each share wanders by about ±{half:.2g} points (95%)"
+    # The same check the reader can do with the printed numbers: share vs 100/k ± half.
+    outside = [(lab, c) for lab, _, c in live if abs(c / n * 100 - 100 / k) > half]
+    if not outside:
+        return Verdict(
+            "chance",
+            f"{range_txt}, and {seen} is within that ({ptxt}) — the unevenness is chance",
+            p_chi,
+        )
+    lab, c = max(outside, key=lambda t: abs(t[1] / n - 1 / k))
+    what = f"{range_txt}; {lab} at {c / n * 100:.2f}% is outside that"
+    if p_chi is None:
+        return Verdict("chance", f"{what}, and no χ² test is possible on these counts")
     return Verdict(
         "chance",
-        f"{head}; over {n} {unit} each share wanders by about ±{wobble:.2g} points "
-        f"(95%), and {seen} is within that ({ptxt}) — the unevenness is chance",
+        f"{what}, but over all {k} shares {ptxt} is not below {ALPHA:g}: "
+        "still plausible by chance (a larger -n tells)",
         p_chi,
     )

@@ -147,11 +147,17 @@ def summarise(
         ]
     else:  # entry node and cascade are both random: the weighted exact shares
         exp_counts = [float(e * n) for e in expected]
-    chi = stats.chi2_p(seen, exp_counts)
     cross, exp_cross, by_entry = _cross(c, names, weights, pods, counts)
     dnat = [i for i in order if rows[i].verdict == "DNAT"]
+    # χ² on the sampled endpoints only: a DROP/REJECT cell is the rules' doing on its
+    # node, not a draw, and would lend the test counts no random pick produced.
+    drawn = [i for i in dnat if exp_counts[i] > 0]
+    chi = stats.chi2_p([seen[i] for i in dnat], [exp_counts[i] for i in dnat])
+    chi = chi if len(drawn) > 1 else None
     labels = [_who(rows[i]) for i in dnat]
     unit = "fresh picks" if any(p.stateful for p in c.plans) else "connections"
+    if any(rows[i].count for i in order if rows[i].verdict != "DNAT"):
+        unit += " that reached an endpoint"
     verdict = stats.explain(
         labels, [expected[i] for i in dnat], [seen[i] for i in dnat], chi2=chi, unit=unit
     )
@@ -184,18 +190,22 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
     """What else the counts say, one sentence each: drops, other nodes, client IPs, affinity."""
     out = []
     n = s.n or 1
-    for e in s.by_entry:
+    every = _everywhere(s)
+    if every is not None:
+        out.append(f"via every entry node: the rules {every} every connection ({s.n} of {s.n})")
+    for e in s.by_entry if every is None else ():
         for label, k in e.counts:
             verdict = label.split(" ")[0]
             if verdict in ("DROP", "REJECT", "UNKNOWN", "ACCEPT", "LOCAL"):
                 what = {
                     "ACCEPT": "get no DNAT (no endpoint chosen)",
                     "LOCAL": "are delivered to the node itself",
-                }.get(verdict, verdict)
-                out.append(
-                    f"via {_short(e.node)}: {k} of {e.connections} connections "
-                    f"{what if verdict in ('ACCEPT', 'LOCAL') else verdict}"
-                )
+                }.get(verdict, "end UNKNOWN")
+                share = dict(e.expected).get(label, Fraction(0))
+                if verdict in ("DROP", "REJECT"):  # rules, not chance
+                    out.append(_by_rule(e, verdict, k, share))
+                    continue
+                out.append(f"via {_short(e.node)}: {k} of {e.connections} connections {what}")
     if s.cross_node is not None and s.endpoints:
         out.append(
             f"{s.cross_node / n:.1%} of connections are served by a pod on another node "
@@ -235,12 +245,34 @@ def remarks(s: ServiceSim) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _who(o: OutcomeStat) -> str:
-    return o.pod.name if o.pod is not None else o.destination
+def _everywhere(s: ServiceSim) -> str | None:
+    """DROP or REJECT, when the rules do that to every connection on every entry node."""
+    kinds = {label.split(" ")[0] for e in s.by_entry for label, share in e.expected if share}
+    if len(kinds) == 1 and (kind := kinds.pop()) in ("DROP", "REJECT") and len(s.by_entry) > 1:
+        return kind
+    return None
 
 
 def _short(node: str) -> str:
-    return node.split(".")[0]
+    """As render.width.short_node: the name ``--entry`` takes, without the domain."""
+    first = node.split(".", 1)[0]
+    return node if first.isdigit() or ":" in node else first
+
+
+def _by_rule(e: EntryStat, verdict: str, k: int, share: Fraction) -> str:
+    """A DROP/REJECT is the rules' decision: every connection there, or an exact share."""
+    if share == 1:
+        return (
+            f"via {_short(e.node)}: the rules {verdict} every connection ({k} of {e.connections})"
+        )
+    return (
+        f"via {_short(e.node)}: {k} of {e.connections} connections {verdict}, by rule for an exact "
+        f"{float(share):.2%} of them"
+    )
+
+
+def _who(o: OutcomeStat) -> str:
+    return o.pod.name if o.pod is not None else o.destination
 
 
 def _cross(

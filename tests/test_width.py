@@ -1,0 +1,129 @@
+"""Text output fits the terminal: every command, at 80 and 120 columns, on the shipped
+fixtures, corpus dumps and a damaged capture — no line longer than the width; and the
+default answers for the seed lab fit one screen (≤ 25 lines). Machine formats (JSON,
+DOT, Mermaid, GraphML) are not laid out for people and are not checked here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.cells import cell_len
+
+from _paths import CORPUS, needs_corpus
+from kpsim.cli.main import main
+from kpsim.render.width import DEFAULT, detect, ellipsize, short_node
+from kpsim.verify import netns
+
+REPO = Path(__file__).resolve().parents[1]
+DUMPS = [
+    str(CORPUS / "003-docker-desktop-xlb-list-verbose.txt"),
+    str(CORPUS / "007-kube-fw-loadbalancer-save-fragment-annotated.txt"),
+    str(CORPUS / "030-calico-selfmanaged-chainwise-list-resolved-markdown.txt"),
+    str(REPO / "fixtures/damaged/cut-mid-line.txt"),
+]
+SEED_COMMANDS = [
+    ["show"],
+    ["show", "-v"],
+    ["show", "--chains"],
+    ["trace", "--port", "30080"],
+    ["trace", "--port", "30080", "-v"],
+    ["trace", "--port", "30082", "--tree"],
+    ["trace", "--port", "30083", "--node", "ip-10-11-3-14"],
+    ["simulate", "-n", "3000", "--seed", "1"],
+    ["simulate", "-n", "3000", "--seed", "1", "-v"],
+    ["simulate", "-n", "3000", "--seed", "1", "--port", "30082"],
+    ["verify", "--help"],
+    ["fetch", "--help"],
+    ["graph", "--help"],
+    ["--help"],
+]
+DUMP_COMMANDS = [
+    ["show"],
+    ["show", "-v"],
+    ["trace", "--port", "30080", "-v"],
+    ["simulate", "-n", "500", "--seed", "1", "-v"],
+]
+#: A dump's own NodePort where it has no 30080.
+PORTS = {"007-kube-fw-loadbalancer-save-fragment-annotated.txt": "30938"}
+
+
+def run(args: list[str], width: int) -> str:
+    result = CliRunner().invoke(main, args, env={"COLUMNS": str(width), "KPSIM_FIXTURES": None})
+    assert result.exit_code in (0, 1), (args, result.output)
+    return result.output
+
+
+def too_long(text: str, width: int) -> list[str]:
+    return [line for line in text.splitlines() if cell_len(line) > width]
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("args", SEED_COMMANDS, ids=" ".join)
+def test_seed_lab_fits(args: list[str], width: int) -> None:
+    out = run(args, width)
+    assert out.strip()
+    assert too_long(out, width) == []
+
+
+@needs_corpus
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("dump", DUMPS, ids=lambda p: Path(p).name)
+@pytest.mark.parametrize("args", DUMP_COMMANDS, ids=" ".join)
+def test_dumps_fit(args: list[str], dump: str, width: int) -> None:
+    port = PORTS.get(Path(dump).name, "30080")
+    out = run([args[0], dump, *(port if a == "30080" else a for a in args[1:])], width)
+    assert too_long(out, width) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show"], ["trace", "--port", "30080"], ["simulate", "-n", "10000", "--seed", "1"]],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("width", [80, 120])
+def test_default_answer_is_one_screen(args: list[str], width: int) -> None:
+    out = run(args, width)
+    assert len(out.splitlines()) <= 25, out
+
+
+def test_details_are_behind_v() -> None:
+    short, full = run(["trace", "--port", "30080"], 80), run(["trace", "--port", "30080", "-v"], 80)
+    assert "KUBE-SVC-6FADE4ADMXCZ7ACT #1" not in short and "KUBE-SVC-6FADE4ADMXCZ7ACT #1" in full
+    assert ":162" in full  # the tree keeps file:line when it shortens the rule
+
+
+def test_width_comes_from_columns_then_terminal_then_80(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "132")
+    assert detect() == 132
+    monkeypatch.delenv("COLUMNS")
+
+    class Pipe:
+        def isatty(self) -> bool:
+            return False
+
+    assert detect(Pipe()) == DEFAULT == 80  # type: ignore[arg-type]
+
+
+def test_helpers() -> None:
+    assert ellipsize("abcdef", 4) == "abc…" and ellipsize("abc", 4) == "abc"
+    assert cell_len(ellipsize("日本語のテキスト", 7)) <= 7
+    assert short_node("ip-10-11-3-14.ap-northeast-2.compute.internal") == "ip-10-11-3-14"
+    assert short_node("10.0.0.7") == "10.0.0.7"  # an address is not cut at its first dot
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(not netns.available(), reason="needs root plus ip/iptables tools")
+@pytest.mark.parametrize("width", [80, 120])
+def test_verify_fits(width: int) -> None:
+    """verify's report (real connections in throw-away namespaces) fits the width too;
+    exit 1 would be a disagreement, which test_verify.py judges — here only the layout."""
+    out = run(["verify", "--port", "30080", "-n", "30"], width)
+    assert "AGREE" in out or "DISAGREE" in out
+    assert too_long(out, width) == []
