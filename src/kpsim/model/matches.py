@@ -143,12 +143,35 @@ class SetMatch:
 
 @dataclass(frozen=True, slots=True)
 class PhysdevMatch:
+    """``-m physdev``: the bridge port a bridged packet came in / goes out by. A packet
+    the bridge never saw matches iff every option given is negated (xt_physdev)."""
+
     options: tuple[Option, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class NfacctMatch:
+    """``-m nfacct``: counts into a named accounting object; always matches."""
+
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IPRangeMatch:
+    """``-m iprange``: inclusive address ranges (lo, hi), each side with its own ``!``."""
+
+    src: tuple[str, str] | None = None
+    src_negated: bool = False
+    dst: tuple[str, str] | None = None
+    dst_negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerMatch:
+    """``-m owner`` (OUTPUT/POSTROUTING only): the sending socket's uid/gid. A packet with
+    no local socket matches iff every option given is negated (xt_owner)."""
+
+    options: tuple[Option, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,5 +196,7 @@ Match = (
     | SetMatch
     | PhysdevMatch
     | NfacctMatch
+    | IPRangeMatch
+    | OwnerMatch
     | OpaqueMatch
 )
