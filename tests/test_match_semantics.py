@@ -191,3 +191,37 @@ def test_return_from_a_base_chain_is_its_policy_and_drops_carry_no_masquerade() 
     text += nat(DNAT_A, post=("-j MASQUERADE",))
     o = only(text)
     assert (o.verdict, o.masquerade, o.probability) == (Disposition.DROP, None, Fraction(1))
+
+
+IPSET = """create KPSIM-SVC hash:ip,port family inet hashsize 1024 maxelem 65536
+add KPSIM-SVC 192.0.2.10,tcp:80
+add KPSIM-SVC 192.0.2.11,udp:53
+create KPSIM-NETS hash:net family inet hashsize 1024 maxelem 65536
+add KPSIM-NETS 203.0.113.0/24
+add KPSIM-NETS 203.0.113.8/29 nomatch
+"""
+
+
+@pytest.mark.parametrize(
+    ("match", "dest", "want"),
+    [
+        ("--match-set KPSIM-SVC dst,dst", "192.0.2.10", "192.0.2.20"),
+        ("! --match-set KPSIM-SVC dst,dst", "192.0.2.10", "192.0.2.30"),
+        ("--match-set KPSIM-SVC dst,dst", "192.0.2.11", "192.0.2.30"),  # udp entry, tcp packet
+        ("--match-set KPSIM-SVC dst", "192.0.2.10", "192.0.2.30"),  # fewer flags: no match
+        ("--match-set KPSIM-NETS dst", "192.0.2.10", "192.0.2.30"),
+    ],
+)
+def test_ipset_membership_from_the_capture(match: str, dest: str, want: str) -> None:
+    text = IPSET + nat(f"-m set {match} {DNAT_A}", DNAT_B)
+    o = only(text, Packet.of("203.0.113.9", dest, 80))
+    assert (o.verdict, o.destination) == (Disposition.DNAT, (want, 8080))
+
+
+def test_ipset_not_captured_or_nomatch_is_unknown_naming_the_set() -> None:
+    o = outcomes(nat(f"-m set --match-set KUBE-LOOP-BACK dst,dst,src {DNAT_A}"))[0]
+    assert o.verdict is Disposition.UNKNOWN and "KUBE-LOOP-BACK" in (o.reason or "")
+    o = outcomes(IPSET + nat(f"-m set --match-set KPSIM-NETS src {DNAT_A}"))[0]
+    assert o.verdict is Disposition.UNKNOWN and "nomatch" in (o.reason or "")
+    rs = parse_text(IPSET + nat(DNAT_A), "t")
+    assert not rs.diagnostics and any("2 set(s)" in n for n in rs.notes)

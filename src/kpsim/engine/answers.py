@@ -18,6 +18,7 @@ from typing import Any
 
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.packet import RuleKey
+from kpsim.engine.sets import set_answer
 from kpsim.model import (
     PROBABILITY_SCALE,
     AddrTypeMatch,
@@ -243,6 +244,11 @@ def _owner(m: OwnerMatch, flow: Flow, node: NodeContext, hook: Hook) -> Answer:
     return Unknown(f"{describe_match(m)}: which process sent a locally generated packet")
 
 
+def _set(m: SetMatch, flow: Flow) -> Answer:
+    found = set_answer(m, flow, describe_match(m))
+    return Unknown(found) if isinstance(found, str) else found
+
+
 def _iprange(m: IPRangeMatch, flow: Flow) -> Answer:
     sides = ((m.src, m.src_negated, flow.src), (m.dst, m.dst_negated, flow.dst))
     for rng, neg, addr in sides:
@@ -290,5 +296,6 @@ _ANSWERS: Mapping[type, _Answerer] = MappingProxyType(
         PhysdevMatch: lambda m, f, node, key, hook: (_physdev(m, hook), f),
         OwnerMatch: lambda m, f, node, key, hook: (_owner(m, f, node, hook), f),
         IPRangeMatch: lambda m, f, node, key, hook: (_iprange(m, f), f),
+        SetMatch: lambda m, f, node, key, hook: (_set(m, f), f),
     }
 )

@@ -72,6 +72,13 @@ def parse_text(text: str, path: str, *, fmt: Format | None = None, strict: bool 
 
 
 def _parse_text(text: str, path: str, fmt: Format | None, strict: bool) -> Ruleset:
+    from kpsim.formats.ipset import split_ipset, with_sets
+
+    text, sets = split_ipset(text)
+    return with_sets(_parse_rules(text, path, fmt, strict), sets)
+
+
+def _parse_rules(text: str, path: str, fmt: Format | None, strict: bool) -> Ruleset:
     chosen = fmt or detect_format(text)
     if chosen in (Format.SAVE, Format.RULES):
         from kpsim.formats.iptables.save import parse_save

@@ -134,11 +134,28 @@ class ConntrackMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class IpSet:
+    """One set of a captured ``ipset save``: ``create NAME TYPE family F …`` and its
+    ``add NAME ENTRY …`` lines. ``entries`` keep each entry's parts as printed
+    (``10.0.0.1,tcp:80``); ``nomatch`` entries are the net types' exceptions."""
+
+    name: str
+    kind: str  # hash:ip, hash:ip,port, hash:net, bitmap:port, list:set …
+    family: str = "inet"
+    entries: tuple[str, ...] = ()
+    nomatch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SetMatch:
+    """``-m set --match-set NAME flags``; ``content`` is the set as the capture's
+    ``ipset save`` shows it (None: not captured, membership UNKNOWN)."""
+
     name: str
     flags: tuple[str, ...]
     negated: bool = False
     extra: tuple[Option, ...] = ()
+    content: IpSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
