@@ -146,8 +146,8 @@ def _within(spec: str, addr: str, port: int) -> bool:
     """Is addr:port inside ``a-b:p-q`` (or equal to a bare address)?"""
     addrs, _, ports = spec.partition(":")
     lo, _, hi = addrs.partition("-")
-    a = ipaddress.ip_address(addr)
-    if not ipaddress.ip_address(lo) <= a <= ipaddress.ip_address(hi or lo):
+    a = ipaddress.IPv4Address(addr)
+    if not ipaddress.IPv4Address(lo) <= a <= ipaddress.IPv4Address(hi or lo):
         return False
     if not ports:
         return True
