@@ -93,6 +93,11 @@ CASES: list[tuple[str, int, list[str]]] = [
         "-j DNAT --to-destination 198.18.0.2:83",
     ]),
     ("REDIR", 1010, ["-p tcp -j REDIRECT --to-ports 1201"]),
+    ("SET", 1013, [
+        "-m set --match-set KPSIM src -j DNAT --to-destination 198.18.0.2:81",
+        "-m set ! --match-set KPSIM dst -j DNAT --to-destination 198.18.0.2:82",
+        "-m set --match-set KPSIM dst,src -j DNAT --to-destination 198.18.0.2:83",
+    ]),
     ("NFACCT", 1012, [
         "-m addrtype --dst-type LOCAL -m nfacct --nfacct-name kpsim "
         "-j DNAT --to-destination 198.18.0.2:81",
@@ -119,9 +124,16 @@ LISTEN = {"REDIR": (NODE, 1201), "NETMAP": (NODE, 1011)}
 RETURN_PORT = 1099  # filter INPUT: RETURN from the base chain, whose policy is DROP
 
 
-def ruleset_text(nfacct: bool = True) -> str:
-    """The cases as iptables-restore input (without NFACCT when the object is missing)."""
-    cases = [c for c in CASES if nfacct or c[0] != "NFACCT"]
+#: The set the SET case asks about, as ``ipset save`` prints it (kpsim reads it from here).
+IPSET_SAVE = "create KPSIM hash:ip family inet hashsize 1024 maxelem 65536\n"
+IPSET_SAVE += "add KPSIM 198.18.0.2\nadd KPSIM 198.18.0.9\n"
+
+
+def ruleset_text(nfacct: bool = True, sets: bool = True) -> str:
+    """The cases as iptables-restore input (without NFACCT / SET when the nfacct object or
+    the set could not be made in the namespace)."""
+    left_out = {n for n, ok in (("NFACCT", nfacct), ("SET", sets)) if not ok}
+    cases = [c for c in CASES if c[0] not in left_out]
     nat = [f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")]
     nat += [f":CASE-{name} - [0:0]" for name, _, _ in cases]
     nat += [f"-A PREROUTING -p tcp -m tcp --dport {port} -j CASE-{n}" for n, port, _ in cases]
@@ -186,6 +198,30 @@ s.send(msg)
 sys.exit(0 if struct.unpack("i", s.recv(4096)[16:20])[0] == 0 else 1)
 """
 
+#: Creates set KPSIM (hash:ip) with the addresses given: IPSET_CMD_CREATE and IPSET_CMD_ADD
+#: netlink requests, protocol 6 (there is no ``ipset`` tool here).
+IPSET = """
+import socket, struct, sys
+def attr(t, payload, flags=0):
+    a = struct.pack("HH", 4 + len(payload), t | flags) + payload
+    return a + b"\\0" * (-len(a) % 4)
+def send(sock, cmd, attrs, seq):
+    body = struct.pack("BBH", 2, 0, 0) + b"".join(attrs)
+    head = struct.pack("IHHII", 16 + len(body), 6 << 8 | cmd, 0x1 | 0x4 | 0x400 | 0x200, seq, 0)
+    sock.send(head + body)
+    return struct.unpack("i", sock.recv(4096)[16:20])[0]
+sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+sock.bind((0, 0))
+name = sys.argv[1].encode() + b"\\0"
+proto = attr(1, bytes([6]))
+errors = send(sock, 2, [proto, attr(2, name), attr(3, b"hash:ip\\0"), attr(4, bytes([0])),
+                        attr(5, bytes([2])), attr(7, b"", 0x8000)], 1)
+for i, ip in enumerate(sys.argv[2:]):
+    data = attr(7, attr(1, attr(1, socket.inet_aton(ip), 0x4000), 0x8000), 0x8000)
+    errors |= send(sock, 9, [proto, attr(2, name), data], 2 + i)
+sys.exit(1 if errors else 0)
+"""
+
 LISTENER = """
 import socket, sys, time
 s = socket.socket()
@@ -209,6 +245,7 @@ class Lab:
     node: str
     backend: str
     nfacct: bool
+    sets: bool
 
     def connect(self, dest: str, port: int, n: int = 1, *, sport: int = 0) -> list[str]:
         argv = [sys.executable, "-c", CONNECT, dest, str(port), str(n), "0.5", str(sport)]
@@ -245,16 +282,19 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         netns.link_up(client.name, "lo")
         _ns_exec(client.name, "ip", "route", "add", "198.18.1.0/24", "via", NODE)
         made = netns.run(node.name, [sys.executable, "-c", NFACCT, "kpsim"], check=False)
-        text = ruleset_text(nfacct=made.returncode == 0)
+        members = ["198.18.0.2", "198.18.0.9"]
+        argv = [sys.executable, "-c", IPSET, "KPSIM", *members]
+        sets = netns.run(node.name, argv, check=False).returncode == 0
+        text = ruleset_text(nfacct=made.returncode == 0, sets=sets)
         proc = netns.run(node.name, [f"iptables-{backend}-restore"], input=text, check=False)
         if proc.returncode != 0:
             pytest.skip(f"iptables-{backend}-restore refused the cases: {proc.stderr.strip()}")
-        yield Lab(client.name, node.name, backend, made.returncode == 0)
+        yield Lab(client.name, node.name, backend, made.returncode == 0, sets)
 
 
 @pytest.fixture(scope="module")
 def rules() -> Ruleset:
-    return parse_text(ruleset_text(), "cases")
+    return parse_text(IPSET_SAVE + ruleset_text(), "cases")
 
 
 def fired(counters: dict[tuple[str, str, int], int], chain: str) -> dict[int, int]:
@@ -272,14 +312,14 @@ def decisive(rs: Ruleset, packet: Packet, state: State | None = None) -> tuple[i
     return (steps[-1].number if steps else 0), o
 
 
-STATIC = ["NFACCT", "LIMIT", "PHYS", "ADDR", "RANGE", "MPORT", "MARK", "CTMARK"]
+STATIC = ["NFACCT", "SET", "LIMIT", "PHYS", "ADDR", "RANGE", "MPORT", "MARK", "CTMARK"]
 
 
 @pytest.mark.parametrize("case", STATIC)
 def test_static_case(lab: Lab, rules: Ruleset, case: str) -> None:
     """Exactly the rule kpsim decides on fires in the kernel, once per connection."""
-    if case == "NFACCT" and not lab.nfacct:
-        pytest.skip("could not create the nfacct object in the namespace")
+    if (case == "NFACCT" and not lab.nfacct) or (case == "SET" and not lab.sets):
+        pytest.skip(f"could not create the {case.lower()} object in the namespace")
     port = next(p for n, p, _ in CASES if n == case)
     dest = DEST.get(case, NODE)
     before = fired(lab.counters(), f"CASE-{case}")
