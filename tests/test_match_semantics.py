@@ -154,6 +154,12 @@ def test_multiport_ranges_and_negation(options: str, hit: bool) -> None:
     assert o.destination == (("192.0.2.20" if hit else "192.0.2.30"), 8080)
 
 
+def test_physdev_in_postrouting_of_forwarded_traffic_is_unknown() -> None:
+    post = ("-m physdev ! --physdev-is-in -j MASQUERADE",)
+    o = only(nat(DNAT_A, post=post))
+    assert o.verdict is Disposition.UNKNOWN and "POSTROUTING" in (o.reason or "")
+
+
 def test_owner_on_forwarded_traffic_and_elsewhere() -> None:
     post = ("-m owner ! --uid-owner 0 -j MASQUERADE",)
     assert only(nat(DNAT_A, post=post)).masquerade is True  # no socket: negated matches

@@ -224,11 +224,14 @@ def _addrtype(m: AddrTypeMatch, flow: Flow, node: NodeContext, hook: Hook) -> An
 _NOT_BRIDGE = ("eth", "ens", "enp", "eno", "eni", "cali", "lo", "tunl", "flannel", "vxlan")
 
 
-def _physdev(m: PhysdevMatch, hook: Hook) -> Answer:
+def _physdev(m: PhysdevMatch, flow: Flow, node: NodeContext, hook: Hook) -> Answer:
     """xt_physdev: a packet that did not come through a bridge port matches iff every
     option given is negated. Locally generated packets and packets in by a device that is
     not a bridge are such packets; one in by a bridge needs the port: UNKNOWN."""
     inside = hook.in_iface
+    if hook.chain == "POSTROUTING" and not node.is_local(flow.src):
+        # The hook does not carry the in interface of a forwarded packet.
+        return Unknown(f"{describe_match(m)} in POSTROUTING: the packet's in device is not known")
     if inside and not inside.startswith(_NOT_BRIDGE):
         return Unknown(f"{describe_match(m)}: {inside} may be a bridge; its port is unknown")
     return all(o.negated for o in m.options)
@@ -293,7 +296,7 @@ _ANSWERS: Mapping[type, _Answerer] = MappingProxyType(
         ),
         ConntrackMatch: lambda m, f, node, key, hook: (_conntrack(m, f), f),
         NfacctMatch: lambda m, f, node, key, hook: (True, f),  # counts only
-        PhysdevMatch: lambda m, f, node, key, hook: (_physdev(m, hook), f),
+        PhysdevMatch: lambda m, f, node, key, hook: (_physdev(m, f, node, hook), f),
         OwnerMatch: lambda m, f, node, key, hook: (_owner(m, f, node, hook), f),
         IPRangeMatch: lambda m, f, node, key, hook: (_iprange(m, f), f),
         SetMatch: lambda m, f, node, key, hook: (_set(m, f), f),
