@@ -104,6 +104,9 @@ DUMPS: dict[str, tuple[tuple[str, ...], tuple[Flow, ...]]] = {
              True, "derived"),
         Flow("blocked client to LB", BLOCKED, "5.6.7.8", 80, "DROP", origin="derived"),
         Flow("external to NodePort", CLIENT, NODE, 3003, "10.180.0.3:80", True, "derived"),
+        # kube-proxy >= 1.28 counts localhost NodePorts with -m nfacct, which always matches.
+        Flow("localhost to NodePort (nfacct)", "127.0.0.1", "127.0.0.1", 3003, "10.180.0.3:80",
+             True, "derived"),
         Flow("external to eTP:Local NodePort, no local endpoints", CLIENT, NODE, 3001, "DROP",
              origin="derived"),
     )),

@@ -25,6 +25,7 @@ from kpsim.model import (
     Ct,
     Dnat,
     Interface,
+    IPRangeMatch,
     Jump,
     Log,
     MarkMatch,
@@ -147,6 +148,15 @@ def one(line: str, header: str = HEAD) -> Rule:
             ),
         ),
         ("nfacct-name  acct1", NfacctMatch("acct1")),
+        (
+            "source IP range ! 10.0.0.1-10.0.0.9 destination IP range 10.1.0.1-10.1.0.1",
+            IPRangeMatch(("10.0.0.1", "10.0.0.9"), True, ("10.1.0.1", "10.1.0.1")),
+        ),
+        ("source IP range 10.0.0.1-10.0.0.9", IPRangeMatch(("10.0.0.1", "10.0.0.9"))),
+        (
+            "destination IP range ! 10.1.0.1-10.1.0.1",
+            IPRangeMatch(None, False, ("10.1.0.1", "10.1.0.1"), True),
+        ),
         ("PKTTYPE = multicast", OpaqueMatch("?", text="PKTTYPE = multicast")),
     ],
 )

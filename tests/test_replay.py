@@ -140,10 +140,17 @@ def test_refuses_when_two_16s_leave_no_room() -> None:
         build_map(rs, hosts=["172.20.0.1"])
 
 
-def test_refuses_addresses_hidden_in_unmodelled_options() -> None:
-    rs = rules("-A X -m iprange --src-range 10.0.0.1-10.0.0.9 -j RETURN")
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "-A X -m iprange --src-range 10.0.0.1-10.0.0.9 -j RETURN",
+        "-A X -m owner ! --uid-owner 10.0.0.1 -j RETURN",
+        "-A X -j NETMAP --to 10.9.0.0/16",
+    ],
+)
+def test_refuses_addresses_hidden_in_options_and_ranges(rule: str) -> None:
     with pytest.raises(MappingError, match="cannot map"):
-        build_map(rs)
+        build_map(rules(rule))
 
 
 def test_replay_refuses_other_protocols() -> None:

@@ -190,8 +190,12 @@ def test_fall_through_accepts_original_destination() -> None:
 def test_nth_uses_state_counters() -> None:
     nth = StatisticMatch(StatisticMode.NTH, every=3, packet=0)
     rs = build({"nat": kube_nat([r(Jump(sep(0)), nth), r(Jump(sep(1)))], seps(2))})
+    # The kernel starts the counter at every-1-packet: packet 0 of the cycle matches.
     first = trace(rs, NODEPORT, NODE)
-    assert [o.destination for o in first.outcomes] == [("10.244.1.7", 8080)]
+    assert [o.destination for o in first.outcomes] == [("10.244.0.7", 8080)]
+    # After the first packet the kernel counter is 0: the second packet steps it to 1.
+    second = trace(rs, NODEPORT, NODE, State(nth={("nat", "KUBE-SVC-X", 1): 0}))
+    assert [o.destination for o in second.outcomes] == [("10.244.1.7", 8080)]
     third = trace(rs, NODEPORT, NODE, State(nth={("nat", "KUBE-SVC-X", 1): 2}))
     assert [o.destination for o in third.outcomes] == [("10.244.0.7", 8080)]
 
@@ -433,13 +437,18 @@ def test_connmark_save_restore_and_limit_iface() -> None:
     assert trace(restored, pkt, on_eth0).outcomes[0].verdict is Disposition.REJECT
 
 
-def test_redirect_is_local_and_vip_on_node_is_local() -> None:
+def test_redirect_is_dnat_to_the_node_and_vip_on_node_is_local() -> None:
     from kpsim.model import Redirect
 
     rs = build({"nat": {"PREROUTING": [r(Redirect(PortRange(15001, 15001)), tcp(80))]}})
     (o,) = trace(rs, Packet.of(CLIENT, "10.9.9.9", 80), NODE).outcomes
-    assert o.verdict is Disposition.LOCAL and o.destination == (NODE_IP, 15001)
+    assert o.verdict is Disposition.DNAT and o.destination == (NODE_IP, 15001)
     assert o.assumptions  # which node address REDIRECT picks is an assumption
+    # Known to be held by the in interface: the kernel's choice, no assumption.
+    on_eth0 = NodeContext.of(["10.0.1.9", NODE_IP], on={"eth1": ["10.0.1.9"], "eth0": [NODE_IP]})
+    (o,) = trace(rs, Packet.of(CLIENT, "10.9.9.9", 80), on_eth0).outcomes
+    assert o.verdict is Disposition.DNAT and o.destination == (NODE_IP, 15001)
+    assert not o.assumptions
     half = build({"nat": kube_nat([r(Jump(sep(0)), stat("0.5"))], seps(1))})
     vip = NodeContext.of([NODE_IP, "10.96.0.10"])  # e.g. kube-ipvs0 holds the VIP
     res = trace(half, Packet.of(CLIENT, "10.96.0.10", 80), vip)

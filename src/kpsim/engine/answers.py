@@ -18,18 +18,21 @@ from typing import Any
 
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.packet import RuleKey
+from kpsim.engine.sets import set_answer
 from kpsim.model import (
     PROBABILITY_SCALE,
     AddrTypeMatch,
     CommentMatch,
     ConnmarkMatch,
     ConntrackMatch,
+    IPRangeMatch,
     MarkMatch,
     Match,
     MultiportMatch,
     NfacctMatch,
     OpaqueMatch,
     Option,
+    OwnerMatch,
     PhysdevMatch,
     PortMatch,
     PortRange,
@@ -39,7 +42,7 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
 )
-from kpsim.model.node import NodeContext
+from kpsim.model.node import NodeContext, ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ def describe_match(m: Match) -> str:
         return "-m physdev " + _options(m.options)
     if isinstance(m, NfacctMatch):
         return f"-m nfacct --nfacct-name {m.name}"
+    if isinstance(m, OwnerMatch):
+        return "-m owner " + _options(m.options)
     if isinstance(m, OpaqueMatch):
         return m.text or f"-m {m.module} {_options(m.options)}".strip()
     return f"-m {type(m).__name__}"
@@ -171,10 +176,17 @@ def _statistic(m: StatisticMatch, flow: Flow, key: RuleKey) -> tuple[Answer, Flo
         return _random_answer(m.threshold, m.negated), flow
     if not m.every:
         return Unknown("statistic --mode nth without --every"), flow
-    # The kernel keeps every-1; the counter wraps to 0 after it and the rule matches on 0.
-    count = flow.counter(key, m.packet or 0)
-    nxt = 0 if count == m.every - 1 else count + 1
+    # xt_statistic keeps every-1 and starts the counter at every-1-packet; each packet
+    # reaching the rule steps it (wrapping after every-1) and the rule matches on 0: the
+    # i-th packet (from 0) matches iff i mod every == packet.
+    count = flow.counter(key, nth_start(m.every, m.packet or 0))
+    nxt = 0 if count >= m.every - 1 else count + 1
     return (nxt == 0) != m.negated, flow.with_counter(key, nxt)
+
+
+def nth_start(every: int, packet: int) -> int:
+    """The kernel counter of an nth rule no packet has reached yet."""
+    return max(every - 1 - packet, 0)
 
 
 def _recent(m: RecentMatch, flow: Flow) -> tuple[Answer, Flow]:
@@ -203,6 +215,51 @@ def _addrtype(m: AddrTypeMatch, flow: Flow, node: NodeContext, hook: Hook) -> An
                 return Unknown("addrtype --limit-iface-*: which interface holds the address?")
             kind = "LOCAL" if owner == limit else "UNICAST"
         if (kind in wanted) == neg:
+            return False
+    return True
+
+
+#: Interface names of devices that are never bridges (so a packet in by one of them has
+#: no bridge-port information); any other in interface may be a bridge (docker0, cni0).
+_NOT_BRIDGE = ("eth", "ens", "enp", "eno", "eni", "cali", "lo", "tunl", "flannel", "vxlan")
+
+
+def _physdev(m: PhysdevMatch, flow: Flow, node: NodeContext, hook: Hook) -> Answer:
+    """xt_physdev: a packet that did not come through a bridge port matches iff every
+    option given is negated. Locally generated packets and packets in by a device that is
+    not a bridge are such packets; one in by a bridge needs the port: UNKNOWN."""
+    inside = hook.in_iface
+    if hook.chain == "POSTROUTING" and not node.is_local(flow.src):
+        # The hook does not carry the in interface of a forwarded packet.
+        return Unknown(f"{describe_match(m)} in POSTROUTING: the packet's in device is not known")
+    if inside and not inside.startswith(_NOT_BRIDGE):
+        return Unknown(f"{describe_match(m)}: {inside} may be a bridge; its port is unknown")
+    return all(o.negated for o in m.options)
+
+
+def _owner(m: OwnerMatch, flow: Flow, node: NodeContext, hook: Hook) -> Answer:
+    """xt_owner: a packet without a local socket (forwarded) matches iff every option
+    given is negated; a local one needs the sending process: UNKNOWN."""
+    if hook.chain not in ("OUTPUT", "POSTROUTING"):
+        return Unknown(f"{describe_match(m)} in {hook.chain} (the kernel allows it only in OUTPUT)")
+    if hook.chain == "POSTROUTING" and not node.is_local(flow.src):
+        return all(o.negated for o in m.options if o.name != "--suppl-groups")
+    return Unknown(f"{describe_match(m)}: which process sent a locally generated packet")
+
+
+def _set(m: SetMatch, flow: Flow) -> Answer:
+    found = set_answer(m, flow, describe_match(m))
+    return Unknown(found) if isinstance(found, str) else found
+
+
+def _iprange(m: IPRangeMatch, flow: Flow) -> Answer:
+    sides = ((m.src, m.src_negated, flow.src), (m.dst, m.dst_negated, flow.dst))
+    for rng, neg, addr in sides:
+        if rng is None:
+            continue
+        lo, hi = ip(rng[0]), ip(rng[1])
+        inside = lo.version == addr.version and lo <= addr <= hi  # type: ignore[operator]
+        if inside == neg:
             return False
     return True
 
@@ -238,5 +295,10 @@ _ANSWERS: Mapping[type, _Answerer] = MappingProxyType(
             f,
         ),
         ConntrackMatch: lambda m, f, node, key, hook: (_conntrack(m, f), f),
+        NfacctMatch: lambda m, f, node, key, hook: (True, f),  # counts only
+        PhysdevMatch: lambda m, f, node, key, hook: (_physdev(m, f, node, hook), f),
+        OwnerMatch: lambda m, f, node, key, hook: (_owner(m, f, node, hook), f),
+        IPRangeMatch: lambda m, f, node, key, hook: (_iprange(m, f), f),
+        SetMatch: lambda m, f, node, key, hook: (_set(m, f), f),
     }
 )

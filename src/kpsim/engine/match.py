@@ -15,12 +15,48 @@ from kpsim.engine.answers import Unknown, answer
 from kpsim.engine.branch import _ONE, Branch, Run
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.packet import PROTOCOL_NUMBERS, RuleKey
-from kpsim.model import Address, CommentMatch, Protocol, Rule
+from kpsim.model import (
+    Address,
+    CommentMatch,
+    Log,
+    OpaqueMatch,
+    OpaqueTarget,
+    Protocol,
+    RecentCommand,
+    RecentMatch,
+    Rule,
+    StatisticMatch,
+    StatisticMode,
+)
 from kpsim.model.node import IPAddress, NodeContext
 
 _HIT, _MISS, _STOP = "hit", "miss", "stop"
 
 Alternative = tuple[Branch, str, str | None]  # (branch, hit|miss|stop, reason)
+
+
+#: Targets that change neither the verdict, nor the packet, nor state a later rule reads
+#: (logging, tracing, counting): whether their rule matches cannot change the outcome.
+INERT_TARGETS = frozenset({"NFLOG", "TRACE", "ULOG", "AUDIT", "LED", "IDLETIMER"})
+
+
+def inert(rule: Rule) -> bool:
+    """Can this rule's matching change nothing a later rule or the verdict sees? Its target
+    only logs or counts (none, LOG, NFLOG, TRACE …) and none of its matches leaves state
+    behind (recent --set/--update/--remove, an nth counter)."""
+    t = rule.target
+    if not (
+        t is None or isinstance(t, Log) or (isinstance(t, OpaqueTarget) and t.name in INERT_TARGETS)
+    ):
+        return False
+    for m in rule.matches:
+        if isinstance(m, RecentMatch) and m.command is not RecentCommand.RCHECK:
+            return False
+        if isinstance(m, StatisticMatch) and m.mode is StatisticMode.NTH:
+            return False
+        if isinstance(m, OpaqueMatch) and m.module == "recent":
+            return False
+    return True
 
 
 def _where(table: str, rule: Rule) -> str:
@@ -141,6 +177,8 @@ def _resolve(
     stops them or is assumed, as the run says."""
     if unknown is None:
         return [(b.derive(w, f), _HIT, None) for w, f in alive]
+    if inert(rule):  # matched or not, the walk goes on the same: skipped, not UNKNOWN
+        return [(b.derive(w, b.flow), _MISS, None) for w, _ in alive]
     where = _where(hook.table, rule)
     if run.unknown == "stop":
         return [(b.derive(w, f), _STOP, f"{where}: {unknown.reason}") for w, f in alive]

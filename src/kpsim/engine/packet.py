@@ -62,9 +62,10 @@ class State:
     """Assumptions about kernel state before the packet arrives.
 
     The default is a new client with no history: no ``recent`` entries, conntrack
-    state NEW, ctmark 0, and every ``statistic --mode nth`` counter at its
-    ``--packet`` start. ``recent`` names the lists that hold a fresh entry for this
-    packet's address (``--seconds``/``--hitcount`` are then taken as satisfied).
+    state NEW, ctmark 0, and every ``statistic --mode nth`` counter where the kernel
+    starts it (``every - 1 - packet``: the first packet to reach the rule is packet 0).
+    ``recent`` names the lists that hold a fresh entry for this packet's address
+    (``--seconds``/``--hitcount`` are then taken as satisfied).
     """
 
     recent: frozenset[str] = frozenset()

@@ -9,6 +9,8 @@ Jumps, verdicts and the rest of the targets are the walker's (walk.Walker._apply
 
 from __future__ import annotations
 
+import ipaddress
+
 from kpsim.engine.branch import Branch, Disposition, End
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.match import _where
@@ -17,12 +19,13 @@ from kpsim.model import (
     ConnmarkTarget,
     Dnat,
     Masquerade,
+    Netmap,
     OpaqueTarget,
     Redirect,
     Rule,
     Snat,
 )
-from kpsim.model.node import NodeContext, ip
+from kpsim.model.node import IPAddress, NodeContext, ip
 
 
 def _nat(node: NodeContext, hook: Hook, rule: Rule, b: Branch) -> tuple[Branch, End | None]:
@@ -41,6 +44,8 @@ def _nat(node: NodeContext, hook: Hook, rule: Rule, b: Branch) -> tuple[Branch, 
     if isinstance(t, Redirect):
         b = _redirect(node, hook, where, t, b)
         return b, (b, None, None)
+    if isinstance(t, Netmap):
+        return _netmap(hook, t, b)
     name = t.name if isinstance(t, OpaqueTarget) else type(t).__name__
     return b, (b, Disposition.UNKNOWN, f"{where}: target {name} is not modelled")
 
@@ -64,11 +69,36 @@ def _dnat(where: str, t: Dnat, b: Branch) -> tuple[Branch, End | None]:
     return b, (b, None, None)
 
 
+def _netmap(hook: Hook, t: Netmap, b: Branch) -> tuple[Branch, End | None]:
+    """xt_NETMAP: the network bits of the destination (PREROUTING, OUTPUT) or the source
+    (POSTROUTING, INPUT) replaced by ``--to``'s, the host bits kept; ports unchanged."""
+    net, f = ipaddress.ip_network(t.to), b.flow
+    if hook.chain in ("PREROUTING", "OUTPUT"):
+        dst = _mapped(net, f.dst)
+        b = b.with_flow(f.moved_to(dst, f.dport, f.dnat or dst != f.dst))
+        return b, (b, None, None)
+    src = _mapped(net, f.src)
+    b = b.snat(str(src), f._with(snat=f.snat or src != f.src))
+    return b, (b, None, None)
+
+
+def _mapped(net: ipaddress.IPv4Network | ipaddress.IPv6Network, addr: IPAddress) -> IPAddress:
+    mask = int(net.netmask)
+    return ipaddress.ip_address((int(addr) & ~mask) | (int(net.network_address) & mask))
+
+
 def _redirect(node: NodeContext, hook: Hook, where: str, t: Redirect, b: Branch) -> Branch:
     """REDIRECT goes to the in interface's primary address (loopback when local)."""
     f = b.flow
+    held = [
+        n.network_address
+        for n, iface in node.owners
+        if iface == hook.in_iface and n.version == f.dst.version and n.prefixlen == n.max_prefixlen
+    ]
     if hook.chain == "OUTPUT":
         dst = ip("127.0.0.1" if f.dst.version == 4 else "::1")
+    elif held:  # nf_nat_redirect: the first address of the device the packet came in by
+        dst = held[0]
     elif node.is_local(f.dst):
         dst = f.dst
     else:

@@ -142,7 +142,8 @@ class Tracer:
         for b in branches:
             (local if Walker.facts(run, self.node, b.flow.dst)[2] else remote).append(b)
         for b in self._through(run, local_hooks, local, in_iface, ends):
-            verdict = Disposition.DNAT if b.flow.dnat and not b.redirected else Disposition.LOCAL
+            # REDIRECT is a DNAT to the node's own address and a new port: said as such.
+            verdict = Disposition.DNAT if b.flow.dnat or b.redirected else Disposition.LOCAL
             ends.append((b, verdict, None))
         if forward:
             remote = self._through(run, _FORWARD + _POST, remote, in_iface, ends)

@@ -76,6 +76,14 @@ def parse_text(
 
 
 def _parse_text(text: str, path: str, fmt: Format | None, strict: bool, lazy: bool) -> Ruleset:
+    from kpsim.formats.ipset import split_ipset, with_sets
+
+    text, sets = split_ipset(text)
+    # with sets, every chain is rewritten (lazy chains are built): ipset captures are small
+    return with_sets(_parse_rules(text, path, fmt, strict, lazy), sets)
+
+
+def _parse_rules(text: str, path: str, fmt: Format | None, strict: bool, lazy: bool) -> Ruleset:
     chosen = fmt or detect_format(text)
     if lazy and chosen is Format.SAVE:
         from kpsim.formats.iptables.lazy import lazy_save

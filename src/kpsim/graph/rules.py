@@ -20,6 +20,7 @@ from kpsim.model import (
     ConnmarkMatch,
     ConntrackMatch,
     Dnat,
+    IPRangeMatch,
     Jump,
     MarkMatch,
     Masquerade,
@@ -27,6 +28,7 @@ from kpsim.model import (
     MultiportMatch,
     NfacctMatch,
     OpaqueMatch,
+    OwnerMatch,
     PhysdevMatch,
     PortMatch,
     PortRange,
@@ -95,6 +97,15 @@ def _match_text(m: Match) -> str | None:
         return "physdev " + " ".join(o.name for o in m.options)
     if isinstance(m, NfacctMatch):
         return f"nfacct {m.name}"
+    if isinstance(m, IPRangeMatch):
+        sides = [
+            f"{'! ' if neg else ''}{side} {rng[0]}-{rng[1]}"
+            for side, rng, neg in (("src", m.src, m.src_negated), ("dst", m.dst, m.dst_negated))
+            if rng is not None
+        ]
+        return "iprange " + " ".join(sides)
+    if isinstance(m, OwnerMatch):
+        return "owner " + " ".join(("! " if o.negated else "") + o.name for o in m.options)
     if isinstance(m, OpaqueMatch):
         return m.text or f"-m {m.module}"
     return None

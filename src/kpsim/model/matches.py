@@ -134,21 +134,61 @@ class ConntrackMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class IpSet:
+    """One set of a captured ``ipset save``: ``create NAME TYPE family F …`` and its
+    ``add NAME ENTRY …`` lines. ``entries`` keep each entry's parts as printed
+    (``10.0.0.1,tcp:80``); ``nomatch`` entries are the net types' exceptions."""
+
+    name: str
+    kind: str  # hash:ip, hash:ip,port, hash:net, bitmap:port, list:set …
+    family: str = "inet"
+    entries: tuple[str, ...] = ()
+    nomatch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SetMatch:
+    """``-m set --match-set NAME flags``; ``content`` is the set as the capture's
+    ``ipset save`` shows it (None: not captured, membership UNKNOWN)."""
+
     name: str
     flags: tuple[str, ...]
     negated: bool = False
     extra: tuple[Option, ...] = ()
+    content: IpSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PhysdevMatch:
+    """``-m physdev``: the bridge port a bridged packet came in / goes out by. A packet
+    the bridge never saw matches iff every option given is negated (xt_physdev)."""
+
     options: tuple[Option, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class NfacctMatch:
+    """``-m nfacct``: counts into a named accounting object; always matches."""
+
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IPRangeMatch:
+    """``-m iprange``: inclusive address ranges (lo, hi), each side with its own ``!``."""
+
+    src: tuple[str, str] | None = None
+    src_negated: bool = False
+    dst: tuple[str, str] | None = None
+    dst_negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerMatch:
+    """``-m owner`` (OUTPUT/POSTROUTING only): the sending socket's uid/gid. A packet with
+    no local socket matches iff every option given is negated (xt_owner)."""
+
+    options: tuple[Option, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,5 +213,7 @@ Match = (
     | SetMatch
     | PhysdevMatch
     | NfacctMatch
+    | IPRangeMatch
+    | OwnerMatch
     | OpaqueMatch
 )

@@ -94,6 +94,14 @@ class Redirect:
 
 
 @dataclass(frozen=True, slots=True)
+class Netmap:
+    """``-j NETMAP --to net/len``: keeps the host bits, replaces the network bits — of the
+    destination in PREROUTING/OUTPUT, of the source in POSTROUTING/INPUT."""
+
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
 class MarkTarget:
     """``-j MARK`` normalised to the kernel's form: ``mark = (mark & ~mask) ^ value``.
     (``--set-mark v`` is v/0xffffffff, ``--or-mark v`` is v/v, ``--and-mark v`` is
@@ -156,6 +164,7 @@ Target = (
     | Snat
     | Masquerade
     | Redirect
+    | Netmap
     | MarkTarget
     | ConnmarkTarget
     | Log

@@ -37,7 +37,8 @@ class Draw:
     """One ``statistic`` rule of a cascade, taken to ``outcome`` when it matches.
 
     random: ``(u32 & 0x7FFFFFFF) < threshold`` (``!`` inverts); nth: the rule's own
-    counter wraps to 0 (the kernel keeps ``every - 1`` and counts from ``packet``)."""
+    counter wraps to 0 (the kernel keeps ``every - 1`` and starts at ``every - 1 - packet``,
+    so the i-th packet reaching the rule, from 0, is taken iff i mod every == packet)."""
 
     key: RuleKey
     outcome: int
@@ -119,7 +120,7 @@ def exact_shares(
     cascade: Cascade, n_outcomes: int, *, long_run: bool = False
 ) -> tuple[Fraction, ...]:
     """The cascade's exact distribution for a fresh client: an nth rule as the first packet
-    meets it (its counter at ``--packet``), or with ``long_run`` as the share it takes of
+    meets it (taken iff ``--packet`` is 0), or with ``long_run`` as the share it takes of
     the packets reaching it over time (1/every)."""
     if cascade.categorical is not None:
         return cascade.categorical
@@ -131,7 +132,7 @@ def exact_shares(
         elif long_run:
             p = Fraction(d.every - 1, d.every) if d.negated else Fraction(1, d.every)
         else:  # nth at its start value: deterministic
-            hit = (0 if d.packet == d.every - 1 else d.packet + 1) == 0
+            hit = d.packet == 0
             p = Fraction(int(hit != d.negated))
         out[d.outcome] += remaining * p
         remaining *= 1 - p
@@ -173,10 +174,13 @@ def _cascade_chain(
 def build_cascade(
     outcomes: list[Outcome],
     chains: dict[tuple[str, str], Chain],
-    force: Callable[[RuleKey, StatisticMatch], Outcome | None] = lambda k, m: None,
+    force: Callable[[RuleKey | None, StatisticMatch | None, tuple[Draw, ...]], Outcome | None] = (
+        lambda k, m, before: None
+    ),
 ) -> Cascade | None:
     """The cascade the outcomes' paths imply, or None when they imply none. ``force``
-    traces an nth rule as if due, to learn where it leads; new outcomes are appended."""
+    traces an nth rule as if due (the nth rules ``before`` it not; no rule due when it is
+    None), to learn where it leads; new outcomes are appended."""
     where = _cascade_chain(outcomes, chains)
     plain = [i for i, o in enumerate(outcomes) if not any(_statistic(s.rule) for s in o.path)]
     if where is None or len(plain) > 1:
@@ -193,11 +197,8 @@ def build_cascade(
             break  # the kernel never gets past a certain match
         key = (table, rule.chain, rule.number)
         target = _outcome_through(outcomes, table, rule)
-        if target is None and m.mode is StatisticMode.NTH and (got := force(key, m)):
-            keys = [o.key for o in outcomes]
-            if got.key not in keys:
-                outcomes.append(got)
-            target = [o.key for o in outcomes].index(got.key)
+        if target is None and m.mode is StatisticMode.NTH and (got := force(key, m, tuple(draws))):
+            target = _index_of(outcomes, got)
         never = (
             m.mode is StatisticMode.RANDOM
             and m.threshold is not None
@@ -215,8 +216,21 @@ def build_cascade(
             )
         else:
             return None
+    if not plain and any(d.mode is StatisticMode.NTH for d in draws):
+        # The first packet took an nth rule: where do packets go when none is due?
+        got = force(None, None, tuple(draws))
+        plain = [_index_of(outcomes, got)] if got is not None else []
     fall = plain[0] if plain else (draws[-1].outcome if draws else 0)
     return Cascade(tuple(draws), fall)
+
+
+def _index_of(outcomes: list[Outcome], got: Outcome) -> int:
+    """Where ``got`` is among ``outcomes`` (appended when new)."""
+    keys = [o.key for o in outcomes]
+    if got.key not in keys:
+        outcomes.append(got)
+        return len(outcomes) - 1
+    return keys.index(got.key)
 
 
 def _sets(o: Outcome) -> tuple[str, ...]:
@@ -261,10 +275,18 @@ def compile_plan(tracer: Tracer, node: str, packet: Packet) -> NodePlan:
     outcomes = list(fresh.outcomes)
     notes: list[str] = []
 
-    def force(key: RuleKey, m: StatisticMatch) -> Outcome | None:
-        # Counter at every-1: the next packet wraps it to 0, so the rule is due (``!``: not).
-        start = (m.every or 1) - 1 if not m.negated else 0
-        got = tracer.trace(packet, State(nth={key: start})).outcomes
+    def force(
+        key: RuleKey | None, m: StatisticMatch | None, before: tuple[Draw, ...]
+    ) -> Outcome | None:
+        # Counter at every-1: the next packet wraps it to 0, so the rule is due (``!``: not);
+        # at 0 the next packet steps it to 1 (not due, unless every is 1).
+        def due(every: int, negated: bool, wanted: bool) -> int:
+            return max(every, 1) - 1 if wanted != negated else 0
+
+        counters = {d.key: due(d.every, d.negated, False) for d in before if d.every}
+        if key is not None and m is not None:
+            counters[key] = due(m.every or 1, m.negated, True)
+        got = tracer.trace(packet, State(nth=counters)).outcomes
         return got[0] if len(got) == 1 else None
 
     cascade = build_cascade(outcomes, chains, force)

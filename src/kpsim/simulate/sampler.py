@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from kpsim.engine.answers import nth_start
 from kpsim.model import StatisticMode
 from kpsim.simulate.plan import Cascade, NodePlan
 
@@ -122,8 +123,8 @@ def _nth_pick(cascade: Cascade, state: NodeState, rng: np.random.Generator) -> i
     """Walk the cascade one rule at a time: nth counters tick only when reached."""
     for d in cascade.draws:
         if d.mode is StatisticMode.NTH:
-            count = state.nth.get(d.key, d.packet)
-            nxt = 0 if count == d.every - 1 else count + 1
+            count = state.nth.get(d.key, nth_start(d.every, d.packet))
+            nxt = 0 if count >= d.every - 1 else count + 1
             state.nth[d.key] = nxt
             hit = nxt == 0
         else:

@@ -19,6 +19,7 @@ from kpsim.model import (
     CommentMatch,
     ConnmarkMatch,
     ConntrackMatch,
+    IPRangeMatch,
     MarkMatch,
     Match,
     MultiportMatch,
@@ -174,6 +175,12 @@ def _nfacct(m: re.Match[str]) -> Match:
     return NfacctMatch(m.group(1))
 
 
+def _iprange(m: re.Match[str]) -> Match:
+    src = (m.group("slo"), m.group("shi")) if m.group("slo") else None
+    dst = (m.group("dlo"), m.group("dhi")) if m.group("dlo") else None
+    return IPRangeMatch(src, bool(m.group("sneg")), dst, bool(m.group("dneg")))
+
+
 _END = r"(?=\s|$)"
 _MATCHES: tuple[tuple[re.Pattern[str], _MatchBuilder], ...] = tuple(
     (re.compile(pattern + _END), builder)
@@ -221,5 +228,11 @@ _MATCHES: tuple[tuple[re.Pattern[str], _MatchBuilder], ...] = tuple(
             _physdev,
         ),
         (r"nfacct-name\s+(\S+)", _nfacct),
+        (
+            r"(?=source IP range|destination IP range)"
+            r"(?:source IP range (?P<sneg>! )?(?P<slo>[0-9.]+)-(?P<shi>[0-9.]+))?"
+            r"(?: ?destination IP range (?P<dneg>! )?(?P<dlo>[0-9.]+)-(?P<dhi>[0-9.]+))?",
+            _iprange,
+        ),
     )
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+from kpsim.formats.iptables.extensions import EXTENSIONS as EXTENSIONS
 from kpsim.formats.iptables.options import PROTOCOL_NAMES as PROTOCOL_NAMES
 from kpsim.formats.iptables.options import (
     Degrade,
@@ -37,12 +38,14 @@ from kpsim.model import (
     CommentMatch,
     ConnmarkMatch,
     ConntrackMatch,
+    IPRangeMatch,
     MarkMatch,
     Match,
     MultiportMatch,
     NfacctMatch,
     OpaqueMatch,
     Option,
+    OwnerMatch,
     PhysdevMatch,
     PortMatch,
     PortRange,
@@ -105,76 +108,12 @@ MATCH_SPECS: dict[str, dict[str, int]] = {
     },
     "physdev": {**dict.fromkeys(_PHYSDEV_ORDER, 0), "--physdev-in": 1, "--physdev-out": 1},
     "nfacct": {"--nfacct-name": 1},
+    "iprange": {"--src-range": 1, "--dst-range": 1},
+    "owner": {
+        **dict.fromkeys(("--uid-owner", "--gid-owner"), 1),
+        **dict.fromkeys(("--socket-exists", "--suppl-groups"), 0),
+    },
 }
-
-#: Every match extension iptables 1.8 ships (libxt_*, libipt_*, libip6t_*): ``-m NAME``
-#: with another name is a line iptables-restore rejects ("Couldn't load match").
-EXTENSIONS = frozenset(
-    [
-        "addrtype",
-        "ah",
-        "bpf",
-        "cgroup",
-        "cluster",
-        "comment",
-        "connbytes",
-        "connlabel",
-        "connlimit",
-        "connmark",
-        "conntrack",
-        "cpu",
-        "dccp",
-        "devgroup",
-        "dscp",
-        "dst",
-        "ecn",
-        "esp",
-        "eui64",
-        "frag",
-        "hashlimit",
-        "hbh",
-        "helper",
-        "hl",
-        "icmp",
-        "icmp6",
-        "iprange",
-        "ipv6header",
-        "ipvs",
-        "length",
-        "limit",
-        "mac",
-        "mark",
-        "mh",
-        "multiport",
-        "nfacct",
-        "osf",
-        "owner",
-        "physdev",
-        "pkttype",
-        "policy",
-        "quota",
-        "rateest",
-        "realm",
-        "recent",
-        "rpfilter",
-        "rt",
-        "sctp",
-        "set",
-        "socket",
-        "srh",
-        "state",
-        "statistic",
-        "string",
-        "tcp",
-        "tcpmss",
-        "time",
-        "tos",
-        "ttl",
-        "u32",
-        "udp",
-        "udplite",
-    ]
-)
 
 #: ``-p NAME`` loads this module when one of its options appears without ``-m``.
 PROTO_MODULES = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "icmp": "icmp", "ipv6-icmp": "icmp6"}
@@ -375,6 +314,41 @@ def _nfacct(loaded: Loaded, ipv6: bool) -> Match:
     return NfacctMatch(found["--nfacct-name"][0].args[0])
 
 
+def _ip_range(option: Option, col: int, ipv6: bool) -> tuple[str, str]:
+    """``a-b`` or a single ``a`` (lo = hi), as libxt_iprange reads it."""
+    lo, _, hi = option.args[0].partition("-")
+    try:
+        pair = [ipaddress.ip_address(t) for t in (lo, hi or lo)]
+    except ValueError:
+        raise LineError(col, f"bad address range {shown(option.args[0])}") from None
+    if any(a.version != (6 if ipv6 else 4) for a in pair):
+        raise LineError(col, f"address range {shown(option.args[0])} is of the other family")
+    return pair[0].compressed, pair[1].compressed
+
+
+def _iprange(loaded: Loaded, ipv6: bool) -> Match:
+    found = by_name(options_of(loaded), MATCH_SPECS["iprange"])
+    src, dst = found.get("--src-range"), found.get("--dst-range")
+    if src is None and dst is None:
+        raise Degrade
+    return IPRangeMatch(
+        src=_ip_range(*src, ipv6) if src else None,
+        src_negated=bool(src and src[0].negated),
+        dst=_ip_range(*dst, ipv6) if dst else None,
+        dst_negated=bool(dst and dst[0].negated),
+    )
+
+
+_OWNER_ORDER = ("--uid-owner", "--gid-owner", "--socket-exists", "--suppl-groups")
+
+
+def _owner(loaded: Loaded, ipv6: bool) -> Match:
+    found = by_name(options_of(loaded), MATCH_SPECS["owner"])
+    if not found or set(found) == {"--suppl-groups"}:
+        raise Degrade
+    return OwnerMatch(tuple(found[n][0] for n in _OWNER_ORDER if n in found))
+
+
 MATCH_BUILDERS: dict[str, Callable[[Loaded, bool], Match]] = {
     "tcp": _port_match,
     "udp": _port_match,
@@ -391,4 +365,6 @@ MATCH_BUILDERS: dict[str, Callable[[Loaded, bool], Match]] = {
     "set": _set,
     "physdev": _physdev,
     "nfacct": _nfacct,
+    "iprange": _iprange,
+    "owner": _owner,
 }

@@ -36,6 +36,7 @@ from kpsim.model import (
     MarkTarget,
     Masquerade,
     NatRange,
+    Netmap,
     OpaqueTarget,
     Option,
     PortRange,
@@ -79,6 +80,7 @@ TARGET_SPECS: dict[str, dict[str, int]] = {
         **dict.fromkeys(("--zone", "--zone-orig", "--zone-reply"), 1),
     },
     "NOTRACK": {},
+    "NETMAP": {"--to": 1},
 }
 
 #: Target names that are targets, not chains, unless the table declares such a chain.
@@ -292,6 +294,18 @@ def _ct(loaded: Loaded, ipv6: bool) -> Target:
     return Ct(notrack=len(options) != len(loaded.options), options=options)
 
 
+def _netmap(loaded: Loaded, ipv6: bool) -> Target:
+    found = by_name(options_of(loaded), TARGET_SPECS["NETMAP"])
+    if "--to" not in found or found["--to"][0].negated:
+        raise Degrade
+    option, col = found["--to"]
+    try:
+        net = ipaddress.ip_network(option.args[0], strict=False)
+    except ValueError:
+        raise LineError(col, f"bad network {shown(option.args[0])}") from None
+    return Netmap(net.with_prefixlen)
+
+
 TARGET_BUILDERS: dict[str, Callable[[Loaded, bool], Target]] = {
     "REJECT": _reject,
     "DNAT": _dnat,
@@ -303,4 +317,5 @@ TARGET_BUILDERS: dict[str, Callable[[Loaded, bool], Target]] = {
     "LOG": _log,
     "CT": _ct,
     "NOTRACK": _ct,
+    "NETMAP": _netmap,
 }

@@ -29,6 +29,7 @@ from kpsim.model import (
     Ct,
     Dnat,
     Family,
+    IPRangeMatch,
     Jump,
     Log,
     MarkMatch,
@@ -36,10 +37,12 @@ from kpsim.model import (
     Masquerade,
     Match,
     MultiportMatch,
+    Netmap,
     NfacctMatch,
     OpaqueMatch,
     OpaqueTarget,
     Option,
+    OwnerMatch,
     PhysdevMatch,
     PortMatch,
     PortRange,
@@ -248,6 +251,21 @@ def _nfacct(m: NfacctMatch, family: Family) -> list[str]:
     return ["-m", "nfacct", "--nfacct-name", _arg(m.name)]
 
 
+def _iprange(m: IPRangeMatch, family: Family) -> list[str]:
+    parts = ["-m", "iprange"]
+    for flag, rng, neg in (
+        ("--src-range", m.src, m.src_negated),
+        ("--dst-range", m.dst, m.dst_negated),
+    ):
+        if rng is not None:
+            parts += [*_neg(neg), flag, f"{rng[0]}-{rng[1]}"]
+    return parts
+
+
+def _owner(m: OwnerMatch, family: Family) -> list[str]:
+    return ["-m", "owner", *_options(m.options)]
+
+
 def _opaque_match(m: OpaqueMatch, family: Family) -> list[str]:
     return ["-m", m.module, *_options(m.options)]
 
@@ -265,6 +283,8 @@ _MATCH_RENDERERS: dict[type, Callable[..., list[str]]] = {
     SetMatch: _set,
     PhysdevMatch: _physdev,
     NfacctMatch: _nfacct,
+    IPRangeMatch: _iprange,
+    OwnerMatch: _owner,
     OpaqueMatch: _opaque_match,
 }
 
@@ -343,6 +363,10 @@ def _opaque_target(t: OpaqueTarget, family: Family) -> list[str]:
     return ["-j", t.name, *_options(t.options)]
 
 
+def _netmap(t: Netmap, family: Family) -> list[str]:
+    return ["-j", "NETMAP", "--to", t.to]
+
+
 _TARGET_RENDERERS: dict[type, Callable[..., list[str]]] = {
     Standard: _standard,
     Jump: _jump,
@@ -351,6 +375,7 @@ _TARGET_RENDERERS: dict[type, Callable[..., list[str]]] = {
     Snat: _snat,
     Masquerade: _masquerade,
     Redirect: _masquerade,
+    Netmap: _netmap,
     MarkTarget: _mark_target,
     ConnmarkTarget: _connmark_target,
     Log: _log,

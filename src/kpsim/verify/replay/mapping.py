@@ -19,7 +19,19 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from kpsim.errors import KpsimError
-from kpsim.model import Address, Dnat, Family, NatRange, Option, Rule, Ruleset, Snat, Table
+from kpsim.model import (
+    Address,
+    Dnat,
+    Family,
+    IPRangeMatch,
+    NatRange,
+    Netmap,
+    Option,
+    Rule,
+    Ruleset,
+    Snat,
+    Table,
+)
 
 __all__ = ["SPACE", "AddressMap", "Block", "MappingError", "build_map", "map_ruleset"]
 
@@ -132,7 +144,15 @@ def _options(rule: Rule) -> Iterable[Option]:
 
 
 def _check_opaque(rule: Rule) -> None:
-    """Addresses hidden in options kpsim does not model cannot be mapped: say so."""
+    """Addresses hidden in options kpsim does not model cannot be mapped, nor address
+    ranges and networks a block-wise map would not keep whole (iprange, NETMAP): say so."""
+    ranged = [m for m in rule.matches if isinstance(m, IPRangeMatch)]
+    if ranged or isinstance(rule.target, Netmap):
+        what = "-m iprange" if ranged else "NETMAP"
+        raise MappingError(
+            f"{rule.table} {rule.chain} rule {rule.number}: {what} holds an address range "
+            "kpsim cannot map"
+        )
     for opt in _options(rule):
         for arg in opt.args:
             if _DOTTED.search(arg):

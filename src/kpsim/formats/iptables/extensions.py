@@ -1,0 +1,76 @@
+"""The match extensions iptables ships: a name outside this set is a line
+iptables-restore rejects, whatever kpsim models.
+
+Standard library only; re-exported by matches.py.
+"""
+
+from __future__ import annotations
+
+#: Every match extension iptables 1.8 ships (libxt_*, libipt_*, libip6t_*): ``-m NAME``
+#: with another name is a line iptables-restore rejects ("Couldn't load match").
+EXTENSIONS = frozenset(
+    [
+        "addrtype",
+        "ah",
+        "bpf",
+        "cgroup",
+        "cluster",
+        "comment",
+        "connbytes",
+        "connlabel",
+        "connlimit",
+        "connmark",
+        "conntrack",
+        "cpu",
+        "dccp",
+        "devgroup",
+        "dscp",
+        "dst",
+        "ecn",
+        "esp",
+        "eui64",
+        "frag",
+        "hashlimit",
+        "hbh",
+        "helper",
+        "hl",
+        "icmp",
+        "icmp6",
+        "iprange",
+        "ipv6header",
+        "ipvs",
+        "length",
+        "limit",
+        "mac",
+        "mark",
+        "mh",
+        "multiport",
+        "nfacct",
+        "osf",
+        "owner",
+        "physdev",
+        "pkttype",
+        "policy",
+        "quota",
+        "rateest",
+        "realm",
+        "recent",
+        "rpfilter",
+        "rt",
+        "sctp",
+        "set",
+        "socket",
+        "srh",
+        "state",
+        "statistic",
+        "string",
+        "tcp",
+        "tcpmss",
+        "time",
+        "tos",
+        "ttl",
+        "u32",
+        "udp",
+        "udplite",
+    ]
+)
