@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kpsim.engine.flow import Flow, Hook
+from kpsim.engine.nft_answers import numgen, set_lookup
 from kpsim.engine.packet import RuleKey
 from kpsim.model import (
     PROBABILITY_SCALE,
@@ -39,6 +40,7 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
 )
+from kpsim.model.nft import NumgenMatch, SetLookup
 from kpsim.model.node import NodeContext
 
 
@@ -238,5 +240,12 @@ _ANSWERS: Mapping[type, _Answerer] = MappingProxyType(
             f,
         ),
         ConntrackMatch: lambda m, f, node, key, hook: (_conntrack(m, f), f),
+        SetLookup: lambda m, f, node, key, hook: (_nft(set_lookup(m, f)), f),
+        NumgenMatch: lambda m, f, node, key, hook: (numgen(m), f),
     }
 )
+
+
+def _nft(found: bool | str) -> Answer:
+    """nft_answers says why it cannot decide with a str: here that is an Unknown."""
+    return Unknown(found) if isinstance(found, str) else found

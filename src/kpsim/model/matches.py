@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 
+from kpsim.model.nft import NumgenMatch, SetLookup
 from kpsim.model.values import PROBABILITY_SCALE, Option, PortRange, format_probability
 
 
@@ -174,4 +175,6 @@ Match = (
     | PhysdevMatch
     | NfacctMatch
     | OpaqueMatch
+    | SetLookup  # nftables (model/nft.py)
+    | NumgenMatch
 )
