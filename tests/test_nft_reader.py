@@ -11,7 +11,6 @@ import pytest
 
 from _paths import CORPUS, REPO, needs_corpus
 from kpsim.errors import ParseError
-from kpsim.formats import parse_text
 from kpsim.formats.nft.iptables_nft import NOTE, parse_nft
 from kpsim.model import (
     Counters,

@@ -30,8 +30,14 @@ from kpsim.errors import UsageError
 
 #: The file a node folder's rules are read from when several captures sit together:
 #: iptables-save is complete (all tables, policies, exact options); listings lose detail.
-PRIMARY_NAMES = ("iptables-save.txt", "iptables-save", "rules.save", "ip6tables-save.txt")
-CAPTURE_SUFFIXES = (".txt", ".save", ".rules", ".log", ".md", "")
+PRIMARY_NAMES = (
+    "iptables-save.txt",
+    "iptables-save",
+    "rules.save",
+    "ip6tables-save.txt",
+    "ruleset.nft",
+)
+CAPTURE_SUFFIXES = (".txt", ".save", ".rules", ".log", ".md", ".nft", "")
 #: ``-``: standard input, named ``<stdin>`` in messages and labels.
 STDIN, STDIN_NAME = "-", "<stdin>"
 #: A stream longer than this is not a capture (``/dev/zero``); 10,000 services: 16 MB.

@@ -306,7 +306,11 @@ class Statement:
             if key is not None:
                 elements.append(key)
         text = " . ".join(keys) + (" != " if neg else " ") + name
-        return SetLookup(name, keys, tuple(elements), neg, found.dynamic, text)
+        # a set has no order and no duplicates (adding an element twice is one element):
+        # sorted and unique, the model is the same however nft printed or was given it
+        unique = {tuple((p.lo, p.hi) for p in e): e for e in elements}
+        ordered = tuple(unique[k] for k in sorted(unique))
+        return SetLookup(name, keys, ordered, neg, found.dynamic, text)
 
     def vmap(self, keys: tuple[str, ...]) -> None:
         if self.peek() == "{":

@@ -57,7 +57,9 @@ _SLOTS = {
 }
 
 
-_TABLES = re.compile(r"^[^\S\n]*(?:add |create )?table (?:ip|ip6|inet|arp|bridge|netdev) (\S+)", re.M)
+_TABLES = re.compile(
+    r"^[^\S\n]*(?:add |create )?table (?:ip|ip6|inet|arp|bridge|netdev) (\S+)", re.M
+)
 
 
 def is_kube_proxy_nft(text: str) -> bool:

@@ -1,0 +1,76 @@
+"""Round trips of the nftables-mode fixtures through the real kernel (root only): each
+loads with ``nft -f`` into a throw-away namespace, is listed back with ``nft list
+ruleset``, and the listing, the fixture and kube-proxy's transaction (the ``nft -f`` form)
+all give the same model."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kpsim.formats import load_file, parse_text
+from kpsim.inputs.nft_regen import load_and_list
+from kpsim.inputs.synth import seed_workshop
+from kpsim.inputs.synth.nft import render_kube_proxy_nft
+from kpsim.kube import services as kube
+from kpsim.model import Rule, Ruleset
+from kpsim.verify import netns
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(
+        not netns.available() or shutil.which("nft") is None, reason="needs root, ip and nft"
+    ),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+NFT_SET = ROOT / "fixtures/nftables/eks-nodeport-workshop"
+NODES = sorted(p.name for p in NFT_SET.iterdir() if p.is_dir())
+
+
+def _rule(r: Rule) -> str:
+    return repr((r.target, r.source, r.destination, r.protocol, r.in_interface,
+                 r.out_interface, r.matches))  # fmt: skip
+
+
+def canonical(rs: Ruleset) -> dict[tuple[str, str], list[list[str]]]:
+    """Each chain's rules in order, the rules one nft rule became (one per map element,
+    whose order nft may print differently) as one sorted group."""
+    out = {}
+    for tname, table in rs.tables.items():
+        for name, chain in table.chains.items():
+            groups = itertools.groupby(chain.rules, key=lambda r: r.origin.text if r.origin else "")
+            key = (tname, name if "#" not in name else name.split("#")[0] + "#")
+            out[key] = [sorted(_rule(r) for r in rules) for _, rules in groups]
+    return out
+
+
+def _services(rs: Ruleset) -> list[tuple[object, ...]]:
+    return [
+        (s.name, sorted((f.kind, f.address, f.port) for f in s.frontends),
+         [(e.destination, e.probability) for e in s.endpoints], s.no_endpoints)
+        for s in kube.services(rs)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_fixture_lists_back_to_the_same_model(node: str) -> None:
+    path = NFT_SET / node / "ruleset.nft"
+    shipped = load_file(path)
+    listed = parse_text(load_and_list(path.read_text()), f"{node} (listed back)")
+    assert canonical(listed) == canonical(shipped)
+    assert _services(listed) == _services(shipped)
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_the_transaction_and_its_listing_give_the_same_model(node: str) -> None:
+    transaction = render_kube_proxy_nft(seed_workshop(), node)
+    commands = parse_text(transaction, f"{node}.nft-f")
+    assert commands.diagnostics == ()
+    listed = parse_text(load_and_list(transaction), f"{node} (listed)")
+    assert canonical(commands) == canonical(listed)
+    assert _services(commands) == _services(listed)
+    assert _services(listed) == _services(load_file(NFT_SET / node / "ruleset.nft"))

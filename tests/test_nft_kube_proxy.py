@@ -1,0 +1,138 @@
+"""kube-proxy's nftables mode: the seed lab's nftables fixtures (made through the real
+kernel by kpsim.inputs.nft_regen) answer the seed questions exactly as the iptables-mode
+fixtures do, numgen shares are the kernel's integers over 2^32, and bad input is exit 2."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kpsim.cli.main import main as cli
+from kpsim.formats import load_file, parse_text
+from kpsim.kube import services as kube
+from kpsim.kube.mode import ProxyMode, proxy_mode
+from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
+from kpsim.model.nft import NUMGEN_SCALE, NumgenMatch, numgen_count
+
+ROOT = Path(__file__).resolve().parents[1]
+NFT_SET = ROOT / "fixtures/nftables/eks-nodeport-workshop"
+IPT_SET = ROOT / "fixtures/iptables/eks-nodeport-workshop"
+NODES = sorted(p.name for p in NFT_SET.iterdir() if p.is_dir())
+SEED_PORTS = (30080, 30081, 30082, 30083)
+CLUSTER_IPS = (("172.20.177.168", 8080), ("172.20.91.45", 80), ("172.20.66.201", 8080),
+               ("172.20.0.10", 53), ("172.20.140.33", 80))  # fmt: skip
+SVC = "node-test-01/node-test-01-svc"
+
+
+def _nft(node: str):  # type: ignore[no-untyped-def]
+    return load_file(NFT_SET / node / "ruleset.nft")
+
+
+def _ipt(node: str):  # type: ignore[no-untyped-def]
+    return load_file(IPT_SET / node / "iptables-save.txt")
+
+
+def _answers(rulesets: dict[str, object], port: int, dest: str | None = None) -> set[tuple]:  # type: ignore[type-arg]
+    inputs = [NodeInput(n, rs) for n, rs in rulesets.items()]  # type: ignore[arg-type]
+    report = trace_nodes(inputs, TraceRequest(port=port, dest=dest))
+    return {
+        (node.node, o.outcome.verdict.value, o.outcome.destination, o.outcome.probability,
+         o.outcome.masquerade, o.service)
+        for node in report.nodes
+        for o in node.outcomes
+    }  # fmt: skip
+
+
+def test_fixtures_are_nftables_mode_and_pick_the_endpoint() -> None:
+    assert NODES == ["ip-10-11-28-53", "ip-10-11-3-14", "ip-10-11-40-87"]
+    for node in NODES:
+        rs = _nft(node)
+        assert rs.diagnostics == () and rs.capture.complete, node
+        found = proxy_mode(rs)
+        assert found.mode is ProxyMode.NFTABLES and found.chooses_endpoints
+
+
+@pytest.mark.parametrize("port", SEED_PORTS)
+def test_nodeports_answer_as_in_iptables_mode(port: int) -> None:
+    nft = _answers({n: _nft(n) for n in NODES}, port)
+    ipt = _answers({n: _ipt(n) for n in NODES}, port)
+    assert nft == ipt
+
+
+def test_a_cluster_ip_on_a_wrong_port_is_rejected_unlike_iptables_mode() -> None:
+    """kube-proxy's nftables mode rejects it (cluster-ips-check, "Reject traffic to invalid
+    ports of ClusterIPs"); its iptables mode lets it go on unchanged."""
+    nft = _answers({"n1": _nft("ip-10-11-28-53")}, 9, "172.20.66.201")
+    ipt = _answers({"n1": _ipt("ip-10-11-28-53")}, 9, "172.20.66.201")
+    assert {a[1] for a in nft} == {"REJECT"} and {a[1] for a in ipt} == {"ACCEPT"}
+
+
+@pytest.mark.parametrize(("dest", "port"), CLUSTER_IPS)
+def test_cluster_ips_answer_as_in_iptables_mode(dest: str, port: int) -> None:
+    nft = _answers({n: _nft(n) for n in NODES}, port, dest)
+    ipt = _answers({n: _ipt(n) for n in NODES}, port, dest)
+    assert {a[1:5] for a in nft} == {a[1:5] for a in ipt}
+
+
+def test_30080_has_three_endpoints_with_numgen_shares_over_2_32() -> None:
+    rs = _nft("ip-10-11-28-53")
+    found = _answers({"n1": rs}, 30080)
+    assert {(a[1], a[2], a[3], a[4], a[5]) for a in found} == {
+        ("DNAT", ("10.11.11.70", 80), Fraction(1431655766, NUMGEN_SCALE), True, SVC),
+        ("DNAT", ("10.11.16.79", 80), Fraction(1431655765, NUMGEN_SCALE), True, SVC),
+        ("DNAT", ("10.11.41.25", 80), Fraction(1431655765, NUMGEN_SCALE), True, SVC),
+    }
+    (svc,) = [s for s in kube.services(rs) if 30080 in s.node_ports]
+    assert svc.name == "node-test-01/node-test-01-svc" and svc.cluster_ips == ("172.20.177.168",)
+    assert [e.probability * NUMGEN_SCALE for e in svc.endpoints] == [
+        1431655766,
+        1431655765,
+        1431655765,
+    ]
+
+
+@pytest.mark.parametrize("modulus", [1, 2, 3, 5, 7, 10, 1000, 2**31 + 1])
+def test_numgen_counts_are_the_kernels_reciprocal_scale(modulus: int) -> None:
+    counts = [numgen_count(modulus, k) for k in range(min(modulus, 50))]
+    if modulus <= 50:
+        assert sum(counts) == NUMGEN_SCALE
+    for k, count in enumerate(counts):  # r lands in bucket ⌊r·N/2^32⌋ (reciprocal_scale)
+        first = next_r = -(-k * NUMGEN_SCALE // modulus)
+        next_r = -(-(k + 1) * NUMGEN_SCALE // modulus)
+        assert count == next_r - first
+        assert (first * modulus) >> 32 == k and ((next_r - 1) * modulus) >> 32 == k
+    cascade = [NumgenMatch(3, k, tuple(range(k))).chance for k in range(3)]
+    assert cascade[-1] == 1 and cascade[0] == Fraction(1431655766, NUMGEN_SCALE)
+
+
+def test_cli_trace_and_simulate_on_the_nftables_set() -> None:
+    runner = CliRunner()
+    out = runner.invoke(cli, ["trace", "--port", "30080", "-o", "json", str(NFT_SET)])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    text = json.dumps(doc)
+    assert "10.11.11.70" in text and "10.11.41.25" in text and "10.11.16.79" in text
+    sim = runner.invoke(cli, ["simulate", "-n", "10000", "--port", "30080", str(NFT_SET)])
+    assert sim.exit_code == 0, sim.output
+    assert "node-test-01/node-test-01-svc" in sim.output and "10000 connections" in sim.output
+
+
+def test_parse_error_has_line_and_column_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nft"
+    bad.write_text(
+        "add table ip kube-proxy\n"
+        "add chain ip kube-proxy services\n"
+        "add rule ip kube-proxy services ip daddr 10.0.0.1 frobnicate 3 jump x\n"
+    )
+    rs = parse_text(bad.read_text(), str(bad))
+    (diag,) = rs.diagnostics
+    assert (diag.line, diag.col) == (3, 51) and "frobnicate" in diag.message
+    out = CliRunner().invoke(
+        cli, ["trace", "--strict", "--dest", "10.0.0.1", "--port", "80", str(bad)]
+    )
+    assert out.exit_code == 2
+    assert f"{bad}:3:51:" in out.output
