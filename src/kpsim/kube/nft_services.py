@@ -48,7 +48,8 @@ class Service(NamedTuple):
     affinity_seconds: int | None = None
     traffic_policy_local: bool = False
     no_endpoints: bool = False
-    named_by: str = "chain"
+    # the chain names spell ns/name/proto/port out, as the iptables proxier's comments do
+    named_by: str = "comment"
 
 
 def is_nft_kube_proxy(ruleset: Ruleset) -> bool:
@@ -113,11 +114,16 @@ def nft_services(ruleset: Ruleset) -> tuple[Service, ...]:
                 local,
                 None,
                 policy_local,
-                named_by="chain",
             )
         )
-    known = {s.name for s in out}
-    out.extend(s for s in _no_endpoints(chains) if s.name not in known)
+    # @no-endpoint-* elements: a service with no endpoints at all, or frontends of a
+    # known one that drop here (externalTrafficPolicy Local with no local endpoint)
+    dropped = _no_endpoints(chains)
+    for i, svc in enumerate(out):
+        more = dropped.pop(svc.name, None)
+        if more:
+            out[i] = svc._replace(frontends=svc.frontends + more.frontends)
+    out.extend(dropped.values())
     return tuple(sorted(out, key=lambda s: (s.name, s.protocol or "")))
 
 
@@ -174,7 +180,7 @@ def _destination(chain: Chain | None) -> str | None:
     return None
 
 
-def _no_endpoints(chains: dict[str, Chain]) -> list[Service]:
+def _no_endpoints(chains: dict[str, Chain]) -> dict[str, Service]:
     """Services kube-proxy lists in @no-endpoint-services / -nodeports: a reject or drop."""
     out: dict[str, list[Frontend]] = {}
     for check in _CHECKS:
@@ -201,10 +207,10 @@ def _no_endpoints(chains: dict[str, Chain]) -> list[Service]:
                     rule,
                 )
             )
-    return [
-        Service(name, "", fr[0].protocol, tuple(fr), (), no_endpoints=True, named_by="comment")
+    return {
+        name: Service(name, "", fr[0].protocol, tuple(fr), (), no_endpoints=True)
         for name, fr in out.items()
-    ]
+    }
 
 
 def _element_comment(text: str) -> str | None:
