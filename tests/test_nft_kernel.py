@@ -16,6 +16,7 @@ from kpsim.inputs.nft_regen import load_and_list
 from kpsim.inputs.synth import seed_workshop
 from kpsim.inputs.synth.nft import render_kube_proxy_nft
 from kpsim.kube import services as kube
+from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
 from kpsim.model import Rule, Ruleset
 from kpsim.verify import netns
 
@@ -74,3 +75,43 @@ def test_the_transaction_and_its_listing_give_the_same_model(node: str) -> None:
     assert canonical(commands) == canonical(listed)
     assert _services(commands) == _services(listed)
     assert _services(listed) == _services(load_file(NFT_SET / node / "ruleset.nft"))
+
+
+#: Rules iptables-nft keeps beside kube-proxy's table on an EKS node (the VPC CNI's SNAT
+#: RETURN, kubelet's KUBE-FIREWALL), as ``iptables`` commands.
+_BESIDE = [
+    ["iptables", "-t", "nat", "-A", "POSTROUTING", "-d", "10.11.0.0/16", "-m", "comment",
+     "--comment", "AWS SNAT CHAIN", "-j", "RETURN"],
+    ["iptables", "-t", "filter", "-N", "KUBE-FIREWALL"],
+    ["iptables", "-t", "filter", "-A", "INPUT", "-j", "KUBE-FIREWALL"],
+    ["iptables", "-t", "filter", "-A", "KUBE-FIREWALL", "-d", "127.0.0.0/8", "!", "-s",
+     "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"],
+]  # fmt: skip
+
+
+def test_iptables_nft_tables_beside_kube_proxys_are_walked_too() -> None:
+    """A node's whole ``nft list ruleset``: iptables-nft's nat POSTROUTING RETURN ends only
+    its own base chain; kube-proxy's nat-postrouting still masquerades, as in the kernel."""
+    path = NFT_SET / "ip-10-11-28-53" / "ruleset.nft"
+    ns = netns.create()
+    try:
+        netns.run(ns, ["nft", "-f", str(path)])
+        for argv in _BESIDE:
+            netns.run(ns, argv)
+        listed = netns.run(ns, ["nft", "list", "ruleset"]).stdout
+    finally:
+        netns.delete(ns)
+    assert "table ip nat" in listed and "table ip kube-proxy" in listed
+    meta = path.read_text().splitlines()[0] + "\n"
+    mixed = parse_text(meta + listed, "mixed.nft")
+    assert {"iptables-nft:POSTROUTING", "nat-postrouting"} <= set(mixed.tables["nat"].chains)
+    assert "KUBE-FIREWALL" in mixed.tables["filter"].chains
+    alone = load_file(path)
+
+    def answers(rs: Ruleset) -> set[tuple[object, ...]]:
+        report = trace_nodes([NodeInput("n", rs)], TraceRequest(30080))
+        return {(o.outcome.verdict.value, o.destination, o.outcome.probability,
+                 o.outcome.masquerade) for o in report.nodes[0].outcomes}  # fmt: skip
+
+    assert answers(mixed) == answers(alone)
+    assert all(a[3] is True for a in answers(mixed))

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 
 from kpsim.formats.common import RulesetBuilder, Sink
+from kpsim.formats.nft.beside import merge, read_beside
 from kpsim.formats.nft.kp_commands import NftReader
 from kpsim.formats.nft.kp_literal import Lowered
 from kpsim.formats.nft.kp_lower import Statement, StatementError
@@ -29,8 +30,6 @@ from kpsim.model import (
     BUILTIN_CHAINS,
     Family,
     Format,
-    Gap,
-    GapKind,
     Jump,
     Match,
     OpaqueTarget,
@@ -63,12 +62,11 @@ _TABLES = re.compile(
 
 
 def is_kube_proxy_nft(text: str) -> bool:
-    """Does the text hold kube-proxy's nftables table, and no other table? A ruleset with
-    iptables-nft's tables beside it goes to the iptables-nft reader, which reads those
-    and says kube-proxy's table is not understood there (see docs/formats.md)."""
+    """Does the text hold kube-proxy's nftables table (other tables beside it are read
+    by the iptables-nft reader, beside.py)?"""
     names = {m.group(1) for m in _TABLES.finditer(text)}
     if names:
-        return names == {KUBE_PROXY_TABLE}
+        return KUBE_PROXY_TABLE in names
     head = text[: 1 << 20]
     return " ip kube-proxy " in head or " ip6 kube-proxy " in head or " inet kube-proxy " in head
 
@@ -86,14 +84,19 @@ def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
     table = next((t for t in ours if t.family in ("ip", "inet")), ours[0] if ours else None)
     others = [t for t in reader.tables.values() if t is not table]
     for t in others:
-        builder.note(f"table {t.family} {t.name} (line {t.line}) is not read: kpsim reads "
-                     "kube-proxy's own table in an nftables capture")  # fmt: skip
+        if t.name == KUBE_PROXY_TABLE:
+            builder.note(f"table {t.family} {t.name} (line {t.line}) is not read: one family "
+                         "a capture, and kpsim read the ip one")  # fmt: skip
     if table is not None:
         if table.family == "ip6":
             builder.family = Family.IPV6
         _build(builder, table, sink)
-    ruleset = builder.freeze(sink.items)
-    return _assess(ruleset, reader.listed, others)
+    diagnostics = list(sink.items)
+    if any(t.name != KUBE_PROXY_TABLE for t in others):
+        diagnostics += merge(builder, read_beside(text, path, strict))
+        diagnostics.sort(key=lambda d: (d.line, d.col))
+    ruleset = builder.freeze(diagnostics)
+    return _assess(ruleset, reader.listed)
 
 
 def _build(builder: RulesetBuilder, table: NftTable, sink: Sink) -> None:
@@ -233,15 +236,8 @@ def _alternatives(
     return [((), Jump(sub))]
 
 
-def _assess(ruleset: Ruleset, listed: bool, others: list[NftTable]) -> Ruleset:
-    """A listed ruleset with nothing else in it shows every table (the others are empty
-    on the node); commands (``nft -f`` input) or other tables say nothing of the rest."""
-    capture = ruleset.capture
-    gaps = tuple(
-        Gap(GapKind.NOT_UNDERSTOOD, f"table {t.family} {t.name} is not read", t.line, t.name)
-        for t in others
-        if t.name != KUBE_PROXY_TABLE
-    )
-    whole = listed and not gaps
-    capture = dataclasses.replace(capture, all_tables=whole, gaps=capture.gaps + gaps)
+def _assess(ruleset: Ruleset, listed: bool) -> Ruleset:
+    """A listing (``nft list ruleset``) shows every table: one it lacks is empty on the
+    node. Commands (``nft -f`` input) say nothing of the tables they do not touch."""
+    capture = dataclasses.replace(ruleset.capture, all_tables=listed)
     return dataclasses.replace(ruleset, capture=capture)
