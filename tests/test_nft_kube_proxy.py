@@ -116,6 +116,11 @@ def test_cli_trace_and_simulate_on_the_nftables_set() -> None:
     doc = json.loads(out.output)
     text = json.dumps(doc)
     assert "10.11.11.70" in text and "10.11.41.25" in text and "10.11.16.79" in text
+    text_out = runner.invoke(cli, ["trace", "--port", "30080", str(NFT_SET)])
+    assert text_out.exit_code == 0, text_out.output
+    assert "bucket 0 of 3: 1431655766/2³² of the draws" in text_out.output
+    assert "bucket 2 of 3: 1431655765/2³² of the draws" in text_out.output
+    assert "kernel integers over 2^32" in text_out.output
     sim = runner.invoke(cli, ["simulate", "-n", "10000", "--port", "30080", str(NFT_SET)])
     assert sim.exit_code == 0, sim.output
     assert "node-test-01/node-test-01-svc" in sim.output and "10000 connections" in sim.output

@@ -27,10 +27,12 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
 )
+from kpsim.model.nft import NumgenMatch, numgen_count
 from kpsim.render.capture import capture_lines, client_ip
 from kpsim.render.text import make_console
 
 TWO31 = "2³¹"
+TWO32 = "2³²"
 _UNSEEN = " (nat POSTROUTING not captured)"
 
 
@@ -73,6 +75,9 @@ def _chance(rule: Rule | None) -> str:
         if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
             p = m.probability if not m.negated else 1 - m.probability
             return f"  ⟶ taken {pct(p)} = {m.threshold}/{TWO31} of the time it is reached"
+        if isinstance(m, NumgenMatch):  # nftables: the bucket's own share of the 2^32 draws
+            count = numgen_count(m.modulus, m.bucket - m.offset)
+            return f"  ⟶ bucket {m.bucket} of {m.modulus}: {count}/{TWO32} of the draws"
     return ""
 
 
@@ -286,6 +291,20 @@ def _blocked(report: TraceReport) -> list[str]:
     return lines
 
 
+def _scale(report: TraceReport) -> str:
+    """2^31 (iptables' statistic), 2^32 (nftables' numgen), or both, as the paths show."""
+    kinds = {
+        "2^32" if isinstance(m, NumgenMatch) else "2^31"
+        for node in report.nodes
+        for o in node.result.outcomes
+        for step in o.path
+        if step.rule is not None
+        for m in step.rule.matches
+        if isinstance(m, (NumgenMatch, StatisticMatch))
+    }
+    return " and ".join(sorted(kinds)) or "2^31"
+
+
 def _verdict_lines(report: TraceReport) -> list[str]:
     s = report.summary
     many = len(report.nodes) > 1
@@ -293,8 +312,8 @@ def _verdict_lines(report: TraceReport) -> list[str]:
     if any(r.verdict == "DNAT" for r in s.rows):
         lines.append(
             "on each node the rules pick among the endpoints with the exact shares above "
-            "(kernel integers over 2^31); unevenness over a few requests is chance — "
-            "`kpsim simulate` shows how much"
+            f"(kernel integers over {_scale(report)}); unevenness over a few requests is "
+            "chance — `kpsim simulate` shows how much"
         )
     lines.extend(_blocked(report))
     if s.cross_node is not None and len(report.nodes) > 1:
