@@ -115,3 +115,24 @@ def test_iptables_nft_tables_beside_kube_proxys_are_walked_too() -> None:
 
     assert answers(mixed) == answers(alone)
     assert all(a[3] is True for a in answers(mixed))
+
+
+def test_fetch_collects_nft_list_ruleset_where_kube_proxy_runs_in_nftables_mode(
+    tmp_path: Path,
+) -> None:
+    """``kpsim fetch --netns``: the script finds ``table ip kube-proxy`` and saves ``nft
+    list ruleset`` as ruleset.nft, the node's primary capture, which traces as the fixture."""
+    from kpsim.fetch import FetchRequest, LocalTarget, fetch_local
+    from kpsim.inputs.fixtures import resolve_paths
+
+    path = NFT_SET / "ip-10-11-28-53" / "ruleset.nft"
+    with netns.Namespace() as ns:
+        netns.run(ns.name, ["nft", "-f", str(path)])
+        (result,) = fetch_local(FetchRequest(out=tmp_path), LocalTarget("netns", ns.name)).results
+    assert result.ok, result.error
+    names = sorted(f.name for f in result.files)
+    assert "ruleset.nft" in names and "iptables-save.txt" in names
+    (node,) = resolve_paths([str(result.files[0].parent)]).nodes
+    assert node.primary.name == "ruleset.nft"
+    fetched = load_file(node.primary)
+    assert _services(fetched) == _services(load_file(path))
