@@ -148,3 +148,11 @@ def test_verify_says_in_one_line_that_it_does_not_replay_nftables_yet() -> None:
     assert out.exit_code == 2, out.output
     assert "replaying nftables captures with nft -f is not built yet" in out.output
     assert "Traceback" not in out.output
+
+
+def test_graph_of_a_nodeport_reaches_its_three_endpoint_chains() -> None:
+    out = CliRunner().invoke(cli, ["graph", "--port", "30080", str(NFT_SET / "ip-10-11-28-53")])
+    assert out.exit_code == 0, out.output
+    for ep in ("10.11.11.70/80", "10.11.16.79/80", "10.11.41.25/80"):
+        assert f"__{ep}" in out.output
+    assert '"chain:nat:services"' in out.output
