@@ -33,3 +33,4 @@ bench: deps
 
 fixtures:
 	$(PYTHON) -m kpsim.inputs.regen
+	$(PYTHON) -m kpsim.inputs.nft_regen

@@ -156,3 +156,35 @@ def test_graph_of_a_nodeport_reaches_its_three_endpoint_chains() -> None:
     for ep in ("10.11.11.70/80", "10.11.16.79/80", "10.11.41.25/80"):
         assert f"__{ep}" in out.output
     assert '"chain:nat:services"' in out.output
+
+
+def test_base_chains_are_walked_in_the_kernels_priority_order() -> None:
+    text = "\n".join(
+        [
+            "table ip kube-proxy {",
+            "\tchain a { type filter hook prerouting priority dstnat - 10; policy accept; }",
+            "\tchain b { type nat hook prerouting priority dstnat; policy accept; }",
+            "\tchain c { type filter hook output priority -90; policy accept; }",
+            "\tchain d { type filter hook output priority -110; policy accept; }",
+            "\tchain e { type filter hook forward priority filter; policy drop; }",
+            "\tchain services {",
+            "\t}",
+            "\tchain nat-prerouting {",
+            "\t}",
+            "}",
+        ]
+    )
+    rs = parse_text(text, "prio.nft")
+    slots = {
+        (t, c): [r.target.chain for r in rs.chain(t, c).rules]  # type: ignore[union-attr]
+        for t, c in [("mangle", "PREROUTING"), ("nat", "PREROUTING"), ("filter", "OUTPUT"),
+                     ("mangle", "OUTPUT"), ("filter", "FORWARD")]
+    }  # fmt: skip
+    assert slots == {
+        ("mangle", "PREROUTING"): ["a"],  # -110: before DNAT (-100)
+        ("nat", "PREROUTING"): ["b"],
+        ("filter", "OUTPUT"): ["c"],  # -90: after nat OUTPUT (-100)
+        ("mangle", "OUTPUT"): ["d"],
+        ("filter", "FORWARD"): ["e"],
+    }
+    assert rs.chain("filter", "FORWARD").policy.value == "DROP"  # type: ignore[union-attr]

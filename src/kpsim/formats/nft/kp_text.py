@@ -183,16 +183,27 @@ class NftText:
     def _open(self, number: int, words: list[str], line: str) -> None:
         assert self._table is not None
         name = words[1]
+        # ``chain a { type …; policy accept; }`` on one line: read it and close it here
+        inner = line[line.index("{") + 1 : line.rindex("}")] if _depth(line) == 0 else None
+        col = len(line) - len(line.lstrip()) + 1
         if words[0] == "chain":
             chain = self._table.chains.get(name)
             if chain is None:
                 chain = self._table.chains[name] = NftChain(name, number, line)
-            self._chain = chain
+            if inner is None:
+                self._chain = chain
+            elif "hook" in inner:
+                hook_spec(chain, inner, self.sink, number, col)
+            elif inner.strip():
+                chain.rules.append((number, col + line.index("{") + 1, inner.strip()))
         else:
             found = self._table.sets.get(name)
             if found is None:
                 found = self._table.sets[name] = NftSet(name, number, words[0] == "map")
-            self._set = found
+            if inner is None:
+                self._set = found
+            else:
+                set_attributes(found, number, col, inner, self.sink)
 
     def _chain_line(self, number: int, col: int, stmt: str, words: list[str]) -> None:
         chain = self._chain

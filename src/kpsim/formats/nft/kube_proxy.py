@@ -116,8 +116,9 @@ def _build(builder: RulesetBuilder, table: NftTable, sink: Sink) -> None:
             names = ", ".join(c.name for c in bases)
             builder.note(f"{tname} {hook_chain}: base chains {names} share one slot; an "
                          "accept in one of them is read as ending the hook")  # fmt: skip
-        for name in BUILTIN_CHAINS[tname]:
-            builder.declare(tname, name, Verdict.ACCEPT, None, None)
+        for name in BUILTIN_CHAINS[tname]:  # no base chain at a hook: the packet goes on
+            if name not in builder.tables.get(tname, {}):
+                builder.declare(tname, name, Verdict.ACCEPT, None, None)
         slot_rules = builder.tables[tname][hook_chain]
         if any(c.policy == "drop" for c in bases):
             slot_rules.policy = Verdict.DROP
