@@ -188,3 +188,28 @@ def test_base_chains_are_walked_in_the_kernels_priority_order() -> None:
         ("filter", "FORWARD"): ["e"],
     }
     assert rs.chain("filter", "FORWARD").policy.value == "DROP"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "\tchain y",
+        "add set ip kube-proxy s",
+        "add element ip kube-proxy s } {",
+        "add rule ip kube-proxy services numgen random mod 0 vmap { 0 : goto x }",
+        "add chain ip kube-proxy q { type nat hook prerouting priority banana ; }",
+        "add rule ip kube-proxy services mark set mark or zz",
+        'add rule ip kube-proxy services comment "unterminated',
+        "add element ip kube-proxy service-ips { 1.1.1.1 . tcp . 99999 : goto z }",
+    ],
+)
+def test_damaged_lines_are_diagnostics_or_exit_2_never_a_crash(line: str) -> None:
+    text = (NFT_SET / "ip-10-11-28-53" / "ruleset.nft").read_text()
+    head, _, rest = text.partition("\tchain services {")
+    damaged = head + line + "\n\tchain services {" + rest
+    rs = parse_text(damaged, "damaged.nft")  # lenient: kept going
+    kube.services(rs)
+    _answers({"n1": rs}, 30080)
+    out = CliRunner().invoke(cli, ["trace", "--strict", "--port", "30080", "-"], input=damaged)
+    assert out.exit_code in (0, 2), out.output
+    assert "internal error" not in out.output

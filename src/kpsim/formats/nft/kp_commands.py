@@ -17,6 +17,7 @@ from kpsim.formats.nft.kp_text import (
     NftChain,
     NftSet,
     NftText,
+    braced,
     elements,
     hook_spec,
     set_attributes,
@@ -149,10 +150,8 @@ def _set(
         found = sets[name] = NftSet(name, number, what == "map")
     if verb == "flush":
         found.elements.clear()
-    elif "{" in rest:
-        set_attributes(
-            found, number, col, rest[rest.index("{") + 1 : rest.rindex("}")], reader.sink
-        )
+    elif (inner := braced(rest)) is not None:
+        set_attributes(found, number, col, inner, reader.sink)
 
 
 def _element(
@@ -169,11 +168,12 @@ def _element(
     if found is None:
         reader.sink.report(number, col, f"element of set {name!r}, not added before", line)
         found = sets[name] = NftSet(name, number, ":" in rest)
-    if "{" not in rest or "}" not in rest:
+    inner = braced(rest)
+    if inner is None:
         reader.sink.report(number, col, "element list needs { … }", line)
         return
     start = col + rest.index("{") + 1
-    items = elements(rest[rest.index("{") + 1 : rest.rindex("}")])
+    items = elements(inner)
     if verb in ("delete", "destroy"):
         gone = {_key(e) for e in items}
         found.elements[:] = [e for e in found.elements if _key(e[2]) not in gone]

@@ -184,14 +184,16 @@ class NftText:
         assert self._table is not None
         name = words[1]
         # ``chain a { type …; policy accept; }`` on one line: read it and close it here
-        inner = line[line.index("{") + 1 : line.rindex("}")] if _depth(line) == 0 else None
+        inner = braced(line) if _depth(line) == 0 else None
         col = len(line) - len(line.lstrip()) + 1
         if words[0] == "chain":
             chain = self._table.chains.get(name)
             if chain is None:
                 chain = self._table.chains[name] = NftChain(name, number, line)
-            if inner is None:
+            if inner is None and "{" in line:
                 self._chain = chain
+            elif inner is None:
+                self.sink.report(number, col, f"chain {name}: '{{' expected", line)
             elif "hook" in inner:
                 hook_spec(chain, inner, self.sink, number, col)
             elif inner.strip():
@@ -200,8 +202,10 @@ class NftText:
             found = self._table.sets.get(name)
             if found is None:
                 found = self._table.sets[name] = NftSet(name, number, words[0] == "map")
-            if inner is None:
+            if inner is None and "{" in line:
                 self._set = found
+            elif inner is None:
+                self.sink.report(number, col, f"{words[0]} {name}: '{{' expected", line)
             else:
                 set_attributes(found, number, col, inner, self.sink)
 
@@ -259,8 +263,7 @@ def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) 
             found.flags |= {f.strip() for f in part[len("flags") :].split(",")}
         elif words[0] == "comment":
             found.comment = _unquote(part[len("comment") :].strip())
-        elif words[0] == "elements" and "{" in part:
-            body = part[part.index("{") + 1 : part.rindex("}")]
+        elif words[0] == "elements" and (body := braced(part)) is not None:
             start = col + stmt.find(part) + part.index("{") + 1
             found.elements.extend((number, start, e) for e in elements(body))
         elif words[0] in ("timeout", "size", "policy", "counter", "gc-interval", "auto-merge"):
@@ -272,6 +275,12 @@ def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) 
 def elements(body: str) -> list[str]:
     """The elements of ``{ a, b : c, … }``'s inside, split at top-level commas."""
     return [e.strip() for e in _split(body, ",") if e.strip()]
+
+
+def braced(text: str) -> str | None:
+    """What ``{ … }`` on one line holds; None when there is no such pair."""
+    first, last = text.find("{"), text.rfind("}")
+    return text[first + 1 : last] if 0 <= first < last else None
 
 
 def _split(text: str, sep: str) -> list[str]:
