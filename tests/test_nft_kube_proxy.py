@@ -213,3 +213,21 @@ def test_damaged_lines_are_diagnostics_or_exit_2_never_a_crash(line: str) -> Non
     out = CliRunner().invoke(cli, ["trace", "--strict", "--port", "30080", "-"], input=damaged)
     assert out.exit_code in (0, 2), out.output
     assert "internal error" not in out.output
+
+
+def test_dnat_through_a_numgen_map_has_the_same_exact_shares() -> None:
+    """The shape proposed for kube-proxy (one rule, DNAT by a numgen-keyed map)."""
+    text = (
+        "add table ip kube-proxy\n"
+        "add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }\n"
+        "add chain ip kube-proxy services\n"
+        "add rule ip kube-proxy nat-prerouting jump services\n"
+        "add rule ip kube-proxy services ip daddr 172.30.0.9 tcp dport 80 dnat to numgen random"
+        " mod 3 map { 0 : 10.0.0.1 . 80, 1 : 10.0.0.2 . 80, 2 : 10.0.0.3 . 8080 }\n"
+    )
+    found = _answers({"n": parse_text(text, "map.nft")}, 80, "172.30.0.9")
+    assert {(a[2], a[3]) for a in found} == {
+        (("10.0.0.1", 80), Fraction(1431655766, NUMGEN_SCALE)),
+        (("10.0.0.2", 80), Fraction(1431655765, NUMGEN_SCALE)),
+        (("10.0.0.3", 8080), Fraction(1431655765, NUMGEN_SCALE)),
+    }
