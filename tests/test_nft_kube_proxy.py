@@ -231,3 +231,24 @@ def test_dnat_through_a_numgen_map_has_the_same_exact_shares() -> None:
         (("10.0.0.2", 80), Fraction(1431655765, NUMGEN_SCALE)),
         (("10.0.0.3", 8080), Fraction(1431655765, NUMGEN_SCALE)),
     }
+
+
+def test_session_affinity_sticks_as_in_iptables_mode() -> None:
+    """``ip saddr @affinity-…`` / ``update @affinity-… { ip saddr }`` are recent --rcheck /
+    --set: simulate keeps a client on its pod, as for the iptables fixtures."""
+    args = ["simulate", "-n", "2000", "--dest", "172.20.91.45", "--port", "80", "--seed", "1"]
+    lines = []
+    for fixtures in (NFT_SET, IPT_SET):
+        out = CliRunner().invoke(cli, [*args, str(fixtures)])
+        assert out.exit_code == 0, out.output
+        lines.append([ln for ln in out.output.splitlines() if "session affinity" in ln])
+    assert lines[0] == lines[1] and lines[0]
+    assert "(10800s)" in lines[0][0] and "0.0% of repeat visits changed pod" in lines[0][0]
+    rs = _nft("ip-10-11-28-53")
+    (svc,) = [s for s in kube.services(rs) if s.name == "nodeport-test/ecsdemo-nodejs"]
+    assert svc.affinity_seconds == 10800
+    report = trace_nodes(
+        [NodeInput("n1", rs)],
+        TraceRequest(80, "172.20.91.45", affinity=("10.11.9.41:3000",)),
+    )
+    assert [o.destination for o in report.nodes[0].outcomes] == ["10.11.9.41:3000"]

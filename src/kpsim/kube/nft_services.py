@@ -18,7 +18,16 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from kpsim.kube.frontends import Frontend, address
-from kpsim.model import Chain, CommentMatch, Dnat, Jump, Rule, Ruleset
+from kpsim.model import (
+    Chain,
+    CommentMatch,
+    Dnat,
+    Jump,
+    RecentCommand,
+    RecentMatch,
+    Rule,
+    Ruleset,
+)
 from kpsim.model.nft import NumgenMatch, SetLookup
 
 #: ``service-H-ns/name/proto/port`` and its siblings: the kind, the hash, the rest.
@@ -112,7 +121,7 @@ def nft_services(ruleset: Ruleset) -> tuple[Service, ...]:
                 tuple(fronts[h]),
                 endpoints or local,
                 local,
-                None,
+                _affinity(svc_chain or local_chain),
                 policy_local,
             )
         )
@@ -157,6 +166,15 @@ def _frontend(rule: Rule, fronts: dict[str, list[Frontend]]) -> None:
             rule,
         )
     )
+
+
+def _affinity(chain: Chain | None) -> int | None:
+    """The timeout of the affinity sets the service chain checks (``ip saddr @affinity-…``)."""
+    for rule in chain.rules if chain is not None else ():
+        for m in rule.matches:
+            if isinstance(m, RecentMatch) and m.command is RecentCommand.RCHECK:
+                return m.seconds
+    return None
 
 
 def _endpoints(chain: Chain | None, chains: dict[str, Chain]) -> tuple[Endpoint, ...]:

@@ -203,6 +203,8 @@ def _affinity_lists(rs: Ruleset, wanted: Sequence[str]) -> list[str]:
             out.append(item)
             continue
         chains = [e.chain for s in kube.services(rs) for e in s.endpoints if e.destination == item]
+        # nftables mode: endpoint-H-… keeps its clients in the set affinity-H-…
+        chains = ["affinity-" + c[9:] if c.startswith("endpoint-") else c for c in chains]
         if not chains:
             raise TraceError(f"--assume affinity={item}: no endpoint {item} in {rs.path}")
         out.extend(chains)

@@ -296,6 +296,11 @@ class Statement:
         found = self.sets.get(name[1:])
         if found is None:
             raise self.fail(f"set {name} is not in the capture")
+        if found.dynamic and keys in (("ip saddr",), ("ip6 saddr",)) and not negated:
+            # kube-proxy's session affinity: ``ip saddr @affinity-…`` is ``-m recent
+            # --rcheck --seconds T --reap --name affinity-…``, the client's entry put there
+            # by ``update @affinity-… { ip saddr }`` (RecentCommand.SET) and living T seconds
+            return RecentMatch(RecentCommand.RCHECK, found.name, found.timeout, reap=True)
         return self.set_match(keys, found, name, negated)
 
     def set_match(self, keys: tuple[str, ...], found: NftSet, name: str, neg: bool) -> SetLookup:

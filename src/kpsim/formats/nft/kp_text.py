@@ -51,6 +51,7 @@ class NftSet:
     flags: set[str] = field(default_factory=set)
     comment: str | None = None
     elements: list[tuple[int, int, str]] = field(default_factory=list)
+    timeout: int | None = None  # seconds, ``timeout 3h``: how long an element lives
 
     @property
     def dynamic(self) -> bool:
@@ -266,7 +267,9 @@ def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) 
         elif words[0] == "elements" and (body := braced(part)) is not None:
             start = col + stmt.find(part) + part.index("{") + 1
             found.elements.extend((number, start, e) for e in elements(body))
-        elif words[0] in ("timeout", "size", "policy", "counter", "gc-interval", "auto-merge"):
+        elif words[0] == "timeout" and len(words) == 2:
+            found.timeout = duration(words[1])
+        elif words[0] in ("size", "policy", "counter", "gc-interval", "auto-merge"):
             continue
         else:
             sink.report(number, col, f"set attribute {words[0]!r} not understood", stmt)
@@ -275,6 +278,17 @@ def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) 
 def elements(body: str) -> list[str]:
     """The elements of ``{ a, b : c, … }``'s inside, split at top-level commas."""
     return [e.strip() for e in _split(body, ",") if e.strip()]
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration(text: str) -> int | None:
+    """nft's ``3h``, ``10800s``, ``2h59m30s`` in seconds (milliseconds dropped)."""
+    parts = re.findall(r"(\d+)(ms|[dhms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.rstrip(";"):
+        return None
+    return sum(int(n) * _UNITS[u] for n, u in parts if u != "ms")
 
 
 def braced(text: str) -> str | None:
