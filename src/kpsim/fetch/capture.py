@@ -38,6 +38,7 @@ class NodeCapture:
     save_stderr: str
     legacy_save: str | None
     os_id: str
+    nft_ruleset: str | None = None  # kube-proxy in nftables mode: ``nft list ruleset``
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ def node_capture(sections: Mapping[str, str]) -> NodeCapture:
         save_stderr=stderr,
         legacy_save=sections.get("iptables-legacy-save"),
         os_id=sections.get("os-release-id", "").strip(),
+        nft_ruleset=sections.get("nft-ruleset"),
     )
 
 
@@ -115,13 +117,16 @@ def metadata(
 def fixture_files(
     capture: NodeCapture, target: Target, now: datetime, source: str
 ) -> tuple[FixtureFile, ...]:
-    """iptables-save.txt, iptables-<table>.txt listings, iptables-legacy-save.txt."""
+    """iptables-save.txt, iptables-<table>.txt listings, iptables-legacy-save.txt, and
+    ruleset.nft when kube-proxy's nftables table is on the node."""
     bodies: list[tuple[str, str]] = []
     if capture.save_text is not None:
         bodies.append(("iptables-save.txt", capture.save_text))
     bodies += [(f"iptables-{t}.txt", text) for t, text in capture.listings.items()]
     if capture.legacy_save is not None:
         bodies.append(("iptables-legacy-save.txt", capture.legacy_save))
+    if capture.nft_ruleset is not None:  # the node's primary capture (fixtures.PRIMARY_NAMES)
+        bodies.append(("ruleset.nft", capture.nft_ruleset))
     return tuple(
         FixtureFile(name, meta_line(metadata(capture, target, body, now, source)) + "\n" + body)
         for name, body in bodies

@@ -104,6 +104,9 @@ sec() { printf '==kpsim:section %s==\\n' "$1"; }
     curl -s --max-time 2 http://127.0.0.1:10249/proxyMode 2>/dev/null
   fi
   printf '\\n'
+  if command -v nft >/dev/null 2>&1 && nft list table ip kube-proxy >/dev/null 2>&1; then
+    sec nft-ruleset; nft list ruleset 2>&1; printf '\\n'
+  fi
 """
 
 _LEGACY = """\

@@ -18,6 +18,7 @@ from fractions import Fraction
 from kpsim.engine.packet import Packet, State
 from kpsim.engine.trace import Disposition, Outcome, Tracer, TraceResult, UnknownMode
 from kpsim.errors import TraceError
+from kpsim.kube import nft_services
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ProxyMode, proxy_mode
 from kpsim.model import Capture, Diagnostic, Jump, Ruleset
@@ -176,6 +177,8 @@ def pods_of(meta: Mapping[str, object]) -> dict[str, Pod]:
 
 def _service_of(outcome: Outcome, names: Mapping[str, str]) -> str | None:
     for step in reversed(outcome.path):
+        if (nft := nft_services.chain_service(step.chain)) is not None:
+            return nft
         for prefix in (*kube.SERVICE_PREFIXES, "KUBE-SEP-"):
             if step.chain.startswith(prefix) and prefix != "KUBE-SEP-":
                 return names.get(step.chain[len(prefix) :], step.chain)
@@ -209,6 +212,8 @@ def _affinity_lists(rs: Ruleset, wanted: Sequence[str]) -> list[str]:
             out.append(item)
             continue
         chains = [e.chain for s in kube.services(rs) for e in s.endpoints if e.destination == item]
+        # nftables mode: endpoint-H-… keeps its clients in the set affinity-H-…
+        chains = ["affinity-" + c[9:] if c.startswith("endpoint-") else c for c in chains]
         if not chains:
             raise TraceError(f"--assume affinity={item}: no endpoint {item} in {rs.path}")
         out.extend(chains)
@@ -264,6 +269,8 @@ def stand_in(ruleset: Ruleset, extra: Sequence[str]) -> tuple[tuple[str, ...], s
 
 
 def _nodeport_addresses(ruleset: Ruleset) -> list[str]:
+    if nft_services.is_nft_kube_proxy(ruleset):
+        return nft_services.nodeport_ips(ruleset)
     nat = ruleset.table("nat")
     chain = nat.chain("KUBE-SERVICES") if nat is not None else None
     out = []
