@@ -28,6 +28,7 @@ from kpsim.inputs.synth import (
     render_restore,
     seed_workshop,
 )
+from kpsim.inputs.synth.routing import node_ip_json
 from kpsim.verify import netns
 
 __all__ = [
@@ -106,6 +107,7 @@ def build_meta(
         "kube_proxy_mode": "iptables",
         "kube_proxy_version": SEED_KUBE_PROXY_VERSION,
         "source": SOURCE,
+        "ip": node_ip_json(cluster, node),
     }
 
 
