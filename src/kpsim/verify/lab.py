@@ -122,8 +122,10 @@ class Lab:
                 "net.ipv4.icmp_msgs_per_sec=100000")  # fmt: skip
         netns.veth(self.node, self.client, "eth0", "c0")
         _ip(self.node, f"address add {p.node_ip}/24 dev eth0", "link set eth0 up")
-        _ip(self.client, f"address add {p.client_ip}/24 dev c0", "link set c0 up",
+        _ip(self.client, f"address add {p.client_ip}/32 dev c0", "link set c0 up",
+            f"route add {p.node_ip}/32 dev c0 scope link",
             f"route add default via {p.node_ip}")  # fmt: skip
+        _ip(self.node, f"route add {p.client_ip}/32 dev eth0 scope link")
         if p.bridge_cidr is not None:
             _checked(p.bridge_cidr)
             gw = str(ipaddress.ip_interface(p.bridge_cidr).ip)
