@@ -23,6 +23,10 @@ from kpsim.inputs.differential import run_case
 from kpsim.inputs.synth.differential import generate
 from kpsim.verify import netns
 
+#: Classes whose disagreements are match semantics of issue #13's item 2 (limit before
+#: LOG, nth's counter, iprange): reported apart until those land.
+ITEM_2 = frozenset({"limit-log", "nth", "iprange"})
+
 
 def _done(path: Path) -> set[int]:
     if not path.exists():
@@ -35,7 +39,8 @@ def report(path: Path) -> str:
     by: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # packets agree unk set n
     for r in rows:
         klass = r["klass"]
-        for key in (klass, "ALL"):
+        keys = [klass, "ALL"] + ([] if klass in ITEM_2 else ["ALL but item 2"])
+        for key in keys:
             acc = by[key]
             acc[0] += r["packets"]
             acc[1] += r["agree"]
@@ -43,11 +48,11 @@ def report(path: Path) -> str:
             acc[3] += r["set_equal"]
             acc[4] += 1
     seeds = len({r["seed"] for r in rows})
-    head = f"{'class':<14}{'probes':>7}{'packets':>9}{'agree':>9}{'UNKNOWN':>9}{'set=':>7}"
+    head = f"{'class':<16}{'probes':>7}{'packets':>9}{'agree':>9}{'UNKNOWN':>9}{'set=':>7}"
     lines = [f"rulesets {seeds}, probes {len(rows)}, packets {by['ALL'][0]}", head]
-    for k in sorted(by, key=lambda k: (k == "ALL", k)):
+    for k in sorted(by, key=lambda k: (k.startswith("ALL"), k)):
         p, a, u, s, n = by[k]
-        lines.append(f"{k:<14}{n:>7}{p:>9}{100 * a / max(p, 1):>8.1f}%"
+        lines.append(f"{k:<16}{n:>7}{p:>9}{100 * a / max(p, 1):>8.1f}%"
                      f"{100 * u / max(p, 1):>8.1f}%{s:>4}/{n}")  # fmt: skip
     return "\n".join(lines)
 

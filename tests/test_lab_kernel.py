@@ -11,12 +11,15 @@ node's captured ``ip -j`` outputs and, for Docker, from the rules alone.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from click.testing import CliRunner
 
+from kpsim.cli.main import main
 from kpsim.engine.trace import Disposition
-from kpsim.formats import parse_text
+from kpsim.formats import load_file, parse_text
 from kpsim.kube.scenario import NodeInput, NodeTrace, TraceRequest, trace_node
 from kpsim.model import Ruleset
 from kpsim.verify import netns
@@ -198,3 +201,19 @@ def test_vpc_cni_node() -> None:
     [o] = traced(CNI, 30081, {"ip": {**ipj, "route": local_only}}).result.outcomes
     # no route: the trace does not guess eth0; AWS-SNAT-CHAIN-0's ``! -o vlan+`` is open
     assert o.verdict is Disposition.UNKNOWN and "out interface unknown" in (o.reason or "")
+
+
+def test_fetch_collects_routes_and_trace_uses_them(docker_lab: Lab, tmp_path: Path) -> None:
+    """``kpsim fetch --netns`` on the lab node: the fixture carries ``ip -j`` outputs, and
+    trace on the fixture alone finds the bridge the kernel used."""
+    result = CliRunner().invoke(main, ["fetch", "--netns", docker_lab.node, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [save] = sorted(tmp_path.rglob("iptables-save.txt"))
+    rs = load_file(save)
+    ip = rs.metadata["ip"]
+    assert isinstance(ip, dict) and {"addr", "route", "rule"} <= set(ip)
+    req = TraceRequest(port=8080, source=CLIENT, node_ips=(NODE,))
+    t = trace_node(NodeInput("lab", rs), req)
+    [o] = t.result.outcomes
+    assert (o.destination, o.egress, o.masquerade) == ((POD, 80), "docker0", False)
+    assert not any("assumed" in a for a in o.assumptions)

@@ -103,8 +103,8 @@ sec() { printf '==kpsim:section %s==\\n' "$1"; }
   printf '\\n'
   if command -v ip >/dev/null 2>&1; then
     sec ip-json-addr; ip -j addr show 2>/dev/null; printf '\n'
-    sec ip-json-route; ip -j route show table all 2>/dev/null; printf '\n'
-    sec ip-json-rule; ip -j rule show 2>/dev/null; printf '\n'
+    sec ip-json-route; ip -4 -j route show table all 2>/dev/null; printf '\n'
+    sec ip-json-rule; ip -4 -j rule show 2>/dev/null; printf '\n'
   fi
   sec proxy-mode
   if command -v curl >/dev/null 2>&1; then

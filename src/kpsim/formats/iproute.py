@@ -19,6 +19,7 @@ from kpsim.model.values import IPNetwork
 
 #: The metadata key that holds the three ``ip -j`` outputs.
 IP_KEY = "ip"
+_V6_HINTS = ("dst", "gateway", "prefsrc", "via")
 _NO_DEVICE = frozenset({"blackhole", "unreachable", "prohibit", "throw"})
 
 
@@ -65,8 +66,8 @@ def _addresses(addr: object) -> tuple[list[str], dict[str, list[str]], list[str]
 def _routes(route: object) -> dict[str, list[Route]]:
     tables: dict[str, list[Route]] = {}
     for r in route if isinstance(route, list) else []:
-        if not isinstance(r, dict) or ":" in str(r.get("dst", "")):
-            continue  # IPv6 routes: the IPv4 trace does not ask them
+        if not isinstance(r, dict) or any(":" in str(r.get(k, "")) for k in _V6_HINTS):
+            continue  # IPv6 routes ("default" is both families' name): not asked by IPv4
         dst = _net(str(r.get("dst", "")))
         if dst is None or dst.version != 4:
             continue

@@ -59,7 +59,7 @@ class PolicyRule:
     iif: str | None = None
     negated: bool = False
 
-    def fits(self, src: IPAddress | None, dst: IPAddress, mark: int) -> bool | None:
+    def fits(self, src: IPAddress | None, dst: IPAddress, mark: int, iif: str) -> bool | None:
         """Does the packet select this rule? None when the rule asks what kpsim does
         not know (the source of a packet whose source is not chosen yet)."""
         hit: bool | None = True
@@ -70,7 +70,7 @@ class PolicyRule:
         if hit and self.fwmark is not None:
             hit = (mark & self.fwmask) == self.fwmark
         if hit and self.iif is not None:
-            hit = None  # the input interface of a forwarded packet: asked by ``route``
+            hit = iif == self.iif
         return hit if hit is None else hit != self.negated
 
 
@@ -155,9 +155,7 @@ class NodeContext:
             return "lo"
         tables = dict(self.tables)
         for rule in self.policy:
-            fits = rule.fits(src, dst, mark)
-            if rule.iif is not None:
-                fits = (iif == rule.iif) != rule.negated
+            fits = rule.fits(src, dst, mark, iif)
             if fits is None:
                 return None
             if not fits or rule.table == "local":
