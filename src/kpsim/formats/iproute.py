@@ -113,13 +113,24 @@ def _rules(rule: object) -> list[PolicyRule]:
     return sorted(out, key=lambda p: p.priority)
 
 
-def node_from_ip(meta: Mapping[str, object], extra: list[str]) -> NodeContext | None:
+def ip_addresses(meta: Mapping[str, object]) -> set[str]:
+    """The IPv4 addresses ``ip -j addr`` shows on the node's interfaces."""
+    block = meta.get(IP_KEY)
+    return set(_addresses(block.get("addr"))[0]) if isinstance(block, dict) else set()
+
+
+def node_from_ip(
+    meta: Mapping[str, object], extra: list[str], extra_on: Mapping[str, list[str]] | None = None
+) -> NodeContext | None:
     """The node as its ``ip -j`` outputs describe it (``extra``: more local addresses,
-    ``--node-ip``), or None when the capture does not carry its routes."""
+    ``--node-ip``; ``extra_on``: interfaces assumed to hold some of them), or None when
+    the capture does not carry its routes."""
     block = meta.get(IP_KEY)
     if not isinstance(block, dict) or not has_routing(meta):
         return None
     local, on, bcast = _addresses(block.get("addr"))
+    for iface, addrs in (extra_on or {}).items():
+        on.setdefault(iface, []).extend(addrs)
     tables = _routes(block.get("route"))
     rules = _rules(block.get("rule"))
     local_table = tables.get("local", [])

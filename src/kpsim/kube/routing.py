@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kpsim.formats.iproute import node_from_ip
+from kpsim.formats.iproute import ip_addresses, node_from_ip
 from kpsim.model import Family, Ruleset
 from kpsim.model.node import NodeContext
 from kpsim.model.values import IPNetwork
@@ -61,9 +61,14 @@ def routed_context(
     ruleset: Ruleset | None,
 ) -> tuple[NodeContext, list[str]]:
     """The node's context and what was assumed about its routes."""
-    ctx = node_from_ip(meta, list(addrs))
+    shown = ip_addresses(meta)
+    missing = [a for a in addrs if a not in shown]  # named by the metadata or --node-ip only
+    ctx = node_from_ip(meta, list(addrs), {"eth0": missing} if missing else None)
     if ctx is not None:
-        return ctx, ["routes and policy rules from the capture (ip -j route, ip -j rule)"]
+        notes = ["routes and policy rules from the capture (ip -j route, ip -j rule)"]
+        if missing:
+            notes.append(f"assumed {', '.join(missing)} (not in the captured ip addr) is on eth0")
+        return ctx, notes
     ties = _ties(ruleset) if ruleset is not None else []
     routes = {"0.0.0.0/0": "eth0"} | {str(n): i for n, i, _ in ties}
     ifaces = tuple(dict.fromkeys([*on, *(i for _, i, _ in ties), "lo"]))

@@ -281,6 +281,8 @@ def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     if source == DEFAULT_CLIENT and ":" in dest:
         source = DEFAULT_CLIENT6
     came_in = in_interface(ctx, source) if has_routing(meta) else None
+    if came_in is None and has_routing(meta):
+        notes.append(f"no captured route back to {source}: assumed it came in on eth0")
     packet = Packet.of(
         source,
         dest,
