@@ -18,9 +18,11 @@ from fractions import Fraction
 from kpsim.engine.packet import Packet, State
 from kpsim.engine.trace import Disposition, Outcome, Tracer, TraceResult, UnknownMode
 from kpsim.errors import TraceError
+from kpsim.formats.iproute import has_routing, in_interface
 from kpsim.kube import nft_services
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ProxyMode, proxy_mode
+from kpsim.kube.routing import routed_context
 from kpsim.model import Capture, Diagnostic, Jump, Ruleset
 from kpsim.model.node import NodeContext
 
@@ -144,8 +146,11 @@ def node_addresses(meta: Mapping[str, object], extra: Sequence[str]) -> list[str
     return list(dict.fromkeys(a for a in found if not ipaddress.ip_address(a).is_loopback))
 
 
-def node_context(meta: Mapping[str, object], extra: Sequence[str]) -> tuple[NodeContext, list[str]]:
-    """Build the engine's view of the node, saying what was assumed."""
+def node_context(
+    meta: Mapping[str, object], extra: Sequence[str], ruleset: Ruleset | None = None
+) -> tuple[NodeContext, list[str]]:
+    """Build the engine's view of the node, saying what was assumed (routes: the
+    capture's ``ip -j`` outputs, else what ``ruleset``'s rules imply, else eth0)."""
     addrs = node_addresses(meta, extra)
     notes: list[str] = []
     ifaces = meta.get("interfaces")
@@ -153,11 +158,10 @@ def node_context(meta: Mapping[str, object], extra: Sequence[str]) -> tuple[Node
         on = {str(k): [_host(str(a)) for a in v] for k, v in ifaces.items() if isinstance(v, list)}
     else:
         on = {"eth0": addrs}
-        if addrs:
+        if addrs and not has_routing(meta):
             notes.append(f"assumed the node's addresses are on eth0 ({', '.join(addrs)})")
-    notes.append("assumed every non-local destination leaves by eth0")
-    ctx = NodeContext.of(addrs, interfaces=(*on, "lo"), on=on, routes={"0.0.0.0/0": "eth0"})
-    return ctx, notes
+    ctx, route_notes = routed_context(meta, addrs, on, ruleset)
+    return ctx, notes + route_notes
 
 
 # ---------------------------------------------------------------- naming
@@ -289,7 +293,7 @@ def _nodeport_addresses(ruleset: Ruleset) -> list[str]:
 def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     meta = node.ruleset.metadata
     extra, stand_in_note = stand_in(node.ruleset, request.node_ips)
-    ctx, notes = node_context(meta, extra)
+    ctx, notes = node_context(meta, extra, node.ruleset)
     if stand_in_note is not None:
         notes.insert(0, stand_in_note)
     addrs = node_addresses(meta, extra)
@@ -297,8 +301,16 @@ def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     source = request.source
     if source == DEFAULT_CLIENT and ":" in dest:
         source = DEFAULT_CLIENT6
+    came_in = in_interface(ctx, source) if has_routing(meta) else None
+    if came_in is None and has_routing(meta):
+        notes.append(f"no captured route back to {source}: assumed it came in on eth0")
     packet = Packet.of(
-        source, dest, request.port, sport=request.source_port, protocol=request.protocol
+        source,
+        dest,
+        request.port,
+        sport=request.source_port,
+        protocol=request.protocol,
+        in_interface=came_in or "eth0",
     )
     state = State.with_affinity(*_affinity_lists(node.ruleset, request.affinity))
     result = Tracer(node.ruleset, ctx, unknown=request.unknown).trace(packet, state)

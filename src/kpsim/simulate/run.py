@@ -193,7 +193,8 @@ def simulate(
     weights = entry_weights(names, request.entry)
     tracers = []
     for node in inputs:
-        ctx, _ = node_context(node.ruleset.metadata, stand_in(node.ruleset, request.node_ips)[0])
+        extra = stand_in(node.ruleset, request.node_ips)[0]
+        ctx, _ = node_context(node.ruleset.metadata, extra, node.ruleset)
         tracers.append(
             (node.name, Tracer(node.ruleset, ctx, unknown=request.unknown), node.ruleset)
         )

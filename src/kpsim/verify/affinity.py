@@ -84,7 +84,7 @@ def predict_affinity(
     rng = rng or np.random.default_rng(request.seed)
     meta = node.ruleset.metadata
     extra = stand_in(node.ruleset, ())[0]  # a bare dump: the address trace uses
-    ctx, _ = node_context(meta, extra)
+    ctx, _ = node_context(meta, extra, node.ruleset)
     addrs = node_addresses(meta, extra)
     dest = request.dest or (addrs[0] if addrs else "")
     first = client_addresses(request)[0]
