@@ -14,9 +14,10 @@ An outcome whose destination was routed by an inferred route carries the why
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 
-from kpsim.formats.iproute import ip_addresses, node_from_ip
+from kpsim.formats.iproute import has_routing, ip_addresses, node_from_ip
 from kpsim.model import Family, Ruleset
 from kpsim.model.node import NodeContext
 from kpsim.model.values import IPNetwork
@@ -24,6 +25,10 @@ from kpsim.model.values import IPNetwork
 #: Interfaces that say nothing about where a network lives: the uplink and loopback,
 #: and wildcards (``veth+``, ``eni+``: many interfaces, no one route).
 _UPLINK = frozenset({"eth0", "lo", "ens5"})
+#: kube-proxy's per-service chains tie no network to an interface (they carry no -i/-o);
+#: skipping them by name keeps a demand-driven trace from building 10,000s of chains it
+#: never enters (formats/iptables/lazy.py: a chain's rules are read when first used).
+_PER_SERVICE = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-FW-", "KUBE-XLB-")
 
 
 def _ties(ruleset: Ruleset) -> list[tuple[IPNetwork, str, str]]:
@@ -31,7 +36,9 @@ def _ties(ruleset: Ruleset) -> list[tuple[IPNetwork, str, str]]:
     found: list[tuple[IPNetwork, str, str]] = []
     version = 6 if ruleset.family is Family.IPV6 else 4
     for table in ruleset.tables.values():
-        for chain in table.chains.values():
+        for name, chain in table.chains.items():
+            if name.startswith(_PER_SERVICE):
+                continue
             for rule in chain.rules:
                 src, dst = rule.source, rule.destination
                 i, o = rule.in_interface, rule.out_interface
@@ -82,3 +89,39 @@ def routed_context(
         inferred=tuple(ties),
     )  # fmt: skip
     return ctx, notes
+
+
+# ---------------------------------------------------------------- the node's view
+
+
+def _host(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip)
+
+
+def node_addresses(meta: Mapping[str, object], extra: Sequence[str]) -> list[str]:
+    """The node's own addresses (hosts, not subnets): metadata first, then ``--node-ip``."""
+    found: list[str] = []
+    for key in ("private_ips", "local_addresses"):
+        value = meta.get(key)
+        if isinstance(value, list):
+            found.extend(_host(str(v)) for v in value)
+    found.extend(_host(v) for v in extra)
+    return list(dict.fromkeys(a for a in found if not ipaddress.ip_address(a).is_loopback))
+
+
+def node_context(
+    meta: Mapping[str, object], extra: Sequence[str], ruleset: Ruleset | None = None
+) -> tuple[NodeContext, list[str]]:
+    """Build the engine's view of the node, saying what was assumed (routes: the
+    capture's ``ip -j`` outputs, else what ``ruleset``'s rules imply, else eth0)."""
+    addrs = node_addresses(meta, extra)
+    notes: list[str] = []
+    ifaces = meta.get("interfaces")
+    if isinstance(ifaces, dict):
+        on = {str(k): [_host(str(a)) for a in v] for k, v in ifaces.items() if isinstance(v, list)}
+    else:
+        on = {"eth0": addrs}
+        if addrs and not has_routing(meta):
+            notes.append(f"assumed the node's addresses are on eth0 ({', '.join(addrs)})")
+    ctx, route_notes = routed_context(meta, addrs, on, ruleset)
+    return ctx, notes + route_notes

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,9 +21,8 @@ from kpsim.formats.iproute import has_routing, in_interface
 from kpsim.kube import nft_services
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ProxyMode, proxy_mode
-from kpsim.kube.routing import routed_context
+from kpsim.kube.routing import node_addresses, node_context
 from kpsim.model import Capture, Diagnostic, Jump, Ruleset
-from kpsim.model.node import NodeContext
 
 #: An outside client: TEST-NET-3 (RFC 5737), never a real host; for IPv6, the
 #: documentation prefix (RFC 3849).
@@ -126,42 +124,6 @@ class TraceReport:
     nodes: tuple[NodeTrace, ...]
     summary: Summary
     notes: tuple[str, ...] = field(default=())
-
-
-# ---------------------------------------------------------------- node context
-
-
-def _host(cidr: str) -> str:
-    return str(ipaddress.ip_interface(cidr).ip)
-
-
-def node_addresses(meta: Mapping[str, object], extra: Sequence[str]) -> list[str]:
-    """The node's own addresses (hosts, not subnets): metadata first, then ``--node-ip``."""
-    found: list[str] = []
-    for key in ("private_ips", "local_addresses"):
-        value = meta.get(key)
-        if isinstance(value, list):
-            found.extend(_host(str(v)) for v in value)
-    found.extend(_host(v) for v in extra)
-    return list(dict.fromkeys(a for a in found if not ipaddress.ip_address(a).is_loopback))
-
-
-def node_context(
-    meta: Mapping[str, object], extra: Sequence[str], ruleset: Ruleset | None = None
-) -> tuple[NodeContext, list[str]]:
-    """Build the engine's view of the node, saying what was assumed (routes: the
-    capture's ``ip -j`` outputs, else what ``ruleset``'s rules imply, else eth0)."""
-    addrs = node_addresses(meta, extra)
-    notes: list[str] = []
-    ifaces = meta.get("interfaces")
-    if isinstance(ifaces, dict):
-        on = {str(k): [_host(str(a)) for a in v] for k, v in ifaces.items() if isinstance(v, list)}
-    else:
-        on = {"eth0": addrs}
-        if addrs and not has_routing(meta):
-            notes.append(f"assumed the node's addresses are on eth0 ({', '.join(addrs)})")
-    ctx, route_notes = routed_context(meta, addrs, on, ruleset)
-    return ctx, notes + route_notes
 
 
 # ---------------------------------------------------------------- naming

@@ -17,7 +17,8 @@ import numpy as np
 
 from kpsim.engine.packet import Packet
 from kpsim.engine.trace import Tracer
-from kpsim.kube.scenario import NodeInput, node_addresses, node_context, stand_in
+from kpsim.kube.routing import node_addresses, node_context
+from kpsim.kube.scenario import NodeInput, stand_in
 from kpsim.simulate.plan import compile_plan
 from kpsim.simulate.sampler import RECENT_CAPACITY, NodeState, Tally, pick_fresh, run_stateful
 from kpsim.verify.predict import Prediction, VerifyRequest, category, client_addresses, client_turns
