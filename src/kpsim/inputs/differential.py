@@ -5,6 +5,8 @@ did something the trace gives a probability > 0.
 
     Case ─ build_lab ─▶ kernel: (destination, egress, source seen) or refused / timeout
          ─ trace_node(ip -j from the lab) ─▶ the same keys, each with its probability
+           (nth rules: the kernel's counters stepped connection by connection, as
+           simulate does, since a trace answers for the first connection only)
     ─▶ ProbeResult per NodePort: packets, agreeing packets, UNKNOWN, set equality, class
 """
 
@@ -96,6 +98,26 @@ def _predicted(case: Case, probe: Probe, ip: dict[str, object]) -> dict[Key, Fra
     return out
 
 
+def _predicted_nth(case: Case, probe: Probe, ip: dict[str, object], n: int) -> dict[Key, Fraction]:
+    """What ``n`` connections in a row get when nth counters decide: simulate's plan
+    (the exact engine once) and its sampler's counter stepping, connection by connection."""
+    import numpy as np
+
+    from kpsim.engine.packet import Packet
+    from kpsim.engine.trace import Tracer
+    from kpsim.kube.routing import node_context
+    from kpsim.simulate.plan import compile_plan
+    from kpsim.simulate.sampler import NodeState, nth_pick
+
+    rs = parse_text(case.rules, f"differential-{case.seed}.txt")
+    rs = replace(rs, metadata=MappingProxyType({"ip": ip}))
+    ctx, _ = node_context(rs.metadata, (NODE,), rs)
+    plan = compile_plan(Tracer(rs, ctx), "lab", Packet.of(CLIENT, NODE, probe.port))
+    state, rng = NodeState(), np.random.default_rng(0)
+    seen = Counter(expected(plan.outcomes[nth_pick(plan.cascade, state, rng)]) for _ in range(n))
+    return {k: Fraction(c, n) for k, c in seen.items()}
+
+
 def run_case(case: Case, n: int) -> list[ProbeResult]:
     """Every probe of ``case``, ``n`` connections each."""
     plan = LabPlan(NODE, CLIENT, case.rules, bridge=case.bridge,
@@ -107,7 +129,8 @@ def run_case(case: Case, n: int) -> list[ProbeResult]:
         ip = lab.ip_json()
         for i, probe in enumerate(case.probes):
             seen = _kernel_keys(lab, probe.port, n, 20000 + 1000 * i)
-            pred = _predicted(case, probe, ip)
+            nth = "nth" in probe.tags and not probe.sticky
+            pred = _predicted_nth(case, probe, ip, n) if nth else _predicted(case, probe, ip)
             agree = sum(c for k, c in seen.items() if k in pred)
             unknown = n if ("UNKNOWN",) in pred else 0
             likely = {k for k, p in pred.items() if (1 - p) ** n < 1e-3}  # surely seen

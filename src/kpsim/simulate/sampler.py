@@ -119,7 +119,7 @@ class Tally:
     last: dict[tuple[int, int], int] = field(default_factory=dict)  # (node, client) → outcome
 
 
-def _nth_pick(cascade: Cascade, state: NodeState, rng: np.random.Generator) -> int:
+def nth_pick(cascade: Cascade, state: NodeState, rng: np.random.Generator) -> int:
     """Walk the cascade one rule at a time: nth counters tick only when reached."""
     for d in cascade.draws:
         if d.mode is StatisticMode.NTH:
@@ -188,7 +188,7 @@ def run_stateful(
         plan, state = plans[e], states[e]
         o = _sticky(plan, state, c, now, tally) if plan.sticky else -1
         if o < 0:
-            o = guess if guess >= 0 else _nth_pick(plan.cascade, state, rng)
+            o = guess if guess >= 0 else nth_pick(plan.cascade, state, rng)
             was_fresh[i] = True
         else:
             tally.sticky += 1
