@@ -308,6 +308,7 @@ def outcome_doc(n: NamedOutcome) -> dict[str, Any]:
         "probability_exact": exact(o.probability),
         "masquerade": o.masquerade,
         "snat_to": o.snat_to,
+        "egress": o.egress,
         "service": n.service,
         "pod": _pod(n.pod),
         "path": [

@@ -130,6 +130,8 @@ def _leaf(n: NamedOutcome, after: Sequence[Step]) -> Text:
     ip = client_ip(o)
     if ip is not None:
         text.append("  client IP " + ip + (_UNSEEN if ip == "unknown" else ""))
+    if o.egress is not None and ip is not None:
+        text.append(f"  out {o.egress}")
     if after:
         text.append(f"\n  then {_then(after)}", style="dim")
     if o.reason:
