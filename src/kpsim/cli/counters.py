@@ -52,5 +52,7 @@ def counters_command(
         loaded = api.load(paths, fixtures_dir=fixtures_dir, fmt=form, strict=strict,
                           all_files=False)  # fmt: skip
         reports = api.counters(loaded, port=port, service=service)
-    render = counters_json if output == "json" else counters_text
-    click.echo(render(reports), nl=False)
+    from kpsim.render.width import detect
+
+    text = counters_json(reports) if output == "json" else counters_text(reports, detect())
+    click.echo(text, nl=False)
