@@ -13,7 +13,7 @@ from rich.cells import cell_len
 
 from _paths import CORPUS, needs_corpus
 from kpsim.cli.main import main
-from kpsim.render.width import DEFAULT, detect, ellipsize, fold, short_node
+from kpsim.render.width import DEFAULT, detect, ellipsize, fold, short_node, short_nodes
 from kpsim.verify import netns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,6 +201,12 @@ def test_helpers() -> None:
     assert cell_len(ellipsize("日本語のテキスト", 7)) <= 7
     assert short_node("ip-10-11-3-14.ap-northeast-2.compute.internal") == "ip-10-11-3-14"
     assert short_node("10.0.0.7") == "10.0.0.7"  # an address is not cut at its first dot
+    names = ["ip-10-11-3-14.ec2.internal", "ip-10-11-40-87.ec2.internal"]
+    said = "served on ip-10-11-3-14.ec2.internal, see /c/ip-10-11-40-87.ec2.internal/save.txt:4"
+    assert short_nodes(said, names) == (
+        "served on ip-10-11-3-14, see /c/ip-10-11-40-87.ec2.internal/save.txt:4"
+    )  # a name alone is shortened, a path is left as given
+    assert short_nodes("a.x and a.y", ["a.x", "a.y"]) == "a.x and a.y"  # "a" would be ambiguous
 
 
 @pytest.mark.kernel

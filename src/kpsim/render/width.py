@@ -9,6 +9,7 @@ ellipsis; trees shorten rule text with an ellipsis and keep ``:line``. No line i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -99,11 +100,13 @@ def fold(text: str, width: int, indent: str = "", hang: str | None = None) -> li
 def short_nodes(text: str, names: Iterable[str]) -> str:
     """``text`` with each full node name of ``names`` written as ``short_node`` shows it,
     where that short form names one node only (so it can be pasted into ``--node``)."""
-    full = {n for n in names if short_node(n) != n}
-    shorts = [short_node(n) for n in set(names)]
-    for n in sorted(full, key=len, reverse=True):
-        if shorts.count(short_node(n)) == 1:
-            text = text.replace(n, short_node(n))
+    every = set(names)
+    shorts = [short_node(n) for n in every]
+    for n in sorted(every, key=len, reverse=True):
+        if short_node(n) != n and shorts.count(short_node(n)) == 1:
+            # a name standing alone, not part of a path or a longer name
+            alone = rf"(?<![\w./-]){re.escape(n)}(?![\w-]|\.[\w-])"
+            text = re.sub(alone, short_node(n), text)
     return text
 
 
