@@ -178,6 +178,21 @@ def test_why_keeps_ruled_out_causes_to_a_line(port: str) -> None:
         assert after.startswith("     ") and "[" not in after[:8]
 
 
+def test_counters_put_idle_services_on_one_line() -> None:
+    """A capture after traffic to two NodePorts: their tables by default; the seven
+    services that counted nothing (every jump and DNAT rule at 0) on one line, tables
+    with -v, or when asked for by --port."""
+    short = run(["counters", f"{COUNTERS}/after.txt"], 80)
+    full = run(["counters", f"{COUNTERS}/after.txt", "-v"], 80)
+    asked = run(["counters", f"{COUNTERS}/after.txt", "--port", "30082"], 80)
+    assert "n = 1200 connections" in short and "n = 900 connections" in short
+    assert short.count("n = 0 connections") == 0 and full.count("n = 0 connections") == 7
+    words = " ".join(short.split())
+    assert "0 connections counted (every jump and DNAT rule at 0; tables: -v):" in words
+    assert "kube-system/kube-dns:dns (cluster)" in words
+    assert "0 connections counted" not in asked and "n = 0 connections" in asked
+
+
 def test_details_are_behind_v() -> None:
     short, full = run(["trace", "--port", "30080"], 80), run(["trace", "--port", "30080", "-v"], 80)
     assert "KUBE-SVC-6FADE4ADMXCZ7ACT #1" not in short and "KUBE-SVC-6FADE4ADMXCZ7ACT #1" in full

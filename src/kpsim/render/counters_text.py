@@ -15,8 +15,17 @@ def _title(c: CascadeCounts) -> str:
     return f"{c.service} — {c.chain} ({c.scope}) — {', '.join(fronts) or 'no frontend'}"
 
 
-def counters_text(reports: list[CountersReport], width: int = DEFAULT) -> str:
-    """Each node, then each service's table and verdict; folded at ``width``."""
+def _idle(c: CascadeCounts) -> bool:
+    """No connection counted at all: 0 on every jump and every DNAT rule (a DNAT counter
+    above 0 with no draw counted — affinity's repeats — is something to show)."""
+    return c.fit is not None and c.fit.n == 0 and all(e.dnat == 0 for e in c.endpoints)
+
+
+def counters_text(
+    reports: list[CountersReport], width: int = DEFAULT, details: bool = False
+) -> str:
+    """Each node, then each service's table and verdict; folded at ``width``. Services
+    that counted nothing share one line unless ``details``."""
     out: list[str] = []
     nodes = [r.node for r in reports]
     for r in reports:
@@ -28,7 +37,10 @@ def counters_text(reports: list[CountersReport], width: int = DEFAULT) -> str:
         if not r.has_counters:
             out.append("")
             continue
+        idle = [c for c in r.cascades if not details and _idle(c)]
         for c in r.cascades:
+            if c in idle:
+                continue
             out += ["", *fold(_title(c), width, "", "  ")]
             out += [x for n in c.notes for x in fold(f"note: {n}", width, "  ", "    ")]
             if c.fit is None:
@@ -41,6 +53,10 @@ def counters_text(reports: list[CountersReport], width: int = DEFAULT) -> str:
             )
             out += fold(f"DNAT rule counters (all connections to each pod): {dnat}", width, "  ",
                         "    ")  # fmt: skip
+        if idle:
+            names = ", ".join(f"{c.service} ({c.scope})" for c in idle)
+            line = f"0 connections counted (every jump and DNAT rule at 0; tables: -v): {names}"
+            out += ["", *fold(line, width, "", "  ")]
         out.append("")
     return "\n".join(out) + "\n"
 
