@@ -84,7 +84,12 @@ def run(args: list[str], width: int) -> str:
 
 
 def too_long(text: str, width: int) -> list[str]:
-    return [line for line in text.splitlines() if cell_len(line) > width]
+    """Lines over the width; a link alone on its line may be (a cut link leads nowhere)."""
+    return [
+        line
+        for line in text.splitlines()
+        if cell_len(line) > width and not (line.startswith("https://") and " " not in line)
+    ]
 
 
 @pytest.fixture(autouse=True)

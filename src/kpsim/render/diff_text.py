@@ -76,7 +76,7 @@ def diff_text(report: DiffReport, width: int = DEFAULT) -> str:
             lines += fold(f"{x.path}: {gaps}", width, "", "    ")
     for side, only in ((report.left, report.only_left), (report.right, report.only_right)):
         for name in only:
-            lines += fold(f"node only in {side}: {name}", width, "", "    ")
+            lines += fold(f"node only in {side}: {short_node(name)}", width, "", "    ")
     node = service = None
     for c in report.changes:
         if c.node != node:

@@ -55,7 +55,7 @@ def why_text(r: WhyReport, width: int = DEFAULT, details: bool = False) -> str:
         out += _evidence([e for e in c.evidence if e], width)
         if details:
             out += fold(f"look up: {c.doc_term}", width, "     ", "       ")
-            out += fold(c.doc_url, width, "       ") if c.doc_url else []
+            out += [_url(c.doc_url, width)] if c.doc_url else []
     if not details:
         why = f"why the {hidden} ruled out, " if hidden else ""
         out += fold(f"({why}what to look up and where: -v)", width)
@@ -88,6 +88,12 @@ def _evidence(where: list[str], width: int) -> list[str]:
     items = [w + ("," if i < len(where) - 1 else "") for i, w in enumerate(where)]
     pad = max(2, min(7, width - max(len(t) for t in items)))  # one margin for the list
     return ["     rules:", *(" " * pad + ellipsize_left(t, width - pad) for t in items)]
+
+
+def _url(url: str, width: int) -> str:
+    """A link is never cut (a cut one leads nowhere): indented when that fits, else at
+    the margin, and one longer than the width alone on its line."""
+    return " " * max(0, min(7, width - len(url))) + url
 
 
 def _short(text: str, r: WhyReport) -> str:
