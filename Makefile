@@ -1,7 +1,7 @@
 # `make test`: install what the tests need (apt + pip) and run every test.
 # Kernel tests need root (network namespaces); without root they skip with a reason.
 PYTHON ?= python3
-APT_PKGS := iptables iproute2 graphviz
+APT_PKGS := iptables iproute2 graphviz nftables
 
 .PHONY: test deps lint bench fixtures
 
@@ -14,6 +14,7 @@ deps:
 	command -v iptables-restore >/dev/null || missing="$$missing iptables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
@@ -34,3 +35,4 @@ bench: deps
 
 fixtures:
 	$(PYTHON) -m kpsim.inputs.regen
+	$(PYTHON) -m kpsim.inputs.nft_regen

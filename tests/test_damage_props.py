@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 import damage
 from kpsim.errors import ParseError, TraceError
 from kpsim.formats import parse_text
-from kpsim.kube.scenario import NodeInput, TraceRequest, node_addresses, trace_nodes
+from kpsim.kube.routing import node_addresses
+from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
 from kpsim.model import Ruleset
 
 NODES = sorted(p.name for p in damage.SHIPPED_SET.iterdir() if (p / "iptables-save.txt").is_file())

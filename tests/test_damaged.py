@@ -42,8 +42,7 @@ FIRST_SHARE = Fraction(715827883, 2**31)
 MODES = {
     "ipvs-mode.txt": (ProxyMode.IPVS, "IPVS"),
     "userspace-mode.txt": (ProxyMode.USERSPACE, "userspace"),
-    "nftables-mode.nft": (ProxyMode.NFTABLES, "nftables"),
-}
+}  # nftables-mode.nft is traced now: tests/test_nft_kube_proxy.py
 
 Key = tuple[str, str]  # (verdict, destination)
 

@@ -41,6 +41,7 @@ CLOCK = Clock(now=lambda: NOW)
 META_KEYS = {
     "schema", "node", "instance_id", "availability_zone", "private_ips", "local_addresses",
     "iptables_version", "iptables_backend", "kube_proxy_mode", "capture_time", "sha256", "source",
+    "ip",  # the node's ip -j addr / route / rule (the capture script collects them)
 }  # fmt: skip
 
 
@@ -114,6 +115,8 @@ def test_small_node_end_to_end(aws: MotoSsm, seed_ns: NetnsRunner, tmp_path: Pat
     assert result.files == (path,)
     body, meta = body_and_meta(path)
     assert set(meta) == META_KEYS
+    ip = meta["ip"]
+    assert isinstance(ip, dict) and set(ip) == {"addr", "route", "rule"}
     ec2 = aws.client("ec2").describe_instances(InstanceIds=[node.instance_id])
     inst = ec2["Reservations"][0]["Instances"][0]
     assert meta["instance_id"] == node.instance_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -96,8 +97,10 @@ def test_scripts_are_deterministic_and_read_only() -> None:
     spec = ScriptSpec(("nat", "filter"), True, True, 7)
     text = capture_script(spec)
     assert text == capture_script(spec)
-    for word in ("iptables-restore", "iptables -A", "iptables -D", "iptables -F", " -I ", "nft "):
+    for word in ("iptables-restore", "iptables -A", "iptables -D", "iptables -F", " -I "):
         assert word not in text
+    # nft only lists (kube-proxy's nftables mode): never -f, add, delete, flush, …
+    assert re.findall(r"(?<!-v )\bnft (\S+)", text) == ["list", "list"]
     assert "iptables-save -t" in text and "iptables -t nat -L -n -v -x --line-numbers" in text
 
 

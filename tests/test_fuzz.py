@@ -37,7 +37,8 @@ from kpsim.formats.iptables.order import settle
 from kpsim.formats.meta import ADDRESS_LISTS
 from kpsim.formats.numbers import U32, U64, decimal, hexadecimal, probability, strtoul
 from kpsim.inputs.fixtures import FixtureSet, NodeSource
-from kpsim.kube.scenario import node_addresses, node_context, pods_of
+from kpsim.kube.routing import node_addresses, node_context
+from kpsim.kube.scenario import pods_of
 from kpsim.kube.show import ShowReport
 from kpsim.model import Format, Ruleset
 from kpsim.model.rules import EXCERPT, Diagnostic, caret_offset, excerpt

@@ -74,19 +74,12 @@ def test_userspace_fixture_says_the_proxy_process_picks_the_endpoint() -> None:
     assert any("KUBE-PORTALS-CONTAINER" in e.text for e in found.evidence)
 
 
-def test_nftables_fixture_says_it_is_read_not_understood() -> None:
+def test_nftables_fixture_is_read_and_picks_the_endpoint() -> None:
     found = _finding(DAMAGED / "nftables-mode.nft")
     assert found.mode is ProxyMode.NFTABLES
-    assert not found.chooses_endpoints
-    assert (
-        "kube-proxy runs in nftables mode: kpsim does not trace nftables-mode rules yet "
-        "(they are read, not understood)"
-    ) in found.message
-    assert "table kube-proxy picks the endpoint" in found.message
-    assert [e.text for e in found.evidence[:2]] == [
-        "\tchain nat-prerouting {",
-        "\tchain services {",
-    ]
+    assert found.chooses_endpoints
+    assert "kube-proxy runs in nftables mode here: its table picks the endpoint" in found.message
+    assert "\tchain nat-prerouting {" in [e.text for e in found.evidence]
 
 
 def test_is_ipvs_still_agrees() -> None:

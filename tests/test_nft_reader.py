@@ -11,7 +11,6 @@ import pytest
 
 from _paths import CORPUS, REPO, needs_corpus
 from kpsim.errors import ParseError
-from kpsim.formats import parse_text
 from kpsim.formats.nft.iptables_nft import NOTE, parse_nft
 from kpsim.model import (
     Counters,
@@ -202,7 +201,8 @@ PER_SERVICE = {"endpoint-": (18, 38), "service-": (8, 10), "external-": (3, 7), 
 
 
 def test_fixture_chains_land_in_table_kube_proxy() -> None:
-    rs = parse_text(FIXTURE.read_text(), str(FIXTURE))
+    # the iptables-nft reader's view; parse_text gives it to the kube-proxy reader now
+    rs = parse_nft(FIXTURE.read_text(), str(FIXTURE))
     assert rs.format is Format.NFT
     assert list(rs.tables) == ["kube-proxy"]
     chains = rs.tables["kube-proxy"].chains
@@ -217,7 +217,7 @@ def test_fixture_chains_land_in_table_kube_proxy() -> None:
 
 
 def test_fixture_diagnostics_are_its_three_header_comments_only() -> None:
-    rs = parse_text(FIXTURE.read_text(), str(FIXTURE))
+    rs = parse_nft(FIXTURE.read_text(), str(FIXTURE))
     assert [(d.line, d.col) for d in rs.diagnostics] == [(1, 1), (2, 1), (3, 1)]
     assert all(d.text.startswith("# ") for d in rs.diagnostics)
     (note,) = [n for n in rs.notes if n.startswith("table kube-proxy:")]

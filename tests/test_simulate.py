@@ -22,7 +22,8 @@ from kpsim.engine.packet import Packet
 from kpsim.engine.trace import Disposition, Tracer
 from kpsim.errors import UsageError
 from kpsim.formats import parse_text
-from kpsim.kube.scenario import NodeInput, node_context
+from kpsim.kube.routing import node_context
+from kpsim.kube.scenario import NodeInput
 from kpsim.model import PROBABILITY_SCALE, StatisticMode
 from kpsim.model.node import NodeContext
 from kpsim.render.sim_json import simulate_json

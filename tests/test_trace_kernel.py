@@ -25,7 +25,8 @@ from kpsim.engine.trace import Disposition, Tracer
 from kpsim.formats import load_file, parse_text
 from kpsim.inputs import synth
 from kpsim.inputs.synth import ClusterSpec, EndpointSpec, NodeSpec, ServicePortSpec, ServiceSpec
-from kpsim.kube.scenario import NodeInput, NodeTrace, TraceRequest, node_context, trace_node
+from kpsim.kube.routing import node_context
+from kpsim.kube.scenario import NodeInput, NodeTrace, TraceRequest, trace_node
 from kpsim.model import Ruleset
 from kpsim.verify import netns
 from kpsim.verify.replay import KernelResult, open_replay, replay

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kpsim.engine.flow import Flow, Hook
+from kpsim.engine.nft_answers import numgen, set_lookup
 from kpsim.engine.packet import RuleKey
 from kpsim.engine.sets import set_answer
 from kpsim.model import (
@@ -42,6 +43,7 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
 )
+from kpsim.model.nft import NumgenMatch, SetLookup
 from kpsim.model.node import NodeContext, ip
 
 
@@ -300,5 +302,12 @@ _ANSWERS: Mapping[type, _Answerer] = MappingProxyType(
         OwnerMatch: lambda m, f, node, key, hook: (_owner(m, f, node, hook), f),
         IPRangeMatch: lambda m, f, node, key, hook: (_iprange(m, f), f),
         SetMatch: lambda m, f, node, key, hook: (_set(m, f), f),
+        SetLookup: lambda m, f, node, key, hook: (_nft(set_lookup(m, f)), f),
+        NumgenMatch: lambda m, f, node, key, hook: (numgen(m), f),
     }
 )
+
+
+def _nft(found: bool | str) -> Answer:
+    """nft_answers says why it cannot decide with a str: here that is an Unknown."""
+    return Unknown(found) if isinstance(found, str) else found

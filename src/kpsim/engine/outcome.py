@@ -31,6 +31,9 @@ class Outcome:
     assumptions: tuple[str, ...] = ()
     reason: str | None = None
     merged: int = 1
+    #: The interface a delivered packet leaves the node by ("lo": delivered locally;
+    #: None: not delivered, or the node's routes do not say).
+    egress: str | None = None
 
     @property
     def key(self) -> tuple[str, tuple[str, int], bool | None, str, str]:

@@ -96,6 +96,7 @@ class Tracer:
         #: Whole FORWARD/POSTROUTING (or local-delivery) walks, by what they can see;
         #: None when the walk cannot be replayed for another flow.
         self._pipelines: dict[Hashable, Replay | None] = {}
+        self._in_iface = ""  # the traced packet's in interface (an outcome's egress)
 
     # -------------------------------------------------------------- public
 
@@ -107,6 +108,7 @@ class Tracer:
         if packet.src.version != want or packet.dst.version != want:
             raise TraceError(f"packet {packet} is not IPv{want}, as the ruleset is")
         run = Run(_check_mode(unknown or self.unknown))
+        self._in_iface = packet.in_interface
         start = Branch(Fraction(1), Flow.start(packet, state or _NEW_CLIENT))
         ends: list[End] = []
         notes = list(self.notes)
@@ -251,22 +253,35 @@ class Tracer:
         assumptions = unseen_hooks(b.assumptions)
         if not capture.interfaces_known or capture.unsure is not None:
             assumptions = assumptions + capture_assumptions(capture, b.path)
+        if self.node.inferred and verdict not in NOT_DELIVERED:
+            why = self.node.inferred_route(b.flow.dst)
+            if why is not None and not self.node.is_local(b.flow.dst):
+                assumptions = (*assumptions, why)
+        f = b.flow
+        egress = None
+        if verdict not in NOT_DELIVERED:
+            egress = self.node.route(f.dst, f.src, f.mark, self._in_iface)
         return Outcome(
             verdict,
             b.prob,
-            (str(b.flow.dst), b.flow.dport),
+            (str(f.dst), f.dport),
             masquerade,
             b.snat_to,
             b.path,
             assumptions,
             reason,
+            egress=egress,
         )
 
     def _hook(self, run: Run, table: str, chain: str, in_iface: str, b: Branch) -> Hook:
         """Interfaces as the kernel knows them at this hook."""
         out: str | None = ""
         if chain in ("FORWARD", "OUTPUT", "POSTROUTING"):
-            out = Walker.facts(run, self.node, b.flow.dst)[3]
+            f = b.flow
+            if self.node.policy:  # policy rules: the source and mark choose the table
+                out = self.node.route(f.dst, f.src, f.mark, in_iface)
+            else:
+                out = Walker.facts(run, self.node, f.dst)[3]
         if chain in ("OUTPUT", "POSTROUTING"):
             in_iface = ""
         return Hook(table, chain, in_iface, out)

@@ -33,6 +33,8 @@ from kpsim.model import (
     Log,
     MarkTarget,
     OpaqueTarget,
+    RecentCommand,
+    RecentMatch,
     Reject,
     Rule,
     Standard,
@@ -263,7 +265,10 @@ class Walker:
     ) -> tuple[Branch, End | None]:
         """Act on a matched rule's target; returns the branch and, if the hook ended, how."""
         t = rule.target
-        if t is None:  # a counting rule
+        if t is None:  # a counting rule; one that adds the client to a recent list (nft's
+            # ``update @affinity-… { ip saddr }``) is on the path, where affinity reads it
+            if any(type(m) is RecentMatch and m.command is RecentCommand.SET for m in rule.matches):
+                b = b.extend(Step(hook.table, rule.chain, rule.number, rule))
             return b, None
         b = b.extend(Step(hook.table, rule.chain, rule.number, rule))
         if isinstance(t, Jump):  # the commonest target first

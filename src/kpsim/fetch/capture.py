@@ -8,9 +8,10 @@ Texts stay exactly as the node printed them.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kpsim.fetch.model import Target
@@ -38,6 +39,10 @@ class NodeCapture:
     save_stderr: str
     legacy_save: str | None
     os_id: str
+    nft_ruleset: str | None = None  # kube-proxy in nftables mode: ``nft list ruleset``
+    #: ``ip -j addr/route/rule`` as JSON lists (formats/iproute.py reads them); empty
+    #: when the node has no ``ip`` or printed something that is not ip's JSON.
+    ip: Mapping[str, list[object]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,24 @@ def node_capture(sections: Mapping[str, str]) -> NodeCapture:
         save_stderr=stderr,
         legacy_save=sections.get("iptables-legacy-save"),
         os_id=sections.get("os-release-id", "").strip(),
+        nft_ruleset=sections.get("nft-ruleset"),
+        ip=_ip_json(sections),
     )
+
+
+def _ip_json(sections: Mapping[str, str]) -> dict[str, list[object]]:
+    """The ``ip -j`` sections that hold a JSON list of objects (others are left out:
+    an old ``ip`` without ``-j`` prints text, and the trace then infers routes)."""
+    out: dict[str, list[object]] = {}
+    for name in ("addr", "route", "rule"):
+        text = sections.get(f"ip-json-{name}", "").strip()
+        try:
+            value = json.loads(text) if text else None
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            out[name] = value
+    return out
 
 
 def _addr_key(cidr: str) -> tuple[int, ...]:
@@ -96,7 +118,7 @@ def metadata(
     capture: NodeCapture, target: Target, body: str, now: datetime, source: str
 ) -> dict[str, object]:
     """The ``# kpsim:meta`` dict; ``sha256`` covers the text after the meta line."""
-    return {
+    meta: dict[str, object] = {
         "schema": SCHEMA,
         "node": capture.hostname,
         "instance_id": target.instance_id,
@@ -110,18 +132,24 @@ def metadata(
         "sha256": sha256_text(body),
         "source": source,
     }
+    if capture.ip:
+        meta["ip"] = dict(capture.ip)
+    return meta
 
 
 def fixture_files(
     capture: NodeCapture, target: Target, now: datetime, source: str
 ) -> tuple[FixtureFile, ...]:
-    """iptables-save.txt, iptables-<table>.txt listings, iptables-legacy-save.txt."""
+    """iptables-save.txt, iptables-<table>.txt listings, iptables-legacy-save.txt, and
+    ruleset.nft when kube-proxy's nftables table is on the node."""
     bodies: list[tuple[str, str]] = []
     if capture.save_text is not None:
         bodies.append(("iptables-save.txt", capture.save_text))
     bodies += [(f"iptables-{t}.txt", text) for t, text in capture.listings.items()]
     if capture.legacy_save is not None:
         bodies.append(("iptables-legacy-save.txt", capture.legacy_save))
+    if capture.nft_ruleset is not None:  # the node's primary capture (fixtures.PRIMARY_NAMES)
+        bodies.append(("ruleset.nft", capture.nft_ruleset))
     return tuple(
         FixtureFile(name, meta_line(metadata(capture, target, body, now, source)) + "\n" + body)
         for name, body in bodies

@@ -27,6 +27,8 @@ _SAVE_LINE = re.compile(
     re.M,
 )
 _NFT_LINE = re.compile(r"^[^\S\n]*(?:table (?:ip|ip6|inet) \S+ \{|chain \S+ \{)", re.M)
+#: ``nft -f`` input as kube-proxy writes it: ``add rule ip kube-proxy …``.
+_NFT_COMMAND = re.compile(r"^[^\S\n]*(?:add|insert) (?:rule|chain|table) (?:ip|ip6|inet) \S", re.M)
 _RULES_ONLY = re.compile(r"^[^\S\n]*-[PN] \S", re.M)
 _SAMPLE = 256 * 1024
 _TABLE_LINE = re.compile(r"^\*\w+\s*$", re.M)
@@ -46,7 +48,7 @@ def detect_format(text: str) -> Format:
     counts = {
         Format.LIST: len(_LIST_HEADER.findall(text)),
         Format.SAVE: len(_SAVE_LINE.findall(text)),
-        Format.NFT: len(_NFT_LINE.findall(text)),
+        Format.NFT: len(_NFT_LINE.findall(text)) + len(_NFT_COMMAND.findall(text)),
     }
     best = max(counts, key=lambda f: counts[f])
     if counts[best] == 0:
@@ -101,6 +103,10 @@ def _parse_rules(text: str, path: str, fmt: Format | None, strict: bool, lazy: b
 
         return parse_list(text, path, strict=strict)
     if chosen is Format.NFT:
+        from kpsim.formats.nft.kube_proxy import is_kube_proxy_nft, parse_kube_proxy
+
+        if is_kube_proxy_nft(text):
+            return parse_kube_proxy(text, path, strict=strict)
         from kpsim.formats.nft.iptables_nft import parse_nft
 
         return parse_nft(text, path, strict=strict)

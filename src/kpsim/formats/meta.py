@@ -211,6 +211,26 @@ def _pod_problem(pod: object) -> str | None:
     return _unreadable(pod)
 
 
+def _ip_outputs(key: str, value: object) -> _Result:
+    """``{"addr": [...], "route": [...], "rule": [...]}``: ``ip -j`` outputs as printed
+    (formats/iproute.py reads them); each a list of objects, anything else dropped."""
+    if not isinstance(value, dict):
+        return _DROP, [(key, f"must be an object of ip -j outputs, not {_kind(value)}")]
+    kept: dict[str, object] = {}
+    problems: list[tuple[str, str]] = []
+    for name, items in value.items():
+        where = f"{key}.{_cut(name)}"
+        if name not in ("addr", "route", "rule"):
+            problems.append((where, "not one of addr, route, rule"))
+        elif not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            problems.append((where, "must be a list of objects, as ip -j prints"))
+        elif (why := _unreadable(items)) is not None:
+            problems.append((where, why))
+        else:
+            kept[name] = items
+    return kept, problems
+
+
 def _kind(value: object) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
     if value is None:
@@ -229,6 +249,7 @@ _CHECKERS: dict[str, Callable[[str, object], _Result]] = {
     **dict.fromkeys(ADDRESS_LISTS, _address_list),
     "interfaces": _interfaces,
     "pods": _pods,
+    "ip": _ip_outputs,
 }
 
 

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from kpsim.errors import UsageError
 from kpsim.graph.model import ChainKey
 from kpsim.kube import services as kube
+from kpsim.kube.nft_services import CHAIN
 from kpsim.model import Jump, MultiportMatch, PortMatch, PortRange, Rule, Ruleset
+from kpsim.model.nft import SetLookup
 
 #: Where kube-proxy sends a service's traffic first (nat), or rejects it (filter).
 ENTRY_CHAINS: tuple[ChainKey, ...] = (
@@ -24,6 +26,10 @@ ENTRY_CHAINS: tuple[ChainKey, ...] = (
     ("filter", "KUBE-SERVICES"),
     ("filter", "KUBE-EXTERNAL-SERVICES"),
     ("filter", "KUBE-NODEPORTS"),
+    # kube-proxy's nftables table: its map lookups (one rule per element), then the checks
+    ("nat", "services"),
+    ("filter", "service-endpoints-check"),
+    ("filter", "nodeport-endpoints-check"),
 )
 
 
@@ -34,10 +40,16 @@ def _dports(rule: Rule) -> list[PortRange]:
             out.append(m.dport)
         elif isinstance(m, MultiportMatch) and m.direction != "sports" and not m.negated:
             out.extend(m.ports)
+        elif isinstance(m, SetLookup) and len(m.elements) == 1 and "th dport" in m.keys:
+            part = m.elements[0][m.keys.index("th dport")]  # one map element's port
+            out.append(PortRange(part.lo, part.hi))
     return out
 
 
 def _hash_of(chain: str) -> str | None:
+    nft = CHAIN.match(chain)
+    if nft is not None:
+        return nft.group(2)
     for prefix in kube.SERVICE_PREFIXES:
         if chain.startswith(prefix):
             return chain[len(prefix) :]

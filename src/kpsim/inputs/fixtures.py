@@ -30,8 +30,16 @@ from kpsim.errors import UsageError
 
 #: The file a node folder's rules are read from when several captures sit together:
 #: iptables-save is complete (all tables, policies, exact options); listings lose detail.
-PRIMARY_NAMES = ("iptables-save.txt", "iptables-save", "rules.save", "ip6tables-save.txt")
-CAPTURE_SUFFIXES = (".txt", ".save", ".rules", ".log", ".md", "")
+#: ``ruleset.nft`` first: a node in kube-proxy's nftables mode (fetch writes it only there)
+#: keeps its service rules in it; its iptables-save shows only kubelet's and the CNI's.
+PRIMARY_NAMES = (
+    "ruleset.nft",
+    "iptables-save.txt",
+    "iptables-save",
+    "rules.save",
+    "ip6tables-save.txt",
+)
+CAPTURE_SUFFIXES = (".txt", ".save", ".rules", ".log", ".md", ".nft", "")
 #: ``-``: standard input, named ``<stdin>`` in messages and labels.
 STDIN, STDIN_NAME = "-", "<stdin>"
 #: A stream longer than this is not a capture (``/dev/zero``); 10,000 services: 16 MB.

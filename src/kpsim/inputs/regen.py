@@ -34,6 +34,7 @@ from kpsim.inputs.synth import (
     seed_scaled,
     seed_workshop,
 )
+from kpsim.inputs.synth.routing import node_ip_json
 from kpsim.verify import netns
 
 __all__ = [
@@ -113,6 +114,7 @@ def build_meta(
         "kube_proxy_mode": "iptables",
         "kube_proxy_version": SEED_KUBE_PROXY_VERSION,
         "source": SOURCE,
+        "ip": node_ip_json(cluster, node),
     }
 
 

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from kpsim.formats.nft.kube_proxy import NOTE as KUBE_PROXY_NOTE
 from kpsim.kube.names import SERVICE_PREFIXES
 from kpsim.model import Chain, Format, Jump, Rule, Ruleset, SetMatch, SourceLocation
 
@@ -62,7 +63,7 @@ class ModeFinding:
     mode: ProxyMode
     evidence: tuple[SourceLocation, ...]
     message: str
-    chooses_endpoints: bool  # True only for IPTABLES: then these rules pick the endpoint
+    chooses_endpoints: bool  # iptables, or nftables read by kpsim: these rules pick it
     active: tuple[ProxyMode, ...] = ()
     leftovers: tuple[ProxyMode, ...] = ()
 
@@ -198,6 +199,7 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     live = [m for m in present if signs[m].is_live] or present
     leftovers = tuple(m for m in present if m not in live)
     mode = live[0] if len(live) == 1 else ProxyMode.MIXED
+    read = ruleset.format is Format.NFT and KUBE_PROXY_NOTE in ruleset.notes
     evidence: list[SourceLocation] = []
     for m in live:
         evidence += signs[m].lines(_FEW if len(live) == 1 else 2)
@@ -206,8 +208,8 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     return ModeFinding(
         mode=mode,
         evidence=tuple(evidence),
-        message=_message(mode, tuple(live), leftovers),
-        chooses_endpoints=mode is ProxyMode.IPTABLES,
+        message=_message(mode, tuple(live), leftovers, read),
+        chooses_endpoints=mode is ProxyMode.IPTABLES or (mode is ProxyMode.NFTABLES and read),
         active=tuple(live),
         leftovers=leftovers,
     )
@@ -288,7 +290,16 @@ _SAYS = {
 }
 
 
-def _message(mode: ProxyMode, live: tuple[ProxyMode, ...], leftovers: tuple[ProxyMode, ...]) -> str:
+#: kube-proxy's table read by formats/nft/kube_proxy.py: its numgen picks the endpoint.
+_READ_NFT = (
+    "kube-proxy runs in nftables mode here: its table picks the endpoint (numgen random "
+    "vmaps, exact shares over 2^32), read into kpsim's rule model"
+)
+
+
+def _message(
+    mode: ProxyMode, live: tuple[ProxyMode, ...], leftovers: tuple[ProxyMode, ...], read: bool
+) -> str:
     if mode is ProxyMode.MIXED:
         names = " and ".join(m.label for m in live)
         text = (
@@ -296,7 +307,7 @@ def _message(mode: ProxyMode, live: tuple[ProxyMode, ...], leftovers: tuple[Prox
             "the endpoint depends on their order in the kernel, which the capture does not show"
         )
     else:
-        text = _SAYS[mode]
+        text = _READ_NFT if mode is ProxyMode.NFTABLES and read else _SAYS[mode]
     if leftovers:
         names = " and ".join(m.label for m in leftovers)
         text += f"; rules left behind by {names} mode are here too, but nothing enters them"

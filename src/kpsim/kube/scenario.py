@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -18,10 +17,12 @@ from fractions import Fraction
 from kpsim.engine.packet import Packet, State
 from kpsim.engine.trace import Disposition, Outcome, Tracer, TraceResult, UnknownMode
 from kpsim.errors import TraceError
+from kpsim.formats.iproute import has_routing, in_interface
+from kpsim.kube import nft_services
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ProxyMode, proxy_mode
+from kpsim.kube.routing import node_addresses, node_context
 from kpsim.model import Capture, Diagnostic, Jump, Ruleset
-from kpsim.model.node import NodeContext
 
 #: An outside client: TEST-NET-3 (RFC 5737), never a real host; for IPv6, the
 #: documentation prefix (RFC 3849).
@@ -125,40 +126,6 @@ class TraceReport:
     notes: tuple[str, ...] = field(default=())
 
 
-# ---------------------------------------------------------------- node context
-
-
-def _host(cidr: str) -> str:
-    return str(ipaddress.ip_interface(cidr).ip)
-
-
-def node_addresses(meta: Mapping[str, object], extra: Sequence[str]) -> list[str]:
-    """The node's own addresses (hosts, not subnets): metadata first, then ``--node-ip``."""
-    found: list[str] = []
-    for key in ("private_ips", "local_addresses"):
-        value = meta.get(key)
-        if isinstance(value, list):
-            found.extend(_host(str(v)) for v in value)
-    found.extend(_host(v) for v in extra)
-    return list(dict.fromkeys(a for a in found if not ipaddress.ip_address(a).is_loopback))
-
-
-def node_context(meta: Mapping[str, object], extra: Sequence[str]) -> tuple[NodeContext, list[str]]:
-    """Build the engine's view of the node, saying what was assumed."""
-    addrs = node_addresses(meta, extra)
-    notes: list[str] = []
-    ifaces = meta.get("interfaces")
-    if isinstance(ifaces, dict):
-        on = {str(k): [_host(str(a)) for a in v] for k, v in ifaces.items() if isinstance(v, list)}
-    else:
-        on = {"eth0": addrs}
-        if addrs:
-            notes.append(f"assumed the node's addresses are on eth0 ({', '.join(addrs)})")
-    notes.append("assumed every non-local destination leaves by eth0")
-    ctx = NodeContext.of(addrs, interfaces=(*on, "lo"), on=on, routes={"0.0.0.0/0": "eth0"})
-    return ctx, notes
-
-
 # ---------------------------------------------------------------- naming
 
 
@@ -176,6 +143,8 @@ def pods_of(meta: Mapping[str, object]) -> dict[str, Pod]:
 
 def _service_of(outcome: Outcome, names: Mapping[str, str]) -> str | None:
     for step in reversed(outcome.path):
+        if (nft := nft_services.chain_service(step.chain)) is not None:
+            return nft
         for prefix in (*kube.SERVICE_PREFIXES, "KUBE-SEP-"):
             if step.chain.startswith(prefix) and prefix != "KUBE-SEP-":
                 return names.get(step.chain[len(prefix) :], step.chain)
@@ -209,6 +178,8 @@ def _affinity_lists(rs: Ruleset, wanted: Sequence[str]) -> list[str]:
             out.append(item)
             continue
         chains = [e.chain for s in kube.services(rs) for e in s.endpoints if e.destination == item]
+        # nftables mode: endpoint-H-… keeps its clients in the set affinity-H-…
+        chains = ["affinity-" + c[9:] if c.startswith("endpoint-") else c for c in chains]
         if not chains:
             raise TraceError(f"--assume affinity={item}: no endpoint {item} in {rs.path}")
         out.extend(chains)
@@ -264,6 +235,8 @@ def stand_in(ruleset: Ruleset, extra: Sequence[str]) -> tuple[tuple[str, ...], s
 
 
 def _nodeport_addresses(ruleset: Ruleset) -> list[str]:
+    if nft_services.is_nft_kube_proxy(ruleset):
+        return nft_services.nodeport_ips(ruleset)
     nat = ruleset.table("nat")
     chain = nat.chain("KUBE-SERVICES") if nat is not None else None
     out = []
@@ -282,7 +255,7 @@ def _nodeport_addresses(ruleset: Ruleset) -> list[str]:
 def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     meta = node.ruleset.metadata
     extra, stand_in_note = stand_in(node.ruleset, request.node_ips)
-    ctx, notes = node_context(meta, extra)
+    ctx, notes = node_context(meta, extra, node.ruleset)
     if stand_in_note is not None:
         notes.insert(0, stand_in_note)
     addrs = node_addresses(meta, extra)
@@ -290,8 +263,16 @@ def trace_node(node: NodeInput, request: TraceRequest) -> NodeTrace:
     source = request.source
     if source == DEFAULT_CLIENT and ":" in dest:
         source = DEFAULT_CLIENT6
+    came_in = in_interface(ctx, source) if has_routing(meta) else None
+    if came_in is None and has_routing(meta):
+        notes.append(f"no captured route back to {source}: assumed it came in on eth0")
     packet = Packet.of(
-        source, dest, request.port, sport=request.source_port, protocol=request.protocol
+        source,
+        dest,
+        request.port,
+        sport=request.source_port,
+        protocol=request.protocol,
+        in_interface=came_in or "eth0",
     )
     state = State.with_affinity(*_affinity_lists(node.ruleset, request.affinity))
     result = Tracer(node.ruleset, ctx, unknown=request.unknown).trace(packet, state)

@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from kpsim.formats.iptables.construct import constructor
+from kpsim.kube import nft_services
 from kpsim.kube.chance import (
     cascade,
     cascade_shares,
@@ -121,6 +122,8 @@ _new_service: Callable[..., Service] = constructor(Service)
 
 def services(ruleset: Ruleset) -> tuple[Service, ...]:
     """Every service port the nat (and filter) table shows, sorted by name."""
+    if nft_services.is_nft_kube_proxy(ruleset):  # kube-proxy's nftables table
+        return tuple(_from_nft(s) for s in nft_services.nft_services(ruleset))
     drafts: dict[str, Draft] = {}
     collect_frontends(ruleset, drafts)
     nat_table = ruleset.table("nat")
@@ -159,6 +162,8 @@ def service_names(ruleset: Ruleset, hashes: Collection[str]) -> dict[str, str]:
     wanted = set(hashes)
     if not wanted:
         return {}
+    if nft_services.is_nft_kube_proxy(ruleset):  # small tables: name them all
+        return {s.hash: s.name for s in services(ruleset) if s.hash in wanted}
     rejects = collect_rejects(ruleset)
     for name, rules in rejects.items():
         proto = rules[0].protocol.name if rules[0].protocol else None
@@ -188,6 +193,24 @@ def offers_node_port(ruleset: Ruleset, port: int) -> bool:
             if front.kind == "node-port" and front.port == port:
                 return True
     return False
+
+
+def _from_nft(s: nft_services.Service) -> Service:
+    def eps(items: tuple[nft_services.Endpoint, ...]) -> tuple[Endpoint, ...]:
+        return tuple(Endpoint(*e) for e in items)
+
+    return Service(
+        s.name,
+        s.hash,
+        s.protocol,
+        s.frontends,
+        eps(s.endpoints),
+        eps(s.local_endpoints),
+        s.affinity_seconds,
+        s.traffic_policy_local,
+        s.no_endpoints,
+        s.named_by,
+    )
 
 
 def _gaps(ruleset: Ruleset) -> frozenset[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from kpsim.kube.scenario import node_addresses
+from kpsim.kube.routing import node_addresses
 from kpsim.lint.findings import Finding, Severity, where
 from kpsim.model import Jump, Rule, Ruleset
 

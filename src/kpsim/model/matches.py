@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 
+from kpsim.model.nft import NumgenMatch, SetLookup
 from kpsim.model.values import PROBABILITY_SCALE, Option, PortRange, format_probability
 
 
@@ -216,4 +217,6 @@ Match = (
     | IPRangeMatch
     | OwnerMatch
     | OpaqueMatch
+    | SetLookup  # nftables (model/nft.py)
+    | NumgenMatch
 )

@@ -36,6 +36,53 @@ def _net(text: str) -> IPNetwork:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """One route of a table: where packets to ``dst`` leave (``iface`` None for a
+    route that sends nothing out: blackhole, unreachable, prohibit)."""
+
+    dst: IPNetwork
+    iface: str | None
+    kind: str = "unicast"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One ``ip rule``: packets whose source, destination and mark fit look up ``table``
+    (None: any; ``fwmark`` with ``fwmask``)."""
+
+    priority: int
+    table: str
+    src: IPNetwork | None = None
+    dst: IPNetwork | None = None
+    fwmark: int | None = None
+    fwmask: int = 0xFFFFFFFF
+    iif: str | None = None
+    negated: bool = False
+
+    def fits(self, src: IPAddress | None, dst: IPAddress, mark: int, iif: str) -> bool | None:
+        """Does the packet select this rule? None when the rule asks what kpsim does
+        not know (the source of a packet whose source is not chosen yet)."""
+        hit: bool | None = True
+        if self.src is not None:
+            hit = None if src is None else src in self.src
+        if hit and self.dst is not None:
+            hit = dst in self.dst
+        if hit and self.fwmark is not None:
+            hit = (mark & self.fwmask) == self.fwmark
+        if hit and self.iif is not None:
+            hit = iif == self.iif
+        return hit if hit is None else hit != self.negated
+
+
+def _longest(routes: Iterable[Route], addr: IPAddress) -> Route | None:
+    best: Route | None = None
+    for r in routes:
+        if addr in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
+            best = r
+    return best
+
+
+@dataclass(frozen=True, slots=True)
 class NodeContext:
     """The node: its local addresses (as networks; loopback always included), the
     interface names it has, subnet-broadcast addresses, and optional routes that let
@@ -46,6 +93,12 @@ class NodeContext:
     broadcast: frozenset[IPAddress] = frozenset()
     routes: tuple[tuple[IPNetwork, str], ...] = ()
     owners: tuple[tuple[IPNetwork, str], ...] = ()  # which interface holds which address
+    #: Policy routing (``ip rule``): rules in priority order and the tables they name.
+    #: Empty: every lookup is in ``routes`` (the main table).
+    policy: tuple[PolicyRule, ...] = ()
+    tables: tuple[tuple[str, tuple[Route, ...]], ...] = ()
+    #: Routes kpsim did not read but inferred from the rules: (network, iface, why).
+    inferred: tuple[tuple[IPNetwork, str, str], ...] = ()
 
     @classmethod
     def of(
@@ -88,6 +141,36 @@ class NodeContext:
         for net, iface in self.routes:
             if addr in net and (best is None or net.prefixlen > best[0]):
                 best = (net.prefixlen, iface)
+        return best[1] if best else None
+
+    def route(
+        self, dst: IPAddress, src: IPAddress | None = None, mark: int = 0, iif: str = ""
+    ) -> str | None:
+        """The interface the kernel sends a packet to ``dst`` out of after the policy
+        rules (in priority order, the first table with a route wins; longest prefix
+        within it), or None when unknown. Without policy rules: the main table."""
+        if not self.policy:
+            return self.out_interface(dst)
+        if self.is_local(dst):
+            return "lo"
+        tables = dict(self.tables)
+        for rule in self.policy:
+            fits = rule.fits(src, dst, mark, iif)
+            if fits is None:
+                return None
+            if not fits or rule.table == "local":
+                continue
+            found = _longest(tables.get(rule.table, ()), dst)
+            if found is not None:
+                return found.iface
+        return None
+
+    def inferred_route(self, dst: IPAddress) -> str | None:
+        """Why the route to ``dst`` was inferred from the rules, when it was."""
+        best: tuple[int, str] | None = None
+        for net, _iface, why in self.inferred:
+            if dst in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, why)
         return best[1] if best else None
 
     def address_type(self, addr: IPAddress, *, local: bool | None = None) -> str:

@@ -29,6 +29,7 @@ from kpsim.model import (
     StatisticMatch,
     StatisticMode,
 )
+from kpsim.model.nft import NumgenMatch, numgen_count
 from kpsim.render.capture import capture_lines, client_ip
 from kpsim.render.fractions import exact, pct
 from kpsim.render.text import make_console
@@ -64,6 +65,9 @@ def _chance(rule: Rule | None) -> str:
         if isinstance(m, StatisticMatch) and m.mode is StatisticMode.RANDOM:
             p = Fraction(m.threshold, 2**31) if m.threshold is not None else m.probability
             return f"  ⟶ taken {exact(1 - p if m.negated else p)}"
+        if isinstance(m, NumgenMatch):  # nftables: the bucket's own share of the 2^32 draws
+            count = numgen_count(m.modulus, m.bucket - m.offset)
+            return f"  ⟶ bucket {m.bucket} of {m.modulus}: {count}/2^32 of the draws"
     return ""
 
 

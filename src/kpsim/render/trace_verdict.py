@@ -8,6 +8,8 @@ from fractions import Fraction
 
 from kpsim.engine.trace import Disposition
 from kpsim.kube.scenario import TraceReport
+from kpsim.model import StatisticMatch
+from kpsim.model.nft import NumgenMatch
 from kpsim.render.fractions import pct
 from kpsim.render.width import short_node as short
 
@@ -42,7 +44,7 @@ def verdict_lines(report: TraceReport) -> list[str]:
     elif drawn:
         lines.append(
             "on each node the rules draw among the endpoints with the shares above (exact: "
-            "kernel integers over 2^31); which endpoint a connection gets is chance — "
+            f"kernel integers over {_scale(report)}); which endpoint a connection gets is chance — "
             "`kpsim simulate` shows how far counts wander"
             + ("; the DROP/REJECT lines below are rules, not chance" if blocked else "")
         )
@@ -82,3 +84,17 @@ def _client_ip_line(report: TraceReport) -> list[str]:
     rest = 1 - delivered
     tail = f" ({pct(rest)} are not delivered)" if rest > 0 else ""
     return [f"client IP {' and '.join(parts)} of connections{tail}"]
+
+
+def _scale(report: TraceReport) -> str:
+    """2^31 (iptables' statistic), 2^32 (nftables' numgen), or both, as the paths show."""
+    kinds = {
+        "2^32" if isinstance(m, NumgenMatch) else "2^31"
+        for node in report.nodes
+        for o in node.result.outcomes
+        for step in o.path
+        if step.rule is not None
+        for m in step.rule.matches
+        if isinstance(m, (NumgenMatch, StatisticMatch))
+    }
+    return " and ".join(sorted(kinds)) or "2^31"

@@ -22,7 +22,8 @@ import numpy as np
 from kpsim.engine.packet import Packet
 from kpsim.engine.trace import Outcome, Tracer
 from kpsim.errors import UsageError
-from kpsim.kube.scenario import NodeInput, node_addresses, node_context, pods_of, stand_in
+from kpsim.kube.routing import node_addresses, node_context
+from kpsim.kube.scenario import NodeInput, pods_of, stand_in
 from kpsim.model import Capture, Diagnostic, Ruleset
 from kpsim.simulate.plan import compile_plan, exact_shares
 from kpsim.simulate.request import SimRequest, Target, client_ip, entry_weights, targets
@@ -193,7 +194,8 @@ def simulate(
     weights = entry_weights(names, request.entry)
     tracers = []
     for node in inputs:
-        ctx, _ = node_context(node.ruleset.metadata, stand_in(node.ruleset, request.node_ips)[0])
+        extra = stand_in(node.ruleset, request.node_ips)[0]
+        ctx, _ = node_context(node.ruleset.metadata, extra, node.ruleset)
         tracers.append(
             (node.name, Tracer(node.ruleset, ctx, unknown=request.unknown), node.ruleset)
         )

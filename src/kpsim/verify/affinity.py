@@ -17,7 +17,8 @@ import numpy as np
 
 from kpsim.engine.packet import Packet
 from kpsim.engine.trace import Tracer
-from kpsim.kube.scenario import NodeInput, node_addresses, node_context, stand_in
+from kpsim.kube.routing import node_addresses, node_context
+from kpsim.kube.scenario import NodeInput, stand_in
 from kpsim.simulate.plan import compile_plan
 from kpsim.simulate.sampler import RECENT_CAPACITY, NodeState, Tally, pick_fresh, run_stateful
 from kpsim.verify.predict import Prediction, VerifyRequest, category, client_addresses, client_turns
@@ -84,7 +85,7 @@ def predict_affinity(
     rng = rng or np.random.default_rng(request.seed)
     meta = node.ruleset.metadata
     extra = stand_in(node.ruleset, ())[0]  # a bare dump: the address trace uses
-    ctx, _ = node_context(meta, extra)
+    ctx, _ = node_context(meta, extra, node.ruleset)
     addrs = node_addresses(meta, extra)
     dest = request.dest or (addrs[0] if addrs else "")
     first = client_addresses(request)[0]

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from kpsim.errors import KpsimError
 from kpsim.formats import parse_text
 from kpsim.formats.iptables.write import render_save
-from kpsim.kube.scenario import DEFAULT_CLIENT, node_addresses
+from kpsim.kube.routing import node_addresses
+from kpsim.kube.scenario import DEFAULT_CLIENT
 from kpsim.model import Dnat, NatRange, Ruleset
 from kpsim.verify import netns
 from kpsim.verify.replay.mapping import AddressMap, build_map, map_ruleset

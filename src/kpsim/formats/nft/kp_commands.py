@@ -1,0 +1,185 @@
+"""The ``nft -f`` commands kube-proxy writes (and its tests print), one a line, applied
+in order to the drafts of ``kp_text.NftText``:
+
+    add table ip kube-proxy { comment "rules for kube-proxy" ; }
+    add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }
+    add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }
+    add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+    add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-… }
+    flush chain ip kube-proxy services / delete chain … / delete element …
+"""
+
+from __future__ import annotations
+
+import re
+
+from kpsim.formats.nft.kp_text import (
+    NftChain,
+    NftSet,
+    NftText,
+    braced,
+    elements,
+    hook_spec,
+    set_attributes,
+)
+
+_HEAD = re.compile(
+    r"(?P<verb>add|create|insert|replace|flush|delete|destroy)\s+"
+    r"(?P<what>table|chain|rule|set|map|element|ruleset)\b\s*"
+    r"(?:(?P<family>ip6|ip|inet|arp|bridge|netdev)\s+)?"
+    r"(?P<table>[^\s{]+)?\s*(?P<obj>[^\s{]+)?\s*"
+)
+
+
+class NftReader(NftText):
+    """Both forms: ``nft list`` blocks (NftText) and ``nft -f`` commands."""
+
+    def command(self, number: int, col: int, stmt: str, line: str) -> None:
+        _command(self, number, col, stmt, line)
+
+
+def _command(reader: NftText, number: int, col: int, stmt: str, line: str) -> None:
+    """Apply one command; a command kpsim cannot read is reported at its column."""
+    m = _HEAD.match(stmt)
+    if m is None:
+        reader.sink.report(number, col, "nft command not understood", line)
+        return
+    verb, what = m.group("verb"), m.group("what")
+    if what == "ruleset":
+        if verb == "flush":
+            reader.tables.clear()
+        return
+    family = m.group("family") or "ip"
+    table_name = m.group("table")
+    if table_name is None:
+        reader.sink.report(number, col + m.end(), "table name missing", line)
+        return
+    if what == "table":
+        if verb in ("delete", "destroy"):
+            reader.tables.pop((family, table_name), None)
+        elif verb == "flush":
+            t = reader.tables.get((family, table_name))
+            if t is not None:
+                for c in t.chains.values():
+                    c.rules.clear()
+                for s in t.sets.values():
+                    s.elements.clear()
+        else:
+            reader.table(family, table_name, number)
+        return
+    table = reader.table(family, table_name, number)
+    name = m.group("obj")
+    if name is None:
+        reader.sink.report(number, col + m.end(), f"{what} name missing", line)
+        return
+    rest = stmt[m.end() :]
+    rest_col = col + m.end()
+    if what == "chain":
+        _chain(table.chains, verb, name, number, rest, reader, rest_col, stmt)
+    elif what == "rule":
+        _rule(table.chains, verb, name, number, rest_col, rest, reader, line)
+    elif what in ("set", "map"):
+        _set(table.sets, verb, name, what, number, rest, reader, rest_col)
+    else:  # element
+        _element(table.sets, verb, name, number, rest_col, rest, reader, line)
+
+
+def _chain(
+    chains: dict[str, NftChain],
+    verb: str,
+    name: str,
+    number: int,
+    rest: str,
+    reader: NftText,
+    col: int,
+    stmt: str,
+) -> None:
+    if verb in ("delete", "destroy"):
+        chains.pop(name, None)
+        return
+    chain = chains.get(name)
+    if chain is None:
+        chain = chains[name] = NftChain(name, number, stmt)
+    if verb == "flush":
+        chain.rules.clear()
+        return
+    if "hook" in rest:
+        hook_spec(chain, rest, reader.sink, number, col)
+    comment = re.search(r'comment\s+"((?:[^"\\]|\\.)*)"', rest)
+    if comment is not None:
+        chain.comment = comment.group(1)
+
+
+def _rule(
+    chains: dict[str, NftChain],
+    verb: str,
+    name: str,
+    number: int,
+    col: int,
+    rest: str,
+    reader: NftText,
+    line: str,
+) -> None:
+    chain = chains.get(name)
+    if chain is None:
+        reader.sink.report(number, col, f"rule for chain {name!r}, not added before", line)
+        chain = chains[name] = NftChain(name, number, line)
+    if verb in ("delete", "destroy", "replace"):
+        reader.sink.report(number, col, f"{verb} rule (by handle) is not read", line)
+    elif verb == "insert":
+        chain.rules.insert(0, (number, col, rest))
+    else:
+        chain.rules.append((number, col, rest))
+
+
+def _set(
+    sets: dict[str, NftSet],
+    verb: str,
+    name: str,
+    what: str,
+    number: int,
+    rest: str,
+    reader: NftText,
+    col: int,
+) -> None:
+    if verb in ("delete", "destroy"):
+        sets.pop(name, None)
+        return
+    found = sets.get(name)
+    if found is None:
+        found = sets[name] = NftSet(name, number, what == "map")
+    if verb == "flush":
+        found.elements.clear()
+    elif (inner := braced(rest)) is not None:
+        set_attributes(found, number, col, inner, reader.sink)
+
+
+def _element(
+    sets: dict[str, NftSet],
+    verb: str,
+    name: str,
+    number: int,
+    col: int,
+    rest: str,
+    reader: NftText,
+    line: str,
+) -> None:
+    found = sets.get(name)
+    if found is None:
+        reader.sink.report(number, col, f"element of set {name!r}, not added before", line)
+        found = sets[name] = NftSet(name, number, ":" in rest)
+    inner = braced(rest)
+    if inner is None:
+        reader.sink.report(number, col, "element list needs { … }", line)
+        return
+    start = col + rest.index("{") + 1
+    items = elements(inner)
+    if verb in ("delete", "destroy"):
+        gone = {_key(e) for e in items}
+        found.elements[:] = [e for e in found.elements if _key(e[2]) not in gone]
+    else:
+        found.elements.extend((number, start, e) for e in items)
+
+
+def _key(element: str) -> str:
+    return " ".join(element.partition(" : ")[0].split())

@@ -1,0 +1,338 @@
+"""kube-proxy's nftables table as text, in both forms nft reads, into plain drafts: the
+table's chains (hook, priority, policy, statement lines) and its sets and maps (key
+types, flags, element texts). model building is kp_lower.py's and kube_proxy.py's.
+
+    table ip kube-proxy {                      ── ``nft list ruleset`` / ``list table``
+        chain nat-prerouting {
+            type nat hook prerouting priority dstnat; policy accept;
+            jump services
+        }
+        map service-ips { type … : verdict; elements = { 10.0.0.1 . tcp . 80 : goto x } }
+    }
+    add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+                                               ── the ``nft -f`` input kube-proxy writes
+
+Statements are kept as (line, column, text) so every later error points into the input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from kpsim.formats.common import Sink, classify_noise, read_meta
+
+#: A token of nft's syntax: a quoted string, a brace, comma or semicolon, or a word.
+TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{},;]|[^\s{},;"]+')
+_COMMANDS = ("add", "create", "insert", "flush", "delete", "destroy", "replace")
+_FAMILIES = ("ip", "ip6", "inet")
+
+
+@dataclass(slots=True)
+class NftChain:
+    name: str
+    line: int
+    text: str
+    kind: str | None = None  # filter | nat | route, for a base chain
+    hook: str | None = None
+    priority: int | None = None
+    policy: str | None = None
+    comment: str | None = None
+    rules: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NftSet:
+    name: str
+    line: int
+    is_map: bool
+    keys: tuple[str, ...] = ()
+    value: str | None = None
+    flags: set[str] = field(default_factory=set)
+    comment: str | None = None
+    elements: list[tuple[int, int, str]] = field(default_factory=list)
+    timeout: int | None = None  # seconds, ``timeout 3h``: how long an element lives
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.flags & {"dynamic", "timeout"})
+
+
+@dataclass(slots=True)
+class NftTable:
+    family: str
+    name: str
+    line: int
+    chains: dict[str, NftChain] = field(default_factory=dict)
+    sets: dict[str, NftSet] = field(default_factory=dict)
+
+
+#: nft's named priorities (``nft list`` prints them for these families and hooks).
+NAMED_PRIORITIES = {
+    "raw": -300,
+    "mangle": -150,
+    "dstnat": -100,
+    "filter": 0,
+    "security": 50,
+    "srcnat": 100,
+}
+
+
+def priority(text: str) -> int | None:
+    """``dstnat - 10`` → -110; ``-110`` → -110; None when not understood."""
+    m = re.fullmatch(r"\s*(-?\w+)\s*(?:([+-])\s*(\d+))?\s*", text)
+    if m is None:
+        return None
+    head, sign, n = m.groups()
+    base = NAMED_PRIORITIES.get(head)
+    if base is None:
+        try:
+            base = int(head)
+        except ValueError:
+            return None
+    return base + (int(n) if sign == "+" else -int(n) if sign == "-" else 0)
+
+
+class NftText:
+    """Reads the text line by line into ``tables``; what it cannot read goes to the sink
+    with its line and column (strict: a ParseError, exit 2)."""
+
+    def __init__(self, path: str, sink: Sink) -> None:
+        self.path = path
+        self.sink = sink
+        self.tables: dict[tuple[str, str], NftTable] = {}
+        self.metadata: dict[str, object] = {}
+        self.notes: list[str] = []
+        self.listed = False  # a ``table … {`` block was read (``nft list`` output)
+        self._table: NftTable | None = None
+        self._chain: NftChain | None = None
+        self._set: NftSet | None = None
+        self._pending: tuple[int, int, list[str], int] | None = None  # line, col, parts, depth
+
+    def read(self, text: str) -> None:
+        for number, raw in enumerate(text.split("\n"), 1):
+            self.line(number, raw.removesuffix("\r"))
+        if self._pending is not None:
+            line, col, parts, _ = self._pending
+            self.sink.report(line, col, "braces opened here are never closed", parts[0])
+        if self._chain is not None or self._set is not None or self._table is not None:
+            self.notes.append("the nft text ends inside a block: it may be cut")
+
+    def table(self, family: str, name: str, line: int) -> NftTable:
+        key = (family, name)
+        found = self.tables.get(key)
+        if found is None:
+            found = self.tables[key] = NftTable(family, name, line)
+        return found
+
+    def command(self, number: int, col: int, stmt: str, line: str) -> None:
+        """An ``nft -f`` command: read by the subclass in kp_commands.py."""
+        self.sink.report(number, col, "nft commands are not read here", line)
+
+    # -------------------------------------------------------------- lines
+
+    def line(self, number: int, line: str) -> None:
+        if self._pending is not None:
+            self._continue(number, line)
+            return
+        stripped = line.strip()
+        if not stripped:
+            return
+        if stripped.startswith("#"):
+            meta = read_meta(line, number, self.sink)
+            if meta is not None:
+                self.metadata.update(meta)
+            return
+        col = len(line) - len(line.lstrip()) + 1
+        depth = _depth(stripped)
+        if depth > 0 and (self._set is not None or self._chain is not None):
+            self._pending = (number, col, [stripped], depth)
+            return
+        self._complete(number, col, stripped, line)
+
+    def _continue(self, number: int, line: str) -> None:
+        first, col, parts, depth = self._pending or (0, 0, [], 0)
+        parts.append(line.strip())
+        depth += _depth(line)
+        if depth > 0:
+            self._pending = (first, col, parts, depth)
+            return
+        self._pending = None
+        self._complete(first, col, " ".join(parts), parts[0])
+
+    def _complete(self, number: int, col: int, stmt: str, line: str) -> None:
+        words = stmt.split()
+        if self._set is not None:
+            self._set_line(number, col, stmt, words)
+        elif self._chain is not None:
+            self._chain_line(number, col, stmt, words)
+        elif words[0] == "table" and len(words) >= 3 and stmt.endswith("{"):
+            family, name = (words[1], words[2]) if len(words) > 3 else ("ip", words[1])
+            self._table = self.table(family, name, number)
+            self.listed = True
+        elif self._table is not None and words[0] in ("chain", "set", "map") and len(words) > 1:
+            self._open(number, words, line)
+        elif words[0] == "}":
+            self._table = None
+        elif self._table is not None and words[0] in ("comment", "flags"):
+            return
+        elif words[0] in _COMMANDS and self._table is None:
+            self.command(number, col, stmt, line)
+        else:
+            self.sink.report(number, col, f"not nft syntax kpsim reads: {words[0]!r}", line)
+
+    def _open(self, number: int, words: list[str], line: str) -> None:
+        assert self._table is not None
+        name = words[1]
+        # ``chain a { type …; policy accept; }`` on one line: read it and close it here
+        inner = braced(line) if _depth(line) == 0 else None
+        col = len(line) - len(line.lstrip()) + 1
+        if words[0] == "chain":
+            chain = self._table.chains.get(name)
+            if chain is None:
+                chain = self._table.chains[name] = NftChain(name, number, line)
+            if inner is None and "{" in line:
+                self._chain = chain
+            elif inner is None:
+                self.sink.report(number, col, f"chain {name}: '{{' expected", line)
+            elif "hook" in inner:
+                hook_spec(chain, inner, self.sink, number, col)
+            elif inner.strip():
+                chain.rules.append((number, col + line.index("{") + 1, inner.strip()))
+        else:
+            found = self._table.sets.get(name)
+            if found is None:
+                found = self._table.sets[name] = NftSet(name, number, words[0] == "map")
+            if inner is None and "{" in line:
+                self._set = found
+            elif inner is None:
+                self.sink.report(number, col, f"{words[0]} {name}: '{{' expected", line)
+            else:
+                set_attributes(found, number, col, inner, self.sink)
+
+    def _chain_line(self, number: int, col: int, stmt: str, words: list[str]) -> None:
+        chain = self._chain
+        assert chain is not None
+        if stmt == "}":
+            self._chain = None
+        elif words[0] == "type" and "hook" in words:
+            hook_spec(chain, stmt, self.sink, number, col)
+        elif words[0] == "policy":
+            chain.policy = stmt.split()[1].rstrip(";")
+        elif words[0] == "comment" and not chain.rules:
+            chain.comment = _unquote(stmt[len("comment") :].strip())
+        else:
+            chain.rules.append((number, col, stmt))
+
+    def _set_line(self, number: int, col: int, stmt: str, words: list[str]) -> None:
+        found = self._set
+        assert found is not None
+        if stmt == "}":
+            self._set = None
+            return
+        set_attributes(found, number, col, stmt, self.sink)
+
+
+def hook_spec(chain: NftChain, stmt: str, sink: Sink, number: int, col: int) -> None:
+    """``type nat hook prerouting priority dstnat; policy accept;`` (either form)."""
+    m = re.search(r"type\s+(\w+)\s+hook\s+(\w+)(?:\s+device\s+\S+)?\s+priority\s+([^;}]+)", stmt)
+    if m is None:
+        sink.report(number, col, "base chain header not understood", stmt)
+        return
+    chain.kind, chain.hook = m.group(1), m.group(2)
+    chain.priority = priority(m.group(3))
+    if chain.priority is None:
+        where = col + m.start(3)
+        sink.report(number, where, f"priority {m.group(3).strip()!r} not understood", stmt)
+    pol = re.search(r"policy\s+(\w+)", stmt)
+    if pol is not None:
+        chain.policy = pol.group(1)
+
+
+def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) -> None:
+    """The statements of a set or map block, or of ``add set … { … ; … }``."""
+    for part in _split(stmt, ";"):
+        part = part.strip()
+        words = part.split()
+        if not words:
+            continue
+        if words[0] == "type" or words[0] == "typeof":
+            key, _, value = part[len(words[0]) :].partition(":")
+            found.keys = tuple(k.strip() for k in key.split(" . "))
+            found.value = value.strip() or None
+        elif words[0] == "flags":
+            found.flags |= {f.strip() for f in part[len("flags") :].split(",")}
+        elif words[0] == "comment":
+            found.comment = _unquote(part[len("comment") :].strip())
+        elif words[0] == "elements" and (body := braced(part)) is not None:
+            start = col + stmt.find(part) + part.index("{") + 1
+            found.elements.extend((number, start, e) for e in elements(body))
+        elif words[0] == "timeout" and len(words) == 2:
+            found.timeout = duration(words[1])
+        elif words[0] in ("size", "policy", "counter", "gc-interval", "auto-merge"):
+            continue
+        else:
+            sink.report(number, col, f"set attribute {words[0]!r} not understood", stmt)
+
+
+def elements(body: str) -> list[str]:
+    """The elements of ``{ a, b : c, … }``'s inside, split at top-level commas."""
+    return [e.strip() for e in _split(body, ",") if e.strip()]
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration(text: str) -> int | None:
+    """nft's ``3h``, ``10800s``, ``2h59m30s`` in seconds (milliseconds dropped)."""
+    parts = re.findall(r"(\d+)(ms|[dhms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.rstrip(";"):
+        return None
+    return sum(int(n) * _UNITS[u] for n, u in parts if u != "ms")
+
+
+def braced(text: str) -> str | None:
+    """What ``{ … }`` on one line holds; None when there is no such pair."""
+    first, last = text.find("{"), text.rfind("}")
+    return text[first + 1 : last] if 0 <= first < last else None
+
+
+def _split(text: str, sep: str) -> list[str]:
+    out, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
+    return out
+
+
+def _depth(text: str) -> int:
+    """Braces opened minus closed, outside quotes."""
+    if '"' not in text:  # nearly every line: two C calls, not a loop over its characters
+        return text.count("{") - text.count("}")
+    depth, quoted = 0, False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            depth += (ch == "{") - (ch == "}")
+    return depth
+
+
+def _unquote(text: str) -> str:
+    text = text.strip().rstrip(";").strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
+__all__ = ["NftChain", "NftSet", "NftTable", "NftText", "classify_noise", "elements", "priority"]

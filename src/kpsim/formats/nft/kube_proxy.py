@@ -1,0 +1,244 @@
+"""kube-proxy's nftables table (``table ip kube-proxy``) into the one rule model.
+
+    nft text ─ kp_commands.NftReader ─▶ drafts ─ kp_lower ─▶ model chains
+    base chains (hook, priority) ─▶ the iptables hook slot the engine walks in order:
+
+      prerouting: raw -300, mangle -150, nat -100      input:  mangle, filter 0, nat 100
+      forward:    mangle -150, filter 0                output: raw, mangle, nat -100, filter 0
+      postrouting: mangle -150, nat 100
+
+A base chain goes to the slot of its type at or before its priority, so the order between
+kube-proxy's chains and DNAT is the kernel's (``filter-prerouting`` at ``dstnat - 10``
+before nat PREROUTING; ``filter-output-post-dnat`` at ``dstnat + 10`` after nat OUTPUT).
+Each slot's built-in chain jumps to its base chains in priority order. Every kube-proxy
+chain a slot reaches is in that slot's table, as in iptables a chain is in one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+
+from kpsim.formats.common import RulesetBuilder, Sink
+from kpsim.formats.nft.beside import merge, read_beside
+from kpsim.formats.nft.kp_commands import NftReader
+from kpsim.formats.nft.kp_literal import Lowered
+from kpsim.formats.nft.kp_lower import Statement, StatementError
+from kpsim.formats.nft.kp_text import NftChain, NftTable
+from kpsim.model import (
+    BUILTIN_CHAINS,
+    Family,
+    Format,
+    Jump,
+    Match,
+    OpaqueTarget,
+    Rule,
+    Ruleset,
+    SourceLocation,
+    Target,
+    Verdict,
+)
+
+NOTE = (
+    "nftables: kube-proxy's table read into the rule model; each base chain walked at "
+    "its hook in priority order"
+)
+KUBE_PROXY_TABLE = "kube-proxy"
+
+#: (hook, slot table, slot priority) in the order the engine walks each hook.
+_SLOTS = {
+    "prerouting": (("raw", -300), ("mangle", -150), ("nat", -100)),
+    "input": (("mangle", -150), ("filter", 0), ("security", 50), ("nat", 100)),
+    "forward": (("mangle", -150), ("filter", 0), ("security", 50)),
+    "output": (("raw", -300), ("mangle", -150), ("nat", -100), ("filter", 0), ("security", 50)),
+    "postrouting": (("mangle", -150), ("nat", 100)),
+}
+
+
+_TABLES = re.compile(
+    r"^[^\S\n]*(?:add |create )?table (?:ip|ip6|inet|arp|bridge|netdev) (\S+)", re.M
+)
+
+
+def is_kube_proxy_nft(text: str) -> bool:
+    """Does the text hold kube-proxy's nftables table (other tables beside it are read
+    by the iptables-nft reader, beside.py)?"""
+    names = {m.group(1) for m in _TABLES.finditer(text)}
+    if names:
+        return KUBE_PROXY_TABLE in names
+    head = text[: 1 << 20]
+    return " ip kube-proxy " in head or " ip6 kube-proxy " in head or " inet kube-proxy " in head
+
+
+def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
+    sink = Sink(path, strict)
+    reader = NftReader(path, sink)
+    reader.read(text)
+    builder = RulesetBuilder(path, Format.NFT)
+    builder.note(NOTE)
+    builder.metadata.update(reader.metadata)
+    for note in reader.notes:
+        builder.note(note)
+    ours = [t for t in reader.tables.values() if t.name == KUBE_PROXY_TABLE]
+    table = next((t for t in ours if t.family in ("ip", "inet")), ours[0] if ours else None)
+    others = [t for t in reader.tables.values() if t is not table]
+    for t in others:
+        if t.name == KUBE_PROXY_TABLE:
+            builder.note(f"table {t.family} {t.name} (line {t.line}) is not read: one family "
+                         "a capture, and kpsim read the ip one")  # fmt: skip
+    if table is not None:
+        if table.family == "ip6":
+            builder.family = Family.IPV6
+        _build(builder, table, sink)
+    diagnostics = list(sink.items)
+    if any(t.name != KUBE_PROXY_TABLE for t in others):
+        diagnostics += merge(builder, read_beside(text, path, strict))
+        diagnostics.sort(key=lambda d: (d.line, d.col))
+    ruleset = builder.freeze(diagnostics)
+    return _assess(ruleset, reader.listed)
+
+
+def _build(builder: RulesetBuilder, table: NftTable, sink: Sink) -> None:
+    chains: dict[str, list[Rule]] = {}
+    for chain in table.chains.values():
+        _lower_chain(chain, table, sink, chains)
+    slots: dict[tuple[str, str], list[NftChain]] = {}
+    for chain in table.chains.values():
+        if chain.hook is not None:
+            slot = _slot(chain, builder)
+            if slot is not None:
+                slots.setdefault(slot, []).append(chain)
+    placed: set[str] = set()
+    for (tname, hook_chain), bases in sorted(slots.items()):
+        bases.sort(key=lambda c: (c.priority or 0, c.name))
+        if len(bases) > 1:
+            names = ", ".join(c.name for c in bases)
+            builder.note(f"{tname} {hook_chain}: base chains {names} share one slot; an "
+                         "accept in one of them is read as ending the hook")  # fmt: skip
+        for name in BUILTIN_CHAINS[tname]:  # no base chain at a hook: the packet goes on
+            if name not in builder.tables.get(tname, {}):
+                builder.declare(tname, name, Verdict.ACCEPT, None, None)
+        slot_rules = builder.tables[tname][hook_chain]
+        if any(c.policy == "drop" for c in bases):
+            slot_rules.policy = Verdict.DROP
+        slot_rules.origin = SourceLocation(builder.path, bases[0].line, bases[0].text)
+        for n, base in enumerate(bases, 1):
+            origin = SourceLocation(builder.path, base.line, base.text)
+            slot_rules.rules.append(Rule(tname, hook_chain, n, Jump(base.name), origin=origin))
+        for name in _reachable((b.name for b in bases), chains):
+            _place(builder, tname, name, table, chains)
+            placed.add(name)
+    for name in chains:  # chains no hook reaches: shown in nat, as kube-proxy's
+        if name not in placed:
+            _place(builder, "nat", name, table, chains)
+
+
+def _place(
+    builder: RulesetBuilder, tname: str, name: str, table: NftTable, chains: dict[str, list[Rule]]
+) -> None:
+    source = table.chains.get(name)
+    origin = SourceLocation(builder.path, source.line, source.text) if source else None
+    draft = builder.declare(tname, name, None, None, origin)
+    rules = chains[name]
+    if rules and rules[0].table != tname:
+        rules = [dataclasses.replace(r, table=tname) for r in rules]
+    draft.rules = list(rules)
+
+
+def _reachable(starts: Iterable[str], chains: dict[str, list[Rule]]) -> list[str]:
+    seen: dict[str, None] = {}  # ordered, and a set's lookups: 40,000 chains in a big table
+    todo = list(starts)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in chains:
+            continue
+        seen[name] = None
+        todo.extend(r.target.chain for r in chains[name] if isinstance(r.target, Jump))
+    return list(seen)
+
+
+def _slot(chain: NftChain, builder: RulesetBuilder) -> tuple[str, str] | None:
+    """The engine's (table, built-in chain) for a base chain, by its type and priority."""
+    hook = chain.hook or ""
+    slots = _SLOTS.get(hook)
+    if slots is None or chain.priority is None:
+        builder.note(f"base chain {chain.name} (hook {hook}) is not walked: kpsim walks the "
+                     "prerouting, input, forward, output and postrouting hooks")  # fmt: skip
+        return None
+    if chain.kind == "nat":
+        found = [t for t, _ in slots if t == "nat"]
+        return (found[0], hook.upper()) if found else None
+    at = [i for i, (_, prio) in enumerate(slots) if prio <= chain.priority]
+    i = at[-1] if at else 0
+    while slots[i][0] == "nat":
+        if i + 1 < len(slots):
+            i += 1
+        else:
+            builder.note(f"base chain {chain.name} runs after nat {hook} in the kernel; "
+                         "kpsim walks it before")  # fmt: skip
+            i -= 1
+    return (slots[i][0], hook.upper())
+
+
+def _lower_chain(
+    chain: NftChain, table: NftTable, sink: Sink, chains: dict[str, list[Rule]]
+) -> None:
+    rules: list[Rule] = []
+    for line, col, text in chain.rules:
+        origin = SourceLocation(sink.path, line, text)
+        try:
+            low = Statement(text, table.sets).read()
+        except StatementError as exc:
+            sink.report(line, col + exc.offset, str(exc), text)
+            bad = OpaqueTarget("nft", text=f"not read: {text}")
+            rules.append(Rule("nat", chain.name, len(rules) + 1, bad, origin=origin))
+            continue
+        for extra, target in _alternatives(low, chain.name, len(rules), chains, origin):
+            rules.append(
+                Rule(
+                    "nat",
+                    chain.name,
+                    len(rules) + 1,
+                    target,
+                    low.source,
+                    low.destination,
+                    low.protocol,
+                    low.in_interface,
+                    low.out_interface,
+                    None,
+                    tuple(low.matches) + extra,
+                    None,
+                    origin,
+                )
+            )
+    chains[chain.name] = rules
+
+
+def _alternatives(
+    low: Lowered, chain: str, at: int, chains: dict[str, list[Rule]], origin: SourceLocation
+) -> list[tuple[tuple[Match, ...], Target | None]]:
+    """The model rules one nft rule becomes: one per map element, or one whose target
+    is its only statement, or a jump to a chain holding its statements in order."""
+    if low.branches is not None:
+        return [((m,), t) for m, t in low.branches]
+    if len(low.actions) <= 1:
+        return [((), low.actions[0] if low.actions else None)]
+    last = low.actions[-1]
+    if isinstance(last, Jump) and last.goto:
+        bad = OpaqueTarget(
+            "nft", text=f"goto after other statements is not modelled: {origin.text}"
+        )
+        return [((), bad)]
+    sub = f"{chain}#{at + 1}"
+    chains[sub] = [
+        Rule("nat", sub, n, action, origin=origin) for n, action in enumerate(low.actions, 1)
+    ]
+    return [((), Jump(sub))]
+
+
+def _assess(ruleset: Ruleset, listed: bool) -> Ruleset:
+    """A listing (``nft list ruleset``) shows every table: one it lacks is empty on the
+    node. Commands (``nft -f`` input) say nothing of the tables they do not touch."""
+    capture = dataclasses.replace(ruleset.capture, all_tables=listed)
+    return dataclasses.replace(ruleset, capture=capture)
