@@ -57,6 +57,9 @@ ANALYSIS_COMMANDS = [
     ["diff", "--nodes", f"{SNAPSHOTS}/after"],
     ["diff", "--nodes", f"{SNAPSHOTS}/before"],
     ["counters"],
+    ["lint", "fixtures/nftables/eks-nodeport-workshop"],  # kube-proxy's nftables mode
+    ["why", "fixtures/nftables/eks-nodeport-workshop", "--port", "30082", "-v"],
+    ["diff", "fixtures/iptables/eks-nodeport-workshop", "fixtures/nftables/eks-nodeport-workshop"],
     ["counters", f"{COUNTERS}/after.txt"],
     ["counters", f"{COUNTERS}/after-nat-L.txt"],
     ["counters", f"{COUNTERS}/before.txt", f"{COUNTERS}/after.txt"],
