@@ -20,6 +20,9 @@ from kpsim.model import Format
 @click.option("--port", type=int, help="Only the service with this port (NodePort or port).")
 @click.option("--service", help="Only this service (ns/name[:port] or name).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-v", "--details", is_flag=True,
+              help="Also the tables of services that counted no connection (given with "
+              "--port/--service).")  # fmt: skip
 @handles_errors
 def counters_command(
     paths: tuple[str, ...],
@@ -29,6 +32,7 @@ def counters_command(
     port: int | None,
     service: str | None,
     output: str,
+    details: bool = False,
 ) -> None:
     """Observed new connections per endpoint (packet counters of kube-proxy's jump rules,
     from iptables-save -c or iptables -L -v) next to the exact shares, with a χ² test and a
@@ -52,5 +56,11 @@ def counters_command(
         loaded = api.load(paths, fixtures_dir=fixtures_dir, fmt=form, strict=strict,
                           all_files=False)  # fmt: skip
         reports = api.counters(loaded, port=port, service=service)
-    render = counters_json if output == "json" else counters_text
-    click.echo(render(reports), nl=False)
+    from kpsim.render.width import detect
+
+    text = (
+        counters_json(reports)
+        if output == "json"
+        else counters_text(reports, detect(), details or port is not None or service is not None)
+    )
+    click.echo(text, nl=False)

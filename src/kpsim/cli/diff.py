@@ -16,6 +16,7 @@ from kpsim.errors import UsageError
 from kpsim.model import Format
 from kpsim.render.diff_json import diff_json
 from kpsim.render.diff_text import diff_text
+from kpsim.render.width import detect
 
 
 @click.command("diff")
@@ -50,4 +51,4 @@ def diff_command(
             keep_until_exit(api.load([p], fmt=form, strict=strict, all_files=False)) for p in paths
         )
         report = api.diff(before, after)
-    click.echo(diff_json(report) if output == "json" else diff_text(report), nl=False)
+    click.echo(diff_json(report) if output == "json" else diff_text(report, detect()), nl=False)

@@ -19,6 +19,7 @@ from kpsim.lint import Severity, at_or_above
 from kpsim.model import Format
 from kpsim.render.lint_json import lint_json
 from kpsim.render.lint_text import lint_text
+from kpsim.render.width import detect
 
 
 @click.command("lint")
@@ -66,6 +67,6 @@ def lint_command(
     keep_until_exit(loaded)
     ips = tuple(ip_option(i, "--node-ip") for i in node_ips)
     report = api.lint(loaded, node, ips)
-    click.echo(lint_json(report) if output == "json" else lint_text(report), nl=False)
+    click.echo(lint_json(report) if output == "json" else lint_text(report, detect()), nl=False)
     if fail_on != "never" and at_or_above(report.findings, Severity(fail_on)):
         sys.exit(int(ExitCode.FAILURE))

@@ -233,7 +233,8 @@ def simulate_command(
         click.echo(text, nl=False)
         if judged is not None:
             from kpsim.render.observed_text import observed_text
+            from kpsim.render.width import detect
 
-            click.echo(observed_text(judged), nl=False)
+            click.echo(observed_text(judged, detect()), nl=False)
         if plot:
             click.echo(f"chart written to {plot}")

@@ -26,6 +26,8 @@ from kpsim.model import Format
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the reuse simulation.")  # fmt: skip
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-v", "--details", is_flag=True,
+              help="Every cause in full: why ruled out, what to look up and where.")  # fmt: skip
 @handles_errors
 def why_command(
     paths: tuple[str, ...],
@@ -40,11 +42,13 @@ def why_command(
     requests: int,
     seed: int,
     output: str,
+    details: bool = False,
 ) -> None:
     """Why is load on a service uneven? Each cause (sampling noise, session affinity,
     traffic policy Local, cross-node hops, topology, connection reuse, UDP conntrack)
     judged against the captures: explains, likely, possible, or ruled out and why."""
     from kpsim.render.why_text import why_json, why_text
+    from kpsim.render.width import detect
 
     if (port is None) == (service is None):
         raise UsageError("why needs exactly one of --port N or --service NS/NAME")
@@ -61,4 +65,5 @@ def why_command(
     _, rng = api.generator(seed)
     report = api.why(loaded, rng, port=port, service=service, observed=observed, n=n,
                      connections=connections, requests=requests)  # fmt: skip
-    click.echo(why_json(report) if output == "json" else why_text(report), nl=False)
+    text = why_json(report) if output == "json" else why_text(report, detect(), details)
+    click.echo(text, nl=False)

@@ -8,11 +8,12 @@ import json
 from kpsim.explain.simfit import ObservedFit
 from kpsim.render.fit_text import fit_doc, fit_lines
 from kpsim.render.json import dumps
+from kpsim.render.width import DEFAULT, fold
 
 
-def observed_text(o: ObservedFit) -> str:
-    head = f"observed ({o.path}) against the exact shares of {o.service}:"
-    return "\n".join(["", head, *fit_lines(o.fit, o.pods)]) + "\n"
+def observed_text(o: ObservedFit, width: int = DEFAULT) -> str:
+    head = fold(f"observed ({o.path}) against the exact shares of {o.service}:", width, "", "  ")
+    return "\n".join(["", *head, *fit_lines(o.fit, o.pods, width=width)]) + "\n"
 
 
 def with_observed(simulate_json: str, o: ObservedFit) -> str:

@@ -9,9 +9,11 @@ ellipsis; trees shorten rule text with an ellipsis and keep ``:line``. No line i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -59,6 +61,53 @@ def trimmed(text: str) -> str:
 def fit_lines(text: str, width: int) -> str:
     """Every line of ``text`` cut to ``width`` cells (for text written around rich)."""
     return "\n".join(ellipsize(line, width) for line in text.split("\n"))
+
+
+def ellipsize_left(text: str, width: int) -> str:
+    """``text`` cut from the left to ``width`` cells: ``…/ip-10-11-3-14/iptables-save.txt:41``
+    keeps a path's file and ``:line``."""
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    tail = text[::-1]
+    return "…" + set_cell_size(tail, width - 1)[::-1]
+
+
+def fold(text: str, width: int, indent: str = "", hang: str | None = None) -> list[str]:
+    """``text`` folded at word boundaries to ``width`` cells, later lines indented by
+    ``hang`` (default: ``indent``). A word (a path, ``file:line``, a code) is never split:
+    one longer than the line gets a line of its own, cut from the left only if even that
+    line cannot hold it."""
+    rest = indent if hang is None else hang
+    lines = textwrap.wrap(
+        text,
+        max(width, len(rest) + 1),
+        initial_indent=indent,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent.rstrip()]
+    out = []
+    for i, line in enumerate(lines):
+        lead = indent if i == 0 else rest
+        if cell_len(line) > width and line.startswith(lead):
+            line = lead + ellipsize_left(line[len(lead) :], max(1, width - len(lead)))
+        out.append(line)
+    return out
+
+
+def short_nodes(text: str, names: Iterable[str]) -> str:
+    """``text`` with each full node name of ``names`` written as ``short_node`` shows it,
+    where that short form names one node only (so it can be pasted into ``--node``)."""
+    every = set(names)
+    shorts = [short_node(n) for n in every]
+    for n in sorted(every, key=len, reverse=True):
+        if short_node(n) != n and shorts.count(short_node(n)) == 1:
+            # a name standing alone, not part of a path or a longer name
+            alone = rf"(?<![\w./-]){re.escape(n)}(?![\w-]|\.[\w-])"
+            text = re.sub(alone, short_node(n), text)
+    return text
 
 
 def short_node(name: str) -> str:
