@@ -314,3 +314,18 @@ def test_rounded_listing_counters_are_not_judged(tmp_path: Path) -> None:
     assert any("rounded" in n for n in rep.notes) and any("not judged" in n for n in c.notes)
     other = count([load_file(path)], "n", port=30081)  # small counters: printed whole, judged
     assert other.cascades[0].fit is not None
+
+
+def test_reuse_for_udp_speaks_of_flows_not_keep_alive() -> None:
+    """kube-dns (UDP 53): reuse is a socket's conntrack flow pinning datagrams, not HTTP
+    keep-alive; TCP 30080 keeps the keep-alive wording."""
+
+    def reuse_text(port: str) -> str:
+        out = CliRunner().invoke(main, ["why", "--port", port, "-o", "json"])
+        assert out.exit_code == 0, out.output
+        (cause,) = [c for c in json.loads(out.output)["causes"] if c["key"] == "reuse"]
+        return str(cause["text"])
+
+    udp, tcp = reuse_text("53"), reuse_text("30080")
+    assert "datagram" in udp and "keep-alive" not in udp and "flows ×" in udp
+    assert "keep-alive" in tcp and "requests" in tcp and "datagram" not in tcp

@@ -29,9 +29,9 @@ K3 = [K3[0], K3[1], K3[1]]
         # 34.9% is outside ±0.92 but χ² p ≥ 0.001: the sentence must name it as outside
         (K3, [3221, 3290, 3489], "chance", ["c at 34.89% is outside that", "p = 0.003"],
          ["is within that"]),
-        # far out: χ² p < 0.001 → something besides the rules
+        # far out: χ² p < 0.001 → a rare draw of the rules (simulate draws from them)
         ([HALF, HALF], [5160, 4840], "chance", ["a at 51.60% is outside that"], ["within"]),
-        ([HALF, HALF], [5400, 4600], "unlikely", ["do not fit that"], ["chance"]),
+        ([HALF, HALF], [5400, 4600], "unlikely", ["do not fit that", "rare draw"], ["besides"]),
         # exactly the expected split: within, zero deviation
         ([HALF, HALF], [500, 500], "chance", ["500/500 is within that"], ["outside"]),
         # shares one 2^-31 step apart are the kernel's even split, not a skew
@@ -44,7 +44,7 @@ K3 = [K3[0], K3[1], K3[1]]
         ([], [], "empty", ["no connection reached an endpoint"], ["chance"]),
         ([Fraction(1)], [7], "single", ["gets every connection"], ["chance"]),
         ([HALF, HALF], [3, 3], "chance", ["3/3 split happens only 5 times in 16"], []),
-        ([HALF, HALF], [12, 0], "unlikely", ["rarer than that"], []),
+        ([HALF, HALF], [12, 0], "unlikely", ["rarer than that", "rare draw"], ["besides"]),
     ],
 )  # fmt: skip
 def test_verdict_sentence_matches_its_numbers(

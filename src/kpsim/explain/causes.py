@@ -305,13 +305,21 @@ def reuse(
     shares = ", ".join(
         f"{lab} {c / total:.0%}" for lab, c in zip(labels, run.request_counts, strict=True)
     )
+    why = (
+        "kube-proxy picks a pod per conntrack flow, not per datagram: a UDP client that keeps "
+        "one socket (a resolver, a metrics agent) sends every datagram to the pod its first "
+        "one drew, for as long as traffic keeps the conntrack entry alive. "
+        if protocol == "udp"
+        else "kube-proxy picks a pod per connection, not per request: HTTP keep-alive, "
+        "HTTP/2, gRPC and connection pools send every request down the connection they "
+        "opened. "
+    )
+    flows, units = ("flows", "datagrams") if protocol == "udp" else ("connections", "requests")
     text = (
-        "kube-proxy picks a pod per connection, not per request: HTTP keep-alive, HTTP/2, "
-        "gRPC and connection pools send every request down the connection they opened. "
-        f"Example, {run.connections} connections × {run.requests:,} requests: one draw gave "
-        f"{shares}; some pod gets no request at all with chance {_chance(idle)} "
+        why + f"Example, {run.connections} {flows} × {run.requests:,} {units}: one draw gave "
+        f"{shares}; some pod gets no {units[:-1]} at all with chance {_chance(idle)} "
         f"(exact; {run.trials_with_idle_pod} of {run.trials} simulated runs), and the busiest "
-        f"pod takes {run.mean_max_share:.0%} of requests on average"
+        f"pod takes {run.mean_max_share:.0%} of {units} on average"
     )
     if connections_counted:
         return Cause(

@@ -223,9 +223,10 @@ def explain(
                 f"happens only {_times_in(even)}"
             )
         if p_exact is not None and p_exact < Fraction(1, 1000):  # ALPHA
+            # The counts were drawn from these rules: a rare draw, never another cause.
             parts.append(
-                f"your {seen} is rarer than that ({_times_in(p_exact)}): "
-                "something besides these rules is picking"
+                f"this {seen} is rarer than that ({_times_in(p_exact)}): a rare draw of "
+                "these rules — another --seed or a larger -n shows how rare"
             )
             return Verdict("unlikely", "; ".join(parts), float(p_exact))
         parts.append(f"what you saw ({seen}) is chance")
@@ -236,7 +237,8 @@ def explain(
         return Verdict(
             "unlikely",
             f"{head}, but the {n} {unit} ({seen}) do not fit that (χ² p = {p_chi:.2g}): "
-            "something besides these rules is picking (affinity, keep-alive, other rules)",
+            "drawn from these rules, a split this far off is a rare draw — another --seed "
+            "or a larger -n shows how rare",
             p_chi,
         )
     ptxt = f"χ² p = {p_chi:.2g}" if p_chi is not None else "no test"
