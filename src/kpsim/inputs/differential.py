@@ -101,20 +101,17 @@ def _predicted(case: Case, probe: Probe, ip: dict[str, object]) -> dict[Key, Fra
 def _predicted_nth(case: Case, probe: Probe, ip: dict[str, object], n: int) -> dict[Key, Fraction]:
     """What ``n`` connections in a row get when nth counters decide: simulate's plan
     (the exact engine once) and its sampler's counter stepping, connection by connection."""
-    import numpy as np
-
     from kpsim.engine.packet import Packet
     from kpsim.engine.trace import Tracer
     from kpsim.kube.routing import node_context
     from kpsim.simulate.plan import compile_plan
-    from kpsim.simulate.sampler import NodeState, nth_pick
+    from kpsim.simulate.sampler import in_a_row
 
     rs = parse_text(case.rules, f"differential-{case.seed}.txt")
     rs = replace(rs, metadata=MappingProxyType({"ip": ip}))
     ctx, _ = node_context(rs.metadata, (NODE,), rs)
     plan = compile_plan(Tracer(rs, ctx), "lab", Packet.of(CLIENT, NODE, probe.port))
-    state, rng = NodeState(), np.random.default_rng(0)
-    seen = Counter(expected(plan.outcomes[nth_pick(plan.cascade, state, rng)]) for _ in range(n))
+    seen = Counter(expected(plan.outcomes[i]) for i in in_a_row(plan.cascade, n))
     return {k: Fraction(c, n) for k, c in seen.items()}
 
 

@@ -134,6 +134,13 @@ def nth_pick(cascade: Cascade, state: NodeState, rng: np.random.Generator) -> in
     return cascade.fallthrough
 
 
+def in_a_row(cascade: Cascade, n: int, seed: int = 0) -> list[int]:
+    """The outcomes of ``n`` connections in a row from a fresh node (nth counters at
+    their start, stepped as the kernel steps them; random draws seeded)."""
+    state, rng = NodeState(), np.random.default_rng(seed)
+    return [nth_pick(cascade, state, rng) for _ in range(n)]
+
+
 def _sticky(plan: NodePlan, state: NodeState, client: int, now: float, tally: Tally) -> int:
     """``--rcheck`` rules in order; -1 when none has a live entry for the client."""
     for s in plan.sticky:
