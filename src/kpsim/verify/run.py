@@ -270,14 +270,13 @@ class KeepingProbe:
 # ---------------------------------------------------------------- the whole question
 
 
-def _refuse_nftables(inputs: Sequence[NodeInput]) -> None:
-    """The replay writes iptables-restore input; kube-proxy's nftables table (maps, numgen)
-    has no iptables form, and replaying it with ``nft -f`` is not built yet (#14)."""
+def _require_nft(inputs: Sequence[NodeInput]) -> None:
+    """kube-proxy's nftables table is replayed with ``nft -f``: without nft, say so first."""
     nft = [n.name for n in inputs if nft_services.is_nft_kube_proxy(n.ruleset)]
-    if nft:
-        raise UsageError(
-            f"{', '.join(nft)}: kube-proxy's nftables table — kpsim verify replays iptables "
-            "rules only; replaying nftables captures with nft -f is not built yet"
+    if nft and shutil.which("nft") is None:
+        raise KernelUnavailable(
+            f"{', '.join(nft)}: kube-proxy's nftables table is replayed with nft -f, "
+            "and the nft command is missing"
         )
 
 
@@ -296,9 +295,9 @@ def verify(
     raise VerifyError; rules that cannot be moved into 198.18.0.0/15 raise UsageError."""
     request.check()
     inputs = list(inputs)
-    _refuse_nftables(inputs)
     if probe is None:
         require_kernel()
+        _require_nft(inputs)
         if netns.available():  # a leftover that will not go blocks no new run
             with suppress(netns.NetnsError, OSError):
                 netns.cleanup_stale()

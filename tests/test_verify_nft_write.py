@@ -1,0 +1,93 @@
+"""verify's ``nft -f`` text for kube-proxy's nftables table (no kernel needed): written
+with the replay's address map, it reads back to the capture's model with the same map
+applied — set and map elements, concatenated keys, DNAT targets and all — and what cannot
+be moved exactly is refused, never replayed as something else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kpsim.formats import load_file, parse_text
+from kpsim.formats.nft.write import NftWriteError, map_statement, render_nft
+from kpsim.inputs.synth import seed_workshop
+from kpsim.inputs.synth.nft import render_kube_proxy_nft
+from kpsim.kube.scenario import stand_in
+from kpsim.model import Ruleset
+from kpsim.model.nft import SetLookup
+from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
+from test_nft_kernel import _services, canonical
+
+ROOT = Path(__file__).resolve().parents[1]
+NFT_SET = ROOT / "fixtures/nftables/eks-nodeport-workshop"
+NODES = sorted(p.name for p in NFT_SET.iterdir() if p.is_dir())
+
+
+def _written(rs: Ruleset, text: str) -> tuple[AddressMap, Ruleset]:
+    amap = build_map(rs, hosts=stand_in(rs, ())[0], clients=["203.0.113.10"])
+    out = render_nft(text, rs.path, lambda t: literal(amap, t))
+    return amap, parse_text(out, f"{rs.path} (written)")
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_written_table_reads_back_to_the_mapped_model(node: str) -> None:
+    path = NFT_SET / node / "ruleset.nft"
+    shipped = load_file(path)
+    amap, back = _written(shipped, path.read_text())
+    assert back.diagnostics == ()
+    mapped = map_ruleset(shipped, amap)
+    assert canonical(back) == canonical(mapped)
+    assert _services(back) == _services(mapped)
+    assert canonical(back) != canonical(shipped)  # the addresses did move
+    lookups = [
+        m
+        for t in back.tables.values()
+        for c in t.chains.values()
+        for r in c.rules
+        for m in r.matches
+        if isinstance(m, SetLookup) and m.name == "@cluster-ips"
+    ]
+    assert lookups and all(  # every ClusterIP element now in 198.18.0.0/15
+        198 << 24 | 18 << 16 <= p.lo <= p.hi < 198 << 24 | 20 << 16
+        for m in lookups
+        for e in m.elements
+        for p in e
+    )
+
+
+def test_kube_proxys_transaction_form_writes_the_same_table() -> None:
+    node = NODES[0]
+    text = render_kube_proxy_nft(seed_workshop(), node)
+    commands = parse_text(text, f"{node}.nft-f")
+    amap, back = _written(commands, text)
+    assert canonical(back) == canonical(map_ruleset(commands, amap))
+
+
+def test_names_and_comments_keep_their_addresses_literals_move() -> None:
+    moved = map_statement(
+        'ip saddr 10.1.2.3 jump endpoint-X-a/b/tcp/__10.1.2.3/80 comment "10.1.2.3" '
+        "ip daddr { 10.0.0.0/8, 10.1.0.1-10.1.0.9 } dnat to 10.1.2.3:8080",
+        lambda a: f"<{a}>",
+    )
+    assert moved == (
+        'ip saddr <10.1.2.3> jump endpoint-X-a/b/tcp/__10.1.2.3/80 comment "10.1.2.3" '
+        "ip daddr { <10.0.0.0/8>, <10.1.0.1-10.1.0.9> } dnat to <10.1.2.3>:8080"
+    )
+
+
+def test_an_address_kpsim_cannot_move_is_refused() -> None:
+    with pytest.raises(NftWriteError, match=r"10\.0\.0\.0/255\.0\.0\.0"):
+        map_statement("ip daddr 10.0.0.0/255.0.0.0 drop", lambda a: a)
+    text = "table ip kube-proxy {\n}\ntable ip nat {\n}\n"
+    with pytest.raises(NftWriteError, match="ip nat"):
+        render_nft(text, "x.nft", lambda a: a)
+
+
+def test_a_range_across_mapped_blocks_is_refused() -> None:
+    path = NFT_SET / NODES[0] / "ruleset.nft"
+    shipped = load_file(path)
+    amap = build_map(shipped, hosts=stand_in(shipped, ())[0])
+    assert literal(amap, "172.20.0.1-172.20.0.9").startswith("198.")  # inside 172.20.0.0/16
+    with pytest.raises(MappingError, match="spans"):
+        literal(amap, "172.20.0.1-172.21.0.9")
