@@ -78,3 +78,18 @@ def test_local_policy_30082_drops_on_the_node_without_a_local_pod() -> None:
     for node in by_node.values():
         (e,) = node["endpoints"]
         assert node["agree"] and e["kernel_count"] == 10 and e["masquerade_seen"] is False
+
+
+@pytest.mark.flaky(reruns=1)
+def test_affinity_sets_keep_150_clients_on_their_first_pod() -> None:
+    """ecsdemo-nodejs (ClientIP affinity): ``update @affinity-… { ip saddr }`` in the
+    kernel keeps every client on its first endpoint; kpsim's sampler, with the sets'
+    65535 entries (not xt_recent's 100), predicts no change either."""
+    code, doc = verify_json(
+        "--port", "80", "--dest", "172.20.91.45", "-n", "450", "--clients", "150",
+        "--node", DROP_NODE,
+    )  # fmt: skip
+    (node,) = doc["nodes"]
+    assert code == 0 and node["agree"], node["reason"]
+    a = node["affinity"]
+    assert a["recent_capacity"] == 65535 and a["changed_kernel"] == 0 and a["repeats"] > 250

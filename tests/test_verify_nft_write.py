@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
+import kpsim.verify.run as verification
+from kpsim.errors import UsageError
 from kpsim.formats import load_file, parse_text
 from kpsim.formats.nft.write import NftWriteError, map_statement, render_nft
 from kpsim.inputs.synth import seed_workshop
 from kpsim.inputs.synth.nft import render_kube_proxy_nft
-from kpsim.kube.scenario import stand_in
+from kpsim.kube.scenario import NodeInput, stand_in
 from kpsim.model import Ruleset
 from kpsim.model.nft import SetLookup
+from kpsim.verify.replay import KernelResult
 from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
+from kpsim.verify.run import VerifyRequest
 from test_nft_kernel import _services, canonical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +95,24 @@ def test_a_range_across_mapped_blocks_is_refused() -> None:
     assert literal(amap, "172.20.0.1-172.20.0.9").startswith("198.")  # inside 172.20.0.0/16
     with pytest.raises(MappingError, match="spans"):
         literal(amap, "172.20.0.1-172.21.0.9")
+
+
+def test_an_affinity_set_smaller_than_the_clients_is_refused_before_the_replay(
+    tmp_path: Path,
+) -> None:
+    """A full nft set adds nothing more where kpsim's sampler (xt_recent) drops the
+    oldest: with fewer elements than clients verify says so and replays nothing."""
+    src = NFT_SET / NODES[0] / "ruleset.nft"
+    small = tmp_path / "ruleset.nft"
+    small.write_text(src.read_text().replace("size 65535", "size 10"))
+    probed: list[str] = []
+
+    def probe(node: NodeInput, request: VerifyRequest) -> KernelResult:
+        probed.append(node.name)
+        raise AssertionError("no replay expected")
+
+    req = VerifyRequest(port=80, dest="172.20.91.45", n=40, clients=20)
+    with pytest.raises(UsageError, match="holds 10 elements, fewer than the 20 clients"):
+        verification.verify([NodeInput(NODES[0], load_file(small))], req, probe=probe)
+    assert probed == []
+    assert "\t\tsize 10" in render_nft(small.read_text(), str(small), lambda a: a)

@@ -52,6 +52,7 @@ from kpsim.verify.affinity import (
     AffinityCheck,
     AffinityPrediction,
     changes,
+    nft_capacity,
     predict_affinity,
     recent_capacity,
 )
@@ -313,6 +314,9 @@ def verify(
         if pred.affinity and req.order is None:  # affinity: a known, mixed client order
             req = replace(req, order=affinity_order(req))
             pred = predict(node, req)
+        nft_cap = None
+        if pred.affinity and nft_services.is_nft_kube_proxy(node.ruleset):
+            nft_cap = nft_capacity(node, req.clients)  # refuses before any namespace is made
         try:
             start = clock()
             k = probe(node, req)
@@ -323,7 +327,11 @@ def verify(
             raise VerifyError(f"{node.name}: the kernel replay failed: {exc}") from exc
         sim = None
         if pred.affinity:  # after the probe: xt_recent is loaded, ip_list_tot readable
-            capacity = recent_capacity() if capacity_of is None else capacity_of()
+            capacity = (
+                capacity_of() if capacity_of is not None
+                else nft_cap if nft_cap is not None
+                else recent_capacity()
+            )  # fmt: skip
             sim = predict_affinity(
                 node,
                 req,

@@ -23,7 +23,7 @@ from kpsim.formats.common import Sink
 from kpsim.formats.nft.kp_commands import NftReader
 from kpsim.formats.nft.kp_text import TOKEN, NftSet, NftTable
 
-__all__ = ["KUBE_PROXY", "NftWriteError", "map_statement", "render_nft"]
+__all__ = ["KUBE_PROXY", "NftWriteError", "dynamic_set_sizes", "map_statement", "render_nft"]
 
 KUBE_PROXY = ("ip", "kube-proxy")
 _Q = r"\d{1,3}(?:\.\d{1,3}){3}"
@@ -72,6 +72,8 @@ def _set(s: NftSet, mapper: Mapper) -> list[str]:
     lines = [f"\t{'map' if s.is_map else 'set'} {s.name} {{", f"\t\t{kind}"]
     if s.flags:
         lines.append(f"\t\tflags {','.join(sorted(s.flags))}")
+    if s.size is not None:
+        lines.append(f"\t\tsize {s.size}")
     if s.timeout is not None:
         lines.append(f"\t\ttimeout {s.timeout}s")
     if s.comment:
@@ -100,11 +102,24 @@ def _table(table: NftTable, mapper: Mapper) -> str:
     return "\n".join([*lines, "}", ""])
 
 
+def _read(text: str, path: str) -> NftReader:
+    reader = NftReader(path, Sink(path, False))
+    reader.read(text)
+    return reader
+
+
+def dynamic_set_sizes(text: str, path: str) -> dict[str, int | None]:
+    """Each dynamic set of the ``ip kube-proxy`` table (kube-proxy's affinity sets) and
+    the most elements it holds (None: no ``size``, the kernel sets no bound)."""
+    table = _read(text, path).tables.get(KUBE_PROXY)
+    sets = table.sets.values() if table is not None else ()
+    return {s.name: s.size for s in sets if s.dynamic}
+
+
 def render_nft(text: str, path: str, mapper: Mapper) -> str:
     """The capture's ``ip kube-proxy`` table as ``nft -f`` input, addresses mapped. Tables
     beside it (iptables-nft's, ``ip6 kube-proxy``) are refused, not left out silently."""
-    reader = NftReader(path, Sink(path, False))
-    reader.read(text)
+    reader = _read(text, path)
     others = sorted(f"{f} {n}" for f, n in reader.tables if (f, n) != KUBE_PROXY)
     if others:
         raise NftWriteError(
