@@ -93,3 +93,12 @@ def test_affinity_sets_keep_150_clients_on_their_first_pod() -> None:
     assert code == 0 and node["agree"], node["reason"]
     a = node["affinity"]
     assert a["recent_capacity"] == 65535 and a["changed_kernel"] == 0 and a["repeats"] > 250
+
+
+def test_a_capture_on_standard_input_is_refused_in_one_line() -> None:
+    """The table is written back from its file; a stream cannot be read twice."""
+    text = (NFT_SET / DROP_NODE / "ruleset.nft").read_text()
+    result = CliRunner().invoke(main, ["verify", "--port", "30080", "-n", "10", "-"], input=text)
+    assert result.exit_code == 2, result.output
+    assert "give verify the file, not a stream" in result.stderr
+    assert "Traceback" not in result.output

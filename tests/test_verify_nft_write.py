@@ -30,7 +30,8 @@ NODES = sorted(p.name for p in NFT_SET.iterdir() if p.is_dir())
 
 def _written(rs: Ruleset, text: str) -> tuple[AddressMap, Ruleset]:
     amap = build_map(rs, hosts=stand_in(rs, ())[0], clients=["203.0.113.10"])
-    out = render_nft(text, rs.path, lambda t: literal(amap, t))
+    out, skipped = render_nft(text, rs.path, lambda t: literal(amap, t))
+    assert skipped == ()
     return amap, parse_text(out, f"{rs.path} (written)")
 
 
@@ -83,9 +84,18 @@ def test_names_and_comments_keep_their_addresses_literals_move() -> None:
 def test_an_address_kpsim_cannot_move_is_refused() -> None:
     with pytest.raises(NftWriteError, match=r"10\.0\.0\.0/255\.0\.0\.0"):
         map_statement("ip daddr 10.0.0.0/255.0.0.0 drop", lambda a: a)
-    text = "table ip kube-proxy {\n}\ntable ip nat {\n}\n"
-    with pytest.raises(NftWriteError, match="ip nat"):
+    text = "table ip kube-proxy {\n}\ntable ip nat {\n}\ntable ip6 kube-proxy {\n}\n"
+    with pytest.raises(NftWriteError, match=r"beside ip kube-proxy \(ip nat\)"):
         render_nft(text, "x.nft", lambda a: a)
+
+
+def test_ip6_tables_are_left_out_and_named() -> None:
+    """An IPv4 connection never passes an ip6 table: the replay leaves it out, says so."""
+    path = NFT_SET / NODES[0] / "ruleset.nft"
+    ip6 = "table ip6 kube-proxy {\n\tset cluster-ips {\n\t\ttype ipv6_addr\n\t}\n}\n"
+    written, skipped = render_nft(path.read_text() + ip6, str(path), lambda a: a)
+    assert skipped == ("ip6 kube-proxy",)
+    assert "ipv6_addr" not in written and written.count("table ") == 1
 
 
 def test_a_range_across_mapped_blocks_is_refused() -> None:
@@ -115,4 +125,4 @@ def test_an_affinity_set_smaller_than_the_clients_is_refused_before_the_replay(
     with pytest.raises(UsageError, match="holds 10 elements, fewer than the 20 clients"):
         verification.verify([NodeInput(NODES[0], load_file(small))], req, probe=probe)
     assert probed == []
-    assert "\t\tsize 10" in render_nft(small.read_text(), str(small), lambda a: a)
+    assert "\t\tsize 10" in render_nft(small.read_text(), str(small), lambda a: a)[0]

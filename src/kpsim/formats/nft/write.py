@@ -116,11 +116,14 @@ def dynamic_set_sizes(text: str, path: str) -> dict[str, int | None]:
     return {s.name: s.size for s in sets if s.dynamic}
 
 
-def render_nft(text: str, path: str, mapper: Mapper) -> str:
-    """The capture's ``ip kube-proxy`` table as ``nft -f`` input, addresses mapped. Tables
-    beside it (iptables-nft's, ``ip6 kube-proxy``) are refused, not left out silently."""
+def render_nft(text: str, path: str, mapper: Mapper) -> tuple[str, tuple[str, ...]]:
+    """The capture's ``ip kube-proxy`` table as ``nft -f`` input, addresses mapped, and
+    the ``ip6`` tables left out (an IPv4 packet never passes one: leaving them out changes
+    nothing it meets). Other tables beside it (iptables-nft's ``ip nat``, ``ip filter``, an
+    ``inet`` table) would meet the packet: refused, not left out."""
     reader = _read(text, path)
-    others = sorted(f"{f} {n}" for f, n in reader.tables if (f, n) != KUBE_PROXY)
+    skipped = tuple(sorted(f"{f} {n}" for f, n in reader.tables if f == "ip6"))
+    others = sorted(f"{f} {n}" for f, n in reader.tables if (f, n) != KUBE_PROXY and f != "ip6")
     if others:
         raise NftWriteError(
             f"tables beside ip kube-proxy ({', '.join(others)}) are not replayed with nft -f"
@@ -128,4 +131,4 @@ def render_nft(text: str, path: str, mapper: Mapper) -> str:
     table = reader.tables.get(KUBE_PROXY)
     if table is None:
         raise NftWriteError("the capture holds no table ip kube-proxy")
-    return _table(table, mapper)
+    return _table(table, mapper), skipped

@@ -264,6 +264,7 @@ class ReplaySession:
         )
         if self.nft:
             notes += (
+                *self.topology.plan.notes,
                 "kube-proxy's nftables table replayed with nft -f; its rules keep no "
                 "counters, so no per-rule counts are compared",
             )
@@ -280,22 +281,30 @@ def _plan(
     pods = tuple(sorted({str(amap.forward(h)) for h in pod_hosts}))
     clients = tuple(str(amap.forward(s)) for s in sources)
     if is_nft_kube_proxy(ruleset):
-        return Plan(node_ifs, pods, clients, _nft_text(ruleset, amap), "nft"), amap
+        text, notes = _nft_text(ruleset, amap)
+        return Plan(node_ifs, pods, clients, text, "nft", notes), amap
     return Plan(node_ifs, pods, clients, render_save(map_ruleset(ruleset, amap))), amap
 
 
-def _nft_text(ruleset: Ruleset, amap: AddressMap) -> str:
+def _nft_text(ruleset: Ruleset, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
     """kube-proxy's table, read again from the capture file, as ``nft -f`` input with the
     addresses ``amap`` moves (the model has no nft form to write from: one vmap rule is
     one kernel draw, several model rules)."""
     try:
         text = Path(ruleset.path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise MappingError(f"the nft capture {ruleset.path} cannot be read again: {exc}") from exc
+        raise MappingError(
+            f"kube-proxy's nftables table is written back from its capture file, and "
+            f"{ruleset.path} cannot be read again ({exc.strerror}): give verify the file, "
+            "not a stream"
+        ) from exc
     try:
-        return render_nft(text, ruleset.path, lambda t: literal(amap, t))
+        written, skipped = render_nft(text, ruleset.path, lambda t: literal(amap, t))
     except NftWriteError as exc:
         raise MappingError(str(exc)) from exc
+    return written, tuple(
+        f"{name}: an IPv4 connection never passes an ip6 table; not loaded" for name in skipped
+    )
 
 
 def _loopback(addr: str) -> bool:

@@ -44,6 +44,7 @@ class Plan:
     client_addresses: tuple[str, ...]
     rules: str
     loader: str = "iptables-restore"  # or "nft": ``rules`` is ``nft -f`` input
+    notes: tuple[str, ...] = ()  # what of the capture was left out, and why
 
 
 @dataclass(frozen=True, slots=True)
