@@ -17,9 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from kpsim.cli.main import main
+from kpsim.formats import parse_text
+from kpsim.inputs.nft_regen import load_and_list
 from kpsim.verify import netns
+from kpsim.verify.replay.mapping import map_ruleset
 from kpsim.verify.stats import P_MIN
+from test_nft_kernel import _services, canonical
 from test_verify import namespaces_of
+from test_verify_nft_write import FLIP, written_dump
 
 ROOT = Path(__file__).resolve().parents[1]
 NFT_SET = ROOT / "fixtures/nftables/eks-nodeport-workshop"
@@ -102,3 +107,16 @@ def test_a_capture_on_standard_input_is_refused_in_one_line() -> None:
     assert result.exit_code == 2, result.output
     assert "give verify the file, not a stream" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_kube_proxys_own_dump_written_back_loads_and_lists_back_the_same() -> None:
+    """The writer's text is what nft takes: loaded with ``nft -f`` and listed back, kube-
+    proxy's TestOverallNFTablesRules table (addresses moved) has the moved model's services
+    and chains (nft lists ``ip daddr { 10.0.0.0/16 }`` as ``ip daddr 10.0.0.0/16``, so the
+    rules are compared as services, not statement by statement)."""
+    dump, text = written_dump()
+    listed = parse_text(load_and_list(text), "listed back")
+    moved = map_ruleset(dump, FLIP)
+    assert listed.diagnostics == ()
+    assert _services(listed) == _services(moved) and _services(moved)
+    assert canonical(listed).keys() == canonical(moved).keys()

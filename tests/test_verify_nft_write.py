@@ -5,7 +5,9 @@ be moved exactly is refused, never replayed as something else."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -19,13 +21,40 @@ from kpsim.kube.scenario import NodeInput, stand_in
 from kpsim.model import Ruleset
 from kpsim.model.nft import SetLookup
 from kpsim.verify.replay import KernelResult
-from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
+from kpsim.verify.replay.mapping import (
+    AddressMap,
+    Block,
+    MappingError,
+    build_map,
+    literal,
+    map_ruleset,
+)
 from kpsim.verify.run import VerifyRequest
 from test_nft_kernel import _services, canonical
 
 ROOT = Path(__file__).resolve().parents[1]
 NFT_SET = ROOT / "fixtures/nftables/eks-nodeport-workshop"
 NODES = sorted(p.name for p in NFT_SET.iterdir() if p.is_dir())
+KP_DUMP = ROOT / "tests/data/kube-proxy-nft/overall-nftables-rules.nft"
+_N = ipaddress.IPv4Network
+#: Every address with its top bit flipped: kube-proxy's test dump tests 10.0.0.0/8, more
+#: than 198.18.0.0/15 holds, so the writer is checked there with a map that moves all.
+FLIP = AddressMap(
+    (
+        Block(_N("0.0.0.0/1"), _N("128.0.0.0/1"), "tested"),
+        Block(_N("128.0.0.0/1"), _N("0.0.0.0/1"), "tested"),
+    ),
+    MappingProxyType({}),
+    _N("198.18.0.0/24"),
+    _N("198.18.1.0/24"),
+)
+
+
+def written_dump() -> tuple[Ruleset, str]:
+    """kube-proxy's own TestOverallNFTablesRules transaction, written with ``FLIP``."""
+    text, skipped = render_nft(KP_DUMP.read_text(), str(KP_DUMP), lambda t: literal(FLIP, t))
+    assert skipped == ()
+    return load_file(KP_DUMP), text
 
 
 def _written(rs: Ruleset, text: str) -> tuple[AddressMap, Ruleset]:
@@ -67,6 +96,17 @@ def test_kube_proxys_transaction_form_writes_the_same_table() -> None:
     commands = parse_text(text, f"{node}.nft-f")
     amap, back = _written(commands, text)
     assert canonical(back) == canonical(map_ruleset(commands, amap))
+
+
+def test_kube_proxys_own_test_dump_writes_back_to_the_moved_model() -> None:
+    """Every layout detail of kube-proxy's test (LB source ranges, firewall sets, the pod
+    CIDR's short-circuit, intervals) survives: the text reads back to the moved model."""
+    dump, text = written_dump()
+    back = parse_text(text, "written")
+    assert back.diagnostics == ()
+    assert canonical(back) == canonical(map_ruleset(dump, FLIP)) != canonical(dump)
+    assert _services(back) == _services(map_ruleset(dump, FLIP))
+    assert "ip saddr != 138.0.0.0/8 jump mark-for-masquerade" in text  # 10.0.0.0/8 moved
 
 
 def test_names_and_comments_keep_their_addresses_literals_move() -> None:
