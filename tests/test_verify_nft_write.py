@@ -129,13 +129,22 @@ def test_an_address_kpsim_cannot_move_is_refused() -> None:
         render_nft(text, "x.nft", lambda a: a)
 
 
-def test_ip6_tables_are_left_out_and_named() -> None:
-    """An IPv4 connection never passes an ip6 table: the replay leaves it out, says so."""
+def test_ip6_tables_and_live_affinity_state_are_left_out_and_named() -> None:
+    """An IPv4 connection never passes an ip6 table, and a replay (like kpsim's answer for
+    a fresh client) starts without affinity state: both are left out, each with a note."""
     path = NFT_SET / NODES[0] / "ruleset.nft"
+    affinity = "tcp/__10.11.19.230/3000 {"
+    text = path.read_text().replace(
+        affinity, affinity + "\n\t\telements = { 203.0.113.10 timeout 3h expires 2h }", 1
+    )
     ip6 = "table ip6 kube-proxy {\n\tset cluster-ips {\n\t\ttype ipv6_addr\n\t}\n}\n"
-    written, skipped = render_nft(path.read_text() + ip6, str(path), lambda a: a)
-    assert skipped == ("ip6 kube-proxy",)
+    written, notes = render_nft(text + ip6, str(path), lambda a: a)
+    assert [n.split(":")[0] for n in notes] == [
+        "ip6 kube-proxy",
+        "set affinity-QY5FJNGL-nodeport-test/ecsdemo-nodejs/tcp/__10.11.19.230/3000",
+    ]
     assert "ipv6_addr" not in written and written.count("table ") == 1
+    assert "203.0.113.10" not in written and "expires" not in written
 
 
 def test_a_range_across_mapped_blocks_is_refused() -> None:

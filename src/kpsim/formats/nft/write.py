@@ -78,7 +78,7 @@ def _set(s: NftSet, mapper: Mapper) -> list[str]:
         lines.append(f"\t\ttimeout {s.timeout}s")
     if s.comment:
         lines.append(f"\t\tcomment {_quote(s.comment)}")
-    if s.elements:
+    if s.elements and not s.dynamic:  # a dynamic set's elements are live state: left out
         items = ",\n\t\t\t".join(map_statement(e, mapper) for _, _, e in s.elements)
         lines.append(f"\t\telements = {{ {items} }}")
     return [*lines, "\t}"]
@@ -118,11 +118,17 @@ def dynamic_set_sizes(text: str, path: str) -> dict[str, int | None]:
 
 def render_nft(text: str, path: str, mapper: Mapper) -> tuple[str, tuple[str, ...]]:
     """The capture's ``ip kube-proxy`` table as ``nft -f`` input, addresses mapped, and
-    the ``ip6`` tables left out (an IPv4 packet never passes one: leaving them out changes
-    nothing it meets). Other tables beside it (iptables-nft's ``ip nat``, ``ip filter``, an
-    ``inet`` table) would meet the packet: refused, not left out."""
+    what was left out, one sentence each: ``ip6`` tables (an IPv4 packet never passes one)
+    and the live elements of dynamic sets (kube-proxy's affinity state: a replay starts
+    empty, as kpsim's prediction for fresh clients does). Other tables beside it
+    (iptables-nft's ``ip nat``, ``ip filter``, an ``inet`` table) would meet the packet:
+    refused, not left out."""
     reader = _read(text, path)
-    skipped = tuple(sorted(f"{f} {n}" for f, n in reader.tables if f == "ip6"))
+    notes = [
+        f"{f} {n}: an IPv4 connection never passes an ip6 table; not loaded"
+        for f, n in sorted(reader.tables)
+        if f == "ip6"
+    ]
     others = sorted(f"{f} {n}" for f, n in reader.tables if (f, n) != KUBE_PROXY and f != "ip6")
     if others:
         raise NftWriteError(
@@ -131,4 +137,10 @@ def render_nft(text: str, path: str, mapper: Mapper) -> tuple[str, tuple[str, ..
     table = reader.tables.get(KUBE_PROXY)
     if table is None:
         raise NftWriteError("the capture holds no table ip kube-proxy")
-    return _table(table, mapper), skipped
+    notes += [
+        f"set {s.name}: its {len(s.elements)} live element(s) not loaded; the replay starts "
+        "with empty affinity state, as kpsim's prediction for fresh clients does"
+        for s in table.sets.values()
+        if s.dynamic and s.elements
+    ]
+    return _table(table, mapper), tuple(notes)

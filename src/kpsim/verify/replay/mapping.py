@@ -172,6 +172,17 @@ def _check_opaque(rule: Rule) -> None:
                 )
 
 
+def _check_live(rule: Rule) -> None:
+    """A dynamic nft set looked up as data holds live elements kpsim reads as rules; the
+    replay loads no live state (nft.write leaves it out): refuse rather than differ."""
+    for m in rule.matches:
+        if isinstance(m, SetLookup) and m.dynamic and m.elements:
+            raise MappingError(
+                f"{rule.table} {rule.chain} rule {rule.number}: dynamic set {m.name} holds "
+                f"{len(m.elements)} live element(s) the replay would not load"
+            )
+
+
 def _meta_hosts(meta: Mapping[str, object]) -> tuple[list[IPv4], list[Net]]:
     """Hosts (private_ips, local_addresses, pods) and interface subnets from metadata."""
     hosts: list[IPv4] = []
@@ -205,6 +216,7 @@ def _collect(ruleset: Ruleset, meta: Mapping[str, object]) -> tuple[set[Net], se
                     (hosts.add(n.network_address) if n.prefixlen == 32 else nets.add(n))
                 for r in _nat_ranges(rule):
                     hosts.update(a for a in (_v4(r.addr_lo or ""), _v4(r.addr_hi or "")) if a)
+                _check_live(rule)
                 for part in lookup_parts(rule):  # nftables: addresses in sets and maps
                     part_nets, part_hosts = split_part(part)
                     nets.update(part_nets)

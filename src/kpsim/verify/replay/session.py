@@ -299,12 +299,9 @@ def _nft_text(ruleset: Ruleset, amap: AddressMap) -> tuple[str, tuple[str, ...]]
             "not a stream"
         ) from exc
     try:
-        written, skipped = render_nft(text, ruleset.path, lambda t: literal(amap, t))
+        return render_nft(text, ruleset.path, lambda t: literal(amap, t))
     except NftWriteError as exc:
         raise MappingError(str(exc)) from exc
-    return written, tuple(
-        f"{name}: an IPv4 connection never passes an ip6 table; not loaded" for name in skipped
-    )
 
 
 def _loopback(addr: str) -> bool:
