@@ -143,13 +143,6 @@ def test_parse_error_has_line_and_column_and_exits_2(tmp_path: Path) -> None:
     assert f"{bad}:3:51:" in out.output
 
 
-def test_verify_says_in_one_line_that_it_does_not_replay_nftables_yet() -> None:
-    out = CliRunner().invoke(cli, ["verify", "--port", "30080", str(NFT_SET)])
-    assert out.exit_code == 2, out.output
-    assert "replaying nftables captures with nft -f is not built yet" in out.output
-    assert "Traceback" not in out.output
-
-
 def test_graph_of_a_nodeport_reaches_its_three_endpoint_chains() -> None:
     out = CliRunner().invoke(cli, ["graph", "--port", "30080", str(NFT_SET / "ip-10-11-28-53")])
     assert out.exit_code == 0, out.output

@@ -17,6 +17,8 @@ import numpy as np
 
 from kpsim.engine.packet import Packet
 from kpsim.engine.trace import Tracer
+from kpsim.errors import UsageError
+from kpsim.formats.nft.write import dynamic_set_sizes
 from kpsim.kube.routing import node_addresses, node_context
 from kpsim.kube.scenario import NodeInput, stand_in
 from kpsim.simulate.plan import compile_plan
@@ -55,6 +57,33 @@ def recent_capacity(path: Path = IP_LIST_TOT) -> int:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return RECENT_CAPACITY
+
+
+#: What stands for "no bound" (an nft set without ``size``) in the sampler's list length.
+UNBOUNDED = 1 << 31
+
+
+def nft_capacity(node: NodeInput, clients: int) -> int:
+    """Entries kube-proxy's nft affinity sets hold (``size``, 65535 as kube-proxy writes
+    them): the sampler's list length for an nftables capture. A full nft set adds no more
+    elements where a full recent list drops its oldest, so a set smaller than the clients
+    is refused rather than compared against the wrong behaviour."""
+    path = node.ruleset.path
+    try:
+        sizes = dynamic_set_sizes(Path(path).read_text(encoding="utf-8"), path)
+    except OSError as exc:
+        raise UsageError(
+            f"{node.name}: the nft capture {path} cannot be read again: {exc}"
+        ) from exc
+    bounded = {name: n for name, n in sizes.items() if n is not None}
+    small = sorted(name for name, n in bounded.items() if n < clients)
+    if small:
+        raise UsageError(
+            f"{node.name}: nft set {small[0]} holds {bounded[small[0]]} elements, fewer than "
+            f"the {clients} clients; a full nft set stops adding where kpsim's sampler drops "
+            "the oldest: verify with fewer --clients"
+        )
+    return min(bounded.values(), default=UNBOUNDED)
 
 
 def changes(clients: Sequence[object], picks: Sequence[str]) -> tuple[int, int]:

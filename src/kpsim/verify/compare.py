@@ -126,6 +126,8 @@ def _endpoint_rows(pred: Prediction, k: KernelResult, n: int) -> list[EndpointRo
 
 
 def _counter_rows(pred: Prediction, k: KernelResult, n: int) -> list[CounterRow]:
+    if not k.counted:
+        return []
     keys = list(pred.rules)
     keys += sorted(key for key in k.counters if key[0] == "nat" and key not in pred.rules)
     return [

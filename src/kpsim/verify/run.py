@@ -52,6 +52,7 @@ from kpsim.verify.affinity import (
     AffinityCheck,
     AffinityPrediction,
     changes,
+    nft_capacity,
     predict_affinity,
     recent_capacity,
 )
@@ -270,14 +271,13 @@ class KeepingProbe:
 # ---------------------------------------------------------------- the whole question
 
 
-def _refuse_nftables(inputs: Sequence[NodeInput]) -> None:
-    """The replay writes iptables-restore input; kube-proxy's nftables table (maps, numgen)
-    has no iptables form, and replaying it with ``nft -f`` is not built yet (#14)."""
+def _require_nft(inputs: Sequence[NodeInput]) -> None:
+    """kube-proxy's nftables table is replayed with ``nft -f``: without nft, say so first."""
     nft = [n.name for n in inputs if nft_services.is_nft_kube_proxy(n.ruleset)]
-    if nft:
-        raise UsageError(
-            f"{', '.join(nft)}: kube-proxy's nftables table — kpsim verify replays iptables "
-            "rules only; replaying nftables captures with nft -f is not built yet"
+    if nft and shutil.which("nft") is None:
+        raise KernelUnavailable(
+            f"{', '.join(nft)}: kube-proxy's nftables table is replayed with nft -f, "
+            "and the nft command is missing"
         )
 
 
@@ -296,9 +296,9 @@ def verify(
     raise VerifyError; rules that cannot be moved into 198.18.0.0/15 raise UsageError."""
     request.check()
     inputs = list(inputs)
-    _refuse_nftables(inputs)
     if probe is None:
         require_kernel()
+        _require_nft(inputs)
         if netns.available():  # a leftover that will not go blocks no new run
             with suppress(netns.NetnsError, OSError):
                 netns.cleanup_stale()
@@ -314,6 +314,9 @@ def verify(
         if pred.affinity and req.order is None:  # affinity: a known, mixed client order
             req = replace(req, order=affinity_order(req))
             pred = predict(node, req)
+        nft_cap = None
+        if pred.affinity and nft_services.is_nft_kube_proxy(node.ruleset):
+            nft_cap = nft_capacity(node, req.clients)  # refuses before any namespace is made
         try:
             start = clock()
             k = probe(node, req)
@@ -324,7 +327,11 @@ def verify(
             raise VerifyError(f"{node.name}: the kernel replay failed: {exc}") from exc
         sim = None
         if pred.affinity:  # after the probe: xt_recent is loaded, ip_list_tot readable
-            capacity = recent_capacity() if capacity_of is None else capacity_of()
+            capacity = (
+                capacity_of() if capacity_of is not None
+                else nft_cap if nft_cap is not None
+                else recent_capacity()
+            )  # fmt: skip
             sim = predict_affinity(
                 node,
                 req,

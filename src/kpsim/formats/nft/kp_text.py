@@ -52,6 +52,7 @@ class NftSet:
     comment: str | None = None
     elements: list[tuple[int, int, str]] = field(default_factory=list)
     timeout: int | None = None  # seconds, ``timeout 3h``: how long an element lives
+    size: int | None = None  # ``size 65535``: the most elements it holds (None: no bound)
 
     @property
     def dynamic(self) -> bool:
@@ -269,6 +270,8 @@ def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) 
             found.elements.extend((number, start, e) for e in elements(body))
         elif words[0] == "timeout" and len(words) == 2:
             found.timeout = duration(words[1])
+        elif words[0] == "size" and len(words) == 2 and words[1].isdigit():
+            found.size = int(words[1])
         elif words[0] in ("size", "policy", "counter", "gc-interval", "auto-merge"):
             continue
         else:

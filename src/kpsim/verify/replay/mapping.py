@@ -32,8 +32,18 @@ from kpsim.model import (
     Snat,
     Table,
 )
+from kpsim.model.nft import SetLookup
+from kpsim.verify.replay.nftmap import lookup_parts, map_lookup, split_part
 
-__all__ = ["SPACE", "AddressMap", "Block", "MappingError", "build_map", "map_ruleset"]
+__all__ = [
+    "SPACE",
+    "AddressMap",
+    "Block",
+    "MappingError",
+    "build_map",
+    "literal",
+    "map_ruleset",
+]
 
 IPv4 = ipaddress.IPv4Address
 Net = ipaddress.IPv4Network
@@ -162,6 +172,17 @@ def _check_opaque(rule: Rule) -> None:
                 )
 
 
+def _check_live(rule: Rule) -> None:
+    """A dynamic nft set looked up as data holds live elements kpsim reads as rules; the
+    replay loads no live state (nft.write leaves it out): refuse rather than differ."""
+    for m in rule.matches:
+        if isinstance(m, SetLookup) and m.dynamic and m.elements:
+            raise MappingError(
+                f"{rule.table} {rule.chain} rule {rule.number}: dynamic set {m.name} holds "
+                f"{len(m.elements)} live element(s) the replay would not load"
+            )
+
+
 def _meta_hosts(meta: Mapping[str, object]) -> tuple[list[IPv4], list[Net]]:
     """Hosts (private_ips, local_addresses, pods) and interface subnets from metadata."""
     hosts: list[IPv4] = []
@@ -195,6 +216,11 @@ def _collect(ruleset: Ruleset, meta: Mapping[str, object]) -> tuple[set[Net], se
                     (hosts.add(n.network_address) if n.prefixlen == 32 else nets.add(n))
                 for r in _nat_ranges(rule):
                     hosts.update(a for a in (_v4(r.addr_lo or ""), _v4(r.addr_hi or "")) if a)
+                _check_live(rule)
+                for part in lookup_parts(rule):  # nftables: addresses in sets and maps
+                    part_nets, part_hosts = split_part(part)
+                    nets.update(part_nets)
+                    hosts.update(part_hosts)
     meta_hosts, meta_nets = _meta_hosts(meta)
     hosts.update(meta_hosts)
     nets.update(meta_nets)
@@ -305,15 +331,40 @@ def _map_range(r: NatRange, amap: AddressMap) -> NatRange:
     return replace(r, addr_lo=str(mlo), addr_hi=str(mhi) if mhi is not None else None)
 
 
+def literal(amap: AddressMap, text: str) -> str:
+    """An nft address literal moved: an address, a CIDR (onto its block), or a range
+    whose ends lie in one tested block (so every address between keeps its offset)."""
+    if "-" in text:
+        lo, _, hi = text.partition("-")
+        a, b = IPv4(lo.strip()), IPv4(hi.strip())
+        if not any(a in blk.original and b in blk.original for blk in amap.blocks):
+            raise MappingError(f"address range {text} spans addresses kpsim maps apart")
+        return f"{amap.forward(a)}-{amap.forward(b)}"
+    net = ipaddress.ip_network(text, strict=False)
+    if not isinstance(net, Net):
+        raise MappingError(f"{text}: not IPv4")
+    if net.prefixlen == 32 and "/" not in text:
+        return str(amap.forward(net.network_address))
+    return str(amap.network(net))
+
+
 def _map_rule(rule: Rule, amap: AddressMap) -> Rule:
     target = rule.target
     if isinstance(target, Dnat | Snat):
         target = replace(target, to=tuple(_map_range(r, amap) for r in target.to))
+    matches = rule.matches
+    if any(isinstance(m, SetLookup) for m in matches):
+
+        def move(text: str) -> str:
+            return literal(amap, text)
+
+        matches = tuple(map_lookup(m, move) if isinstance(m, SetLookup) else m for m in matches)
     return replace(
         rule,
         source=_map_address(rule.source, amap),
         destination=_map_address(rule.destination, amap),
         target=target,
+        matches=matches,
         counters=None,
     )
 

@@ -48,6 +48,7 @@ class KernelResult:
     counters: Mapping[RuleKey, int]  # packets each rule matched during the probe (non-zero)
     notes: tuple[str, ...] = ()
     from_pod: str | None = None
+    counted: bool = True  # False: the replayed rules keep no counters (nftables)
 
     @property
     def reached(self) -> Mapping[str, int]:

@@ -1,6 +1,7 @@
 """One node's rules live in a kernel, probed as many times as asked.
 
     Ruleset + metadata ─ build_map ─▶ map_ruleset ─ render_save ─▶ restore text
+                                   (kube-proxy's nft table: render_nft ─▶ nft -f text)
         ─▶ build_topology (client │ node │ pods) ─▶ responders (pods, node)
         ─▶ probe(port): traffic.py in the client ns ─▶ JSON lines ─▶ mapped back
         ─▶ KernelResult (+ rule counters from iptables-save -c, after − before)
@@ -18,15 +19,18 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from kpsim.errors import KpsimError
 from kpsim.formats import parse_text
 from kpsim.formats.iptables.write import render_save
+from kpsim.formats.nft.write import NftWriteError, render_nft
+from kpsim.kube.nft_services import is_nft_kube_proxy
 from kpsim.kube.routing import node_addresses
 from kpsim.kube.scenario import DEFAULT_CLIENT
 from kpsim.model import Dnat, NatRange, Ruleset
 from kpsim.verify import netns
-from kpsim.verify.replay.mapping import AddressMap, build_map, map_ruleset
+from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
 from kpsim.verify.replay.result import Connection, KernelResult, RuleKey
 from kpsim.verify.replay.topology import HERE, Plan, Topology, build_topology, detached_pod, spawn
 
@@ -93,8 +97,10 @@ def _pod_hosts(meta: Mapping[str, object]) -> set[str]:
     )
 
 
-def _counters(ns: str) -> dict[RuleKey, int]:
-    """Packets per rule as the kernel counts them now."""
+def _counters(ns: str, nft: bool) -> dict[RuleKey, int]:
+    """Packets per rule as the kernel counts them now (kube-proxy's nft rules keep none)."""
+    if nft:
+        return {}
     text = netns.save(ns, counters=True)
     try:
         rs = parse_text(text, f"{ns}:iptables-save -c")
@@ -130,6 +136,7 @@ class ReplaySession:
         self._deadline = deadline
         self._served: dict[str, set[int]] = {topo.pods: set(), topo.node: set(), topo.client: set()}
         self._next_sport = SPORT_FIRST
+        self.nft = topo.plan.loader == "nft"
 
     # -------------------------------------------------------------- serving
 
@@ -190,7 +197,7 @@ class ReplaySession:
         if self._next_sport + n + len(avoid) > SPORT_LAST:
             limit = SPORT_LAST - SPORT_FIRST
             raise ReplayError(f"source ports exhausted: at most {limit} connections a session")
-        before = _counters(self.topology.node)
+        before = _counters(self.topology.node, self.nft)
         budget = min(self._left(), 5.0 + n * max(connect_timeout_s, 0.05) * 1.5)
         argv = [
             sys.executable, str(HERE / "traffic.py"), "--dest", mapped_dest, "--port", str(port),
@@ -215,11 +222,12 @@ class ReplaySession:
             proc = netns.run(ns, argv, timeout=budget + 15)
         rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         conns = tuple(self._connection(r, srcs, order) for r in rows)
-        after = _counters(self.topology.node)
+        after = _counters(self.topology.node, self.nft)
         delta = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
         return KernelResult(
-            port, target, srcs, from_node, conns, amap, delta, self._notes(), from_pod
-        )
+            port, target, srcs, from_node, conns, amap, delta, self._notes(), from_pod,
+            counted=not self.nft,
+        )  # fmt: skip
 
     def _back(self, text: str | None) -> tuple[str | None, str | None]:
         """Mapped ``ip:port`` → (original ``ip:port``, mapped ip)."""
@@ -251,10 +259,17 @@ class ReplaySession:
         )
 
     def _notes(self) -> tuple[str, ...]:
-        return (
+        notes: tuple[str, ...] = (
             "every endpoint (pod) address lives in one pods namespace behind eni0 (a probe's "
             "source pod gets its own, behind eni1); the node's default route leaves by eth0",
         )
+        if self.nft:
+            notes += (
+                *self.topology.plan.notes,
+                "kube-proxy's nftables table replayed with nft -f; its rules keep no "
+                "counters, so no per-rule counts are compared",
+            )
+        return notes
 
 
 def _plan(
@@ -263,11 +278,31 @@ def _plan(
     targets = {r.addr_lo for r in _dnat_ranges(ruleset) if r.addr_lo}
     pod_hosts = {h for h in targets | _pod_hosts(meta) if not _loopback(h)} - set(node.hosts)
     amap = build_map(ruleset, meta, hosts=[*node.hosts, *pod_hosts], clients=sources)
-    mapped = map_ruleset(ruleset, amap)
     node_ifs = tuple(f"{amap.forward(str(i.ip))}/{i.network.prefixlen}" for i in node.interfaces)
     pods = tuple(sorted({str(amap.forward(h)) for h in pod_hosts}))
     clients = tuple(str(amap.forward(s)) for s in sources)
-    return Plan(node_ifs, pods, clients, render_save(mapped)), amap
+    if is_nft_kube_proxy(ruleset):
+        text, notes = _nft_text(ruleset, amap)
+        return Plan(node_ifs, pods, clients, text, "nft", notes), amap
+    return Plan(node_ifs, pods, clients, render_save(map_ruleset(ruleset, amap))), amap
+
+
+def _nft_text(ruleset: Ruleset, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
+    """kube-proxy's table, read again from the capture file, as ``nft -f`` input with the
+    addresses ``amap`` moves (the model has no nft form to write from: one vmap rule is
+    one kernel draw, several model rules)."""
+    try:
+        text = Path(ruleset.path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingError(
+            f"kube-proxy's nftables table is written back from its capture file, and "
+            f"{ruleset.path} cannot be read again ({exc.strerror}): give verify the file, "
+            "not a stream"
+        ) from exc
+    try:
+        return render_nft(text, ruleset.path, lambda t: literal(amap, t))
+    except NftWriteError as exc:
+        raise MappingError(str(exc)) from exc
 
 
 def _loopback(addr: str) -> bool:

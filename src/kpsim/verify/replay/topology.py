@@ -43,6 +43,8 @@ class Plan:
     pod_addresses: tuple[str, ...]
     client_addresses: tuple[str, ...]
     rules: str
+    loader: str = "iptables-restore"  # or "nft": ``rules`` is ``nft -f`` input
+    notes: tuple[str, ...] = ()  # what of the capture was left out, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,12 @@ def _wire(t: Topology) -> None:
     _batch(t.pods, [g.format(dev="p0") for g in gateway])
     _batch(t.node, ["route add default dev eth0"])
     _batch(t.node, [f"route add {i.ip}/32 dev eni0 scope link" for i in pods])
-    netns.load_rules(t.node, plan.rules)
+    if plan.loader == "nft":
+        proc = netns.run(t.node, ["nft", "-f", "-"], input=plan.rules, check=False)
+        if proc.returncode != 0:
+            raise netns.NetnsError(f"nft -f failed in {t.node}:\n{proc.stderr.strip()}")
+    else:
+        netns.load_rules(t.node, plan.rules)
 
 
 @contextmanager

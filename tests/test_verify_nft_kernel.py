@@ -1,0 +1,122 @@
+"""``kpsim verify`` on the seed lab in kube-proxy's nftables mode, against the real kernel
+(root, ip, iptables and nft): each node's ``ip kube-proxy`` table, its addresses moved
+into 198.18.0.0/15, is loaded with ``nft -f`` in a throw-away node namespace and real
+connections are counted. Each test checks that no namespace of this process is left."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from kpsim.cli.main import main
+from kpsim.formats import parse_text
+from kpsim.inputs.nft_regen import load_and_list
+from kpsim.verify import netns
+from kpsim.verify.replay.mapping import map_ruleset
+from kpsim.verify.stats import P_MIN
+from test_nft_kernel import _services, canonical
+from test_verify import namespaces_of
+from test_verify_nft_write import FLIP, written_dump
+
+ROOT = Path(__file__).resolve().parents[1]
+NFT_SET = ROOT / "fixtures/nftables/eks-nodeport-workshop"
+DROP_NODE = "ip-10-11-3-14"  # no crystal pod here: 30082 (externalTrafficPolicy Local) drops
+ENDPOINTS_30080 = ["10.11.11.70:80", "10.11.16.79:80", "10.11.41.25:80"]
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(
+        not netns.available() or shutil.which("nft") is None,
+        reason="needs root plus ip, iptables and nft",
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def no_namespace_left_behind() -> Iterator[None]:
+    yield
+    assert namespaces_of(os.getpid()) == []
+
+
+def verify_json(*args: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(main, ["verify", str(NFT_SET), *args, "-o", "json"])
+    assert result.stdout, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "kpsim/verify/v1"
+    return result.exit_code, doc
+
+
+@pytest.mark.flaky(reruns=1)  # χ² at p ≥ 0.001: a correct kpsim fails ~1 run in 1,000
+def test_nodeport_30080_split_agrees_with_the_kernel() -> None:
+    code, doc = verify_json("--port", "30080", "-n", "300")
+    assert code == 0, [n["reason"] for n in doc["nodes"]]
+    assert doc["agree"] is True and len(doc["nodes"]) == 3
+    for node in doc["nodes"]:
+        assert node["agree"] is True and node["p_value"] >= P_MIN
+        eps = node["endpoints"]
+        assert [e["destination"] for e in eps] == ENDPOINTS_30080
+        assert sum(e["kernel_count"] for e in eps) == 300
+        assert all(e["masquerade_seen"] is e["masquerade_predicted"] is True for e in eps)
+        assert node["counters"] == []  # kube-proxy's nft rules keep none: nothing compared
+        rows = {r["fixture"]: r["replayed"] for r in node["address_map"]}
+        assert ipaddress.ip_network(rows["172.20.0.0/16"]).subnet_of(netns.ALLOWED_NET)
+        for replayed in rows.values():
+            assert ipaddress.ip_network(replayed).subnet_of(netns.ALLOWED_NET)
+
+
+def test_local_policy_30082_drops_on_the_node_without_a_local_pod() -> None:
+    code, doc = verify_json("--port", "30082", "-n", "10", "--connect-timeout", "0.3")
+    assert code == 0, [n["reason"] for n in doc["nodes"]]
+    by_node = {n["node"].split(".")[0]: n for n in doc["nodes"]}
+    drop = by_node.pop(DROP_NODE)
+    assert drop["agree"] and drop["endpoints"] == []
+    assert drop["timed_out"]["kernel_count"] == 10 and drop["timed_out"]["expected_share"] == 1
+    assert len(by_node) == 2
+    for node in by_node.values():
+        (e,) = node["endpoints"]
+        assert node["agree"] and e["kernel_count"] == 10 and e["masquerade_seen"] is False
+
+
+@pytest.mark.flaky(reruns=1)
+def test_affinity_sets_keep_150_clients_on_their_first_pod() -> None:
+    """ecsdemo-nodejs (ClientIP affinity): ``update @affinity-… { ip saddr }`` in the
+    kernel keeps every client on its first endpoint; kpsim's sampler, with the sets'
+    65535 entries (not xt_recent's 100), predicts no change either."""
+    code, doc = verify_json(
+        "--port", "80", "--dest", "172.20.91.45", "-n", "450", "--clients", "150",
+        "--node", DROP_NODE,
+    )  # fmt: skip
+    (node,) = doc["nodes"]
+    assert code == 0 and node["agree"], node["reason"]
+    a = node["affinity"]
+    assert a["recent_capacity"] == 65535 and a["changed_kernel"] == 0 and a["repeats"] > 250
+
+
+def test_a_capture_on_standard_input_is_refused_in_one_line() -> None:
+    """The table is written back from its file; a stream cannot be read twice."""
+    text = (NFT_SET / DROP_NODE / "ruleset.nft").read_text()
+    result = CliRunner().invoke(main, ["verify", "--port", "30080", "-n", "10", "-"], input=text)
+    assert result.exit_code == 2, result.output
+    assert "give verify the file, not a stream" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_kube_proxys_own_dump_written_back_loads_and_lists_back_the_same() -> None:
+    """The writer's text is what nft takes: loaded with ``nft -f`` and listed back, kube-
+    proxy's TestOverallNFTablesRules table (addresses moved) has the moved model's services
+    and chains (nft lists ``ip daddr { 10.0.0.0/16 }`` as ``ip daddr 10.0.0.0/16``, so the
+    rules are compared as services, not statement by statement)."""
+    dump, text = written_dump()
+    listed = parse_text(load_and_list(text), "listed back")
+    moved = map_ruleset(dump, FLIP)
+    assert listed.diagnostics == ()
+    assert _services(listed) == _services(moved) and _services(moved)
+    assert canonical(listed).keys() == canonical(moved).keys()
