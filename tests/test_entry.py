@@ -70,3 +70,19 @@ def test_reader_gone_is_not_an_error(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0
     assert head.startswith(b"{") and "Traceback" not in err
+
+
+def test_fixture_set_named_whole_from_the_root_folder() -> None:
+    """Run from ``/`` (a fresh install's samples, a container), the fixture set's path keeps
+    its leading slash: relative to ``/`` it would name nothing a user can paste back."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "300"}
+    fixtures = REPO / "fixtures/iptables"
+    done = subprocess.run(
+        [sys.executable, "-m", "kpsim", "trace", "--port", "30080", "--fixtures", str(fixtures)],
+        capture_output=True, text=True, cwd="/", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f"fixture set: {fixtures}/eks-nodeport-workshop"), first

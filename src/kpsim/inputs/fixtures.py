@@ -287,8 +287,13 @@ def default_set(
 
 
 def _display(path: Path) -> str:
+    """Relative to the working folder when under it (as a user would type it), else
+    absolute: from ``/`` a relative form would lose the leading slash and name nothing."""
+    cwd = Path.cwd()
+    if cwd == Path(cwd.anchor):
+        return str(path)
     try:
-        return str(path.relative_to(Path.cwd()))
+        return str(path.relative_to(cwd))
     except ValueError:
         return str(path)
 
