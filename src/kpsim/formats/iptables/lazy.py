@@ -53,16 +53,16 @@ _SRC = rf"(?: (?:! )?-s {_NET})?+"
 _DST = rf"(?: (?:! )?-d {_NET})?+"
 _MODULE_PROTO = r"(?: -m tcp -p tcp| -m udp -p udp| -m sctp -p sctp)"
 _RECENT = r"(?:--set|--rcheck --seconds \d{1,9}+ --reap)"
-#: kube-proxy's restore input, as ``fast._RESTORE_RE`` reads it (``--dport`` only with its
-#: module: without one the fast path defers to the general one).
+_LOCAL = r"(?: -m addrtype --(?:src|dst)-type LOCAL)?+"
+#: kube-proxy's restore input and iptables-save's order, as ``fast._RESTORE_RE`` and
+#: ``_SAVE_RE`` read them (``--dport`` only with its module, else the general path reads it).
 _RESTORE_BODY = (
-    rf"(?:{_COMMENT})?+(?: -m recent --name {_NAME} {_RECENT})?+"
+    rf"(?:{_COMMENT})?+(?: -m recent --name {_NAME} {_RECENT})?+{_LOCAL}"
     rf"(?:{_MODULE_PROTO}{_DST}(?: --dport {_PORT})?+|{_DST}){_SRC}(?:{_STATISTIC})?+{_TARGET}"
 )
-#: iptables-save's order, as ``fast._SAVE_RE`` reads it.
 _SAVE_BODY = (
     rf"{_SRC}{_DST}(?: -p (?:tcp|udp|sctp))?+(?:{_COMMENT})?+"
-    rf"(?: -m recent {_RECENT} --name {_NAME} --mask 255\.255\.255\.255 --rsource)?+"
+    rf"(?: -m recent {_RECENT} --name {_NAME} --mask 255\.255\.255\.255 --rsource)?+{_LOCAL}"
     rf"(?: -m (?:tcp|udp|sctp)(?: --dport {_PORT})?+)?+(?:{_STATISTIC})?+{_TARGET}"
 )
 
