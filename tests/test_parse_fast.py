@@ -185,6 +185,19 @@ recent_commands = st.sampled_from(["--set", "--rcheck", "--update"]).flatmap(
         )
     )
 )
+#: kube-proxy's two (``--src-type LOCAL``, ``--dst-type LOCAL``), and some it never writes
+addrtypes = mostly(
+    st.sampled_from([["--src-type", "LOCAL"], ["--dst-type", "LOCAL"]]),
+    st.sampled_from(
+        [
+            ["!", "--src-type", "LOCAL"],
+            ["--dst-type", "LOCAL", "--limit-iface-in"],
+            ["--src-type", "UNICAST"],
+            ["--dst-type", "local"],
+            ["--src-type"],
+        ]
+    ),
+)
 masks = mostly(st.just("255.255.255.255"), st.sampled_from(["255.255.255.0", "255.255.255"]))
 
 
@@ -211,6 +224,7 @@ def kube_lines(draw: st.DrawFn) -> str:
     dport = draw(st.none() | ports) if module or not draw(st.integers(0, 4)) else None
     probability = draw(st.none() | probabilities)
     recent = draw(st.none() | recent_commands)
+    local = draw(st.none() | addrtypes)
     affinity = draw(st.sampled_from(["KUBE-SEP-X1", "KUBE-SEP-X2"]))
     if draw(st.booleans()):
         nat_port = mostly(st.sampled_from(["", ":80", ":8080"]), st.sampled_from([":", ":65536"]))
@@ -228,12 +242,14 @@ def kube_lines(draw: st.DrawFn) -> str:
     saved_recent = [] if recent is None else ["-m", "recent", *recent, "--name", affinity, "--mask",
                                               draw(masks), "--rsource"]  # fmt: skip
     written_recent = [] if recent is None else ["-m", "recent", "--name", affinity, *recent]
+    parts_local = [] if local is None else ["-m", "addrtype", *local]
     if draw(st.booleans()):  # iptables-save order
         words = [*addr("-s", src), *addr("-d", dst), *(["-p", proto] if proto else []),
-                 *parts_comment, *saved_recent, *(["-m", module] if module else []), *port,
+                 *parts_comment, *saved_recent, *parts_local, *(["-m", module] if module else []),
+                 *port,
                  *parts_stat, *target]  # fmt: skip
     else:  # kube-proxy's restore order
-        words = [*parts_comment, *written_recent,
+        words = [*parts_comment, *written_recent, *parts_local,
                  *(["-m", module, "-p", proto or module] if module else []),
                  *addr("-d", dst), *port, *addr("-s", src), *parts_stat, *target]  # fmt: skip
     bend = draw(st.sampled_from(["none"] * 10 + ["extra", "swap", "negate", "tab", "space"]))
