@@ -1,4 +1,5 @@
-"""Findings about kube-proxy's services on one node: no endpoints, ETP/ITP Local black
+"""Findings about kube-proxy's services on one node (either proxy mode: what the rules
+mean comes from ``kube.policy``): no endpoints, ETP/ITP Local black
 holes, cascades that do not give equal shares or do not add up to 1, an endpoint twice.
 
 Shares are the kernel's exact ones (``kube.chance``: thresholds over 2^31), so a
@@ -8,47 +9,42 @@ rounding, and a hand edit or a stale sync is not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 
 from kpsim.kube.chance import endpoint_shares
-from kpsim.kube.names import clean_name
+from kpsim.kube.policy import Layout, LocalDrop, local_drops, no_endpoints_verdict
 from kpsim.kube.services import Service
 from kpsim.lint.findings import Finding, Severity, where
-from kpsim.model import Chain, Jump, PortMatch, Rule, Ruleset, Standard, Verdict
+from kpsim.model import Chain, Ruleset
 
 #: How far an endpoint's share may sit from 1/n and still be kube-proxy's own rounding:
 #: today it prints probabilities to 11 decimals (shares within ~1e-9 of 1/n), older
 #: releases to 5 (0.33332999982: 1/3 ± 4e-6, corpus dump 007); a hand edit or a cascade
 #: left from another endpoint count moves a share by far more.
 TOLERANCE = Fraction(1, 10**4)
-_LOCAL = " has no local endpoints"
-
-
-@dataclass(frozen=True, slots=True)
-class LocalDrop:
-    """A rule that drops a Local-policy frontend on this node (no local endpoint)."""
-
-    service: str
-    rule: Rule
-    external: bool  # externalTrafficPolicy (NodePort / LB / external IP) vs internal
 
 
 def no_endpoints(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
-    """kube-proxy's filter-table REJECT layout, or a whole KUBE-SVC chain with no
-    endpoint (pointed at by the chain's own line)."""
+    """kube-proxy's own no-endpoints layout (iptables' filter REJECT, nftables'
+    @no-endpoint-* elements), or a whole service chain with no endpoint (pointed at by the
+    chain's own line)."""
     if not svc.no_endpoints:
         return []
     rule = svc.frontends[0].rule if svc.frontends else None
     fronts = ", ".join(_front(svc, i) for i in range(len(svc.frontends))) or "its frontends"
-    if rule is not None and "no endpoints" in (rule.comment or ""):
-        msg = f"no endpoints: kube-proxy REJECTs {fronts} (no ready pod backs this service)"
+    verdict = no_endpoints_verdict(rule)
+    if verdict is not None:
+        msg = f"no endpoints: kube-proxy {verdict}s {fronts} (no ready pod backs this service)"
         return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, where(rule))]
-    chain = ruleset.chain("nat", "KUBE-SVC-" + svc.hash) or ruleset.chain(
-        "nat", "KUBE-SVL-" + svc.hash
-    )
-    name = chain.name if chain else f"KUBE-SVC-{svc.hash}"
-    msg = f"no endpoints: {name} jumps to no endpoint; {fronts} lead nowhere"
+    layout = Layout(ruleset)
+    chains = layout.chains(svc, "cluster") + layout.chains(svc, "local")
+    chain = chains[0] if chains else None
+    if layout.nft:
+        name = chain.name if chain else f"service-{svc.hash}-…"
+        msg = f"no endpoints: {name} picks no endpoint; {fronts} lead nowhere"
+    else:
+        name = chain.name if chain else f"KUBE-SVC-{svc.hash}"
+        msg = f"no endpoints: {name} jumps to no endpoint; {fronts} lead nowhere"
     loc = where(chain.origin) if chain is not None and chain.origin else where(rule)
     return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, loc)]
 
@@ -60,48 +56,16 @@ def _front(svc: Service, i: int) -> str:
     return f"{f.address}:{f.port}" if f.port else f.address
 
 
-def local_drops(ruleset: Ruleset) -> list[LocalDrop]:
-    """kube-proxy's "has no local endpoints" drops: filter-table DROPs (≥1.27) and nat
-    jumps to KUBE-MARK-DROP (older KUBE-XLB layout)."""
-    out: list[LocalDrop] = []
-    for tname, table in ruleset.tables.items():
-        for chain in table.chains.values():
-            for rule in chain.rules:
-                text = rule.comment or ""
-                if not text.endswith(_LOCAL):
-                    continue
-                target = rule.target
-                dropped = isinstance(target, Standard) and target.verdict is Verdict.DROP
-                marked = isinstance(target, Jump) and target.chain == "KUBE-MARK-DROP"
-                if (tname == "filter" and dropped) or (tname == "nat" and marked):
-                    external = rule.destination is None or chain.name in (
-                        "KUBE-EXTERNAL-SERVICES",
-                        "KUBE-NODEPORTS",
-                    )
-                    out.append(LocalDrop(clean_name(text), rule, external))
-    return out
-
-
 def black_hole(node: str, drop: LocalDrop, serving: list[str]) -> Finding:
     policy = "externalTrafficPolicy" if drop.external else "internalTrafficPolicy"
-    rule = drop.rule
-    front = rule.destination.unresolved if rule.destination else None
-    if rule.destination is not None and rule.destination.network is not None:
-        front = str(rule.destination.network.network_address)
-    port = next((str(m.dport.lo) for m in _ports(rule) if m.dport), None)
-    what = f"{front}:{port}" if front else f"NodePort {port}" if port else "its node ports"
     others = (
         f"served on {', '.join(serving)}"
         if serving
         else "no other node given serves it locally either"
     )
-    msg = f"{policy}: Local black hole: {what} is DROPped on this node (no local endpoint)"
+    msg = f"{policy}: Local black hole: {drop.front} is DROPped on this node (no local endpoint)"
     msg += f"; {others}"
-    return Finding(Severity.WARNING, "local-black-hole", node, drop.service, msg, where(rule))
-
-
-def _ports(rule: Rule) -> list[PortMatch]:
-    return [m for m in rule.matches if isinstance(m, PortMatch) and m.dport is not None]
+    return Finding(Severity.WARNING, "local-black-hole", node, drop.service, msg, where(drop.rule))
 
 
 def cascades(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
@@ -165,3 +129,6 @@ def duplicates(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
 
 def _pct(x: Fraction) -> str:
     return f"{float(x) * 100:.4f}%"
+
+
+__all__ = ["LocalDrop", "black_hole", "cascades", "duplicates", "local_drops", "no_endpoints"]
