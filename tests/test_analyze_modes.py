@@ -136,3 +136,27 @@ def test_iptables_and_nft_dumps_of_kube_proxy_mean_the_same_masquerade() -> None
 def _run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.stdout, result.stderr
+
+
+def test_an_edited_numgen_map_is_a_duplicate_and_a_fall_through(tmp_path: Path) -> None:
+    """A hand edit of a service- chain's numgen map: bucket 2 dropped and bucket 1 sent
+    to the endpoint of bucket 0: 10.11.11.70 twice, and 1/3 of new connections matched
+    by no bucket (they leave the chain undecided)."""
+    text = (NFT / "ip-10-11-28-53/ruleset.nft").read_text()
+    svc = "node-test-01/node-test-01-svc/tcp/"
+    first = f"0 : goto endpoint-O7XYNQBL-{svc}__10.11.11.70/80"
+    rest = (f", 1 : goto endpoint-ARBBKUCL-{svc}__10.11.16.79/80, "
+            f"2 : goto endpoint-Y2SXN7JQ-{svc}__10.11.41.25/80 }}")  # fmt: skip
+    assert text.count(first + rest) == 1
+    path = tmp_path / "ruleset.nft"
+    path.write_text(text.replace(first + rest, first + ", " + first.replace("0 :", "1 :") + " }"))
+    found = findings(path)
+    got = {(f.code, f.service, f.location) for f in found if f.code in ("KP004", "KP008")}
+    assert got == {
+        ("KP004", "node-test-01/node-test-01-svc", f"{path}:223"),
+        ("KP008", "node-test-01/node-test-01-svc", f"{path}:223"),
+    }
+    (falls,) = [f for f in found if f.code == "KP004"]
+    assert "66.6667% in all; 33.3333%" in falls.message and "numgen" in falls.message
+    # the unedited capture has neither
+    assert not {f.code for f in findings(NFT / "ip-10-11-28-53")} & {"KP003", "KP004", "KP008"}

@@ -20,9 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 from kpsim.formats.iptables.write import render_rule
 from kpsim.kube import nft_services as nft
+from kpsim.kube.chance import endpoint_shares
 from kpsim.kube.frontends import address
 from kpsim.kube.names import clean_name
 from kpsim.kube.services import Service
@@ -101,6 +103,18 @@ class Layout:
 
     def chain_names(self, svc: Service, kind: str) -> set[str]:
         return {c.name for c in self.chains(svc, kind)}
+
+    def picks(self, chain: Chain) -> list[tuple[Rule, Fraction]]:
+        """The chain's endpoint choices for a new client, each with its exact share:
+        iptables' statistic cascade (``kube.chance``), nftables' numgen buckets."""
+        if not self.nft:
+            return list(endpoint_shares(chain.rules))
+        out: list[tuple[Rule, Fraction]] = []
+        for rule in chain.rules:
+            pick = next((m for m in rule.matches if isinstance(m, NumgenMatch)), None)
+            if pick is not None and isinstance(rule.target, Jump):
+                out.append((rule, pick.share))
+        return out
 
 
 def policies(ruleset: Ruleset, svcs: Iterable[Service]) -> dict[tuple[str, str], Policy]:

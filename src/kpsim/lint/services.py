@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from kpsim.kube.chance import endpoint_shares
 from kpsim.kube.policy import Layout, LocalDrop, local_drops, no_endpoints_verdict
 from kpsim.kube.services import Service
 from kpsim.lint.findings import Finding, Severity, where
-from kpsim.model import Chain, Ruleset
+from kpsim.model import Rule, Ruleset
 
 #: How far an endpoint's share may sit from 1/n and still be kube-proxy's own rounding:
 #: today it prints probabilities to 11 decimals (shares within ~1e-9 of 1/n), older
@@ -24,7 +23,9 @@ from kpsim.model import Chain, Ruleset
 TOLERANCE = Fraction(1, 10**4)
 
 
-def no_endpoints(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
+def no_endpoints(
+    node: str, svc: Service, ruleset: Ruleset, layout: Layout | None = None
+) -> list[Finding]:
     """kube-proxy's own no-endpoints layout (iptables' filter REJECT, nftables'
     @no-endpoint-* elements), or a whole service chain with no endpoint (pointed at by the
     chain's own line)."""
@@ -36,10 +37,10 @@ def no_endpoints(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
     if verdict is not None:
         msg = f"no endpoints: kube-proxy {verdict}s {fronts} (no ready pod backs this service)"
         return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, where(rule))]
-    layout = Layout(ruleset)
-    chains = layout.chains(svc, "cluster") + layout.chains(svc, "local")
+    lay = layout or Layout(ruleset)
+    chains = lay.chains(svc, "cluster") + lay.chains(svc, "local")
     chain = chains[0] if chains else None
-    if layout.nft:
+    if lay.nft:
         name = chain.name if chain else f"service-{svc.hash}-…"
         msg = f"no endpoints: {name} picks no endpoint; {fronts} lead nowhere"
     else:
@@ -68,20 +69,23 @@ def black_hole(node: str, drop: LocalDrop, serving: list[str]) -> Finding:
     return Finding(Severity.WARNING, "local-black-hole", node, drop.service, msg, where(drop.rule))
 
 
-def cascades(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
-    """The KUBE-SVC / KUBE-SVL chains: equal shares, summing to 1 (whole chains only)."""
+def cascades(
+    node: str, svc: Service, ruleset: Ruleset, layout: Layout | None = None
+) -> list[Finding]:
+    """The service's endpoint choices (KUBE-SVC / KUBE-SVL cascades, service- / local-
+    numgen maps): equal shares, summing to 1 (whole chains only)."""
+    lay = layout or Layout(ruleset)
     out: list[Finding] = []
-    cut = {c for t, c in ruleset.capture.limits if t == "nat"}
-    for prefix in ("KUBE-SVC-", "KUBE-SVL-"):
-        chain = ruleset.chain("nat", prefix + svc.hash)
-        if chain is None or chain.name in cut:
-            continue
-        out += _cascade(node, svc.name, chain)
+    cut = {c for _, c in ruleset.capture.limits}
+    for chain in lay.chains(svc, "cluster") + lay.chains(svc, "local"):
+        if chain.name not in cut:
+            out += _cascade(node, svc.name, chain.name, lay.picks(chain), lay.nft)
     return out
 
 
-def _cascade(node: str, service: str, chain: Chain) -> list[Finding]:
-    shares = endpoint_shares(chain.rules)
+def _cascade(
+    node: str, service: str, name: str, shares: list[tuple[Rule, Fraction]], nft: bool
+) -> list[Finding]:
     n = len(shares)
     if n == 0:
         return []
@@ -90,9 +94,12 @@ def _cascade(node: str, service: str, chain: Chain) -> list[Finding]:
     out: list[Finding] = []
     if total != 1:
         rest = 1 - total
+        why = (
+            "its numgen map lacks a bucket" if nft else "the last endpoint's rule has a probability"
+        )
         msg = (
-            f"{chain.name}: the endpoint cascade gives {_pct(total)} in all; {_pct(rest)} of "
-            "new connections fall through it (the last endpoint's rule has a probability)"
+            f"{name}: the endpoint cascade gives {_pct(total)} in all; {_pct(rest)} of "
+            f"new connections fall through it ({why})"
         )
         out.append(Finding(Severity.WARNING, "cascade-falls-through", node, service, msg, first))
     intended = total / n
@@ -100,18 +107,22 @@ def _cascade(node: str, service: str, chain: Chain) -> list[Finding]:
     if worst > TOLERANCE:
         listed = " / ".join(_pct(s) for _, s in shares)
         msg = (
-            f"{chain.name}: {n} endpoints get {listed}, not {_pct(intended)} each "
+            f"{name}: {n} endpoints get {listed}, not {_pct(intended)} each "
             "(a hand edit or a stale sync: kube-proxy writes equal shares)"
         )
         out.append(Finding(Severity.WARNING, "uneven-cascade", node, service, msg, first))
     return out
 
 
-def duplicates(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
-    """The same pod address (or KUBE-SEP chain) twice in one service's cascade: it gets
+def duplicates(
+    node: str, svc: Service, ruleset: Ruleset, layout: Layout | None = None
+) -> list[Finding]:
+    """The same pod address (or endpoint chain) twice in one service's cascade: it gets
     two shares, so the service is uneven by construction."""
-    chain = ruleset.chain("nat", "KUBE-SVC-" + svc.hash)
-    rules = [r for r, _ in endpoint_shares(chain.rules)] if chain else []
+    lay = layout or Layout(ruleset)
+    chains = lay.chains(svc, "cluster")
+    rules = [r for r, _ in lay.picks(chains[0])] if chains else []
+    name = chains[0].name if chains else f"KUBE-SVC-{svc.hash}"
     seen: dict[str, int] = {}
     out = []
     for i, e in enumerate(svc.endpoints):
@@ -119,7 +130,7 @@ def duplicates(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
         seen[key] = seen.get(key, 0) + 1
         if seen[key] == 2:
             n = sum(1 for x in svc.endpoints if (x.destination or x.chain) == key)
-            msg = f"endpoint {key} appears {n} times in KUBE-SVC-{svc.hash}"
+            msg = f"endpoint {key} appears {n} times in {name}"
             rule = rules[i] if i < len(rules) else None
             out.append(
                 Finding(Severity.WARNING, "duplicate-endpoint", node, svc.name, msg, where(rule))
