@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ModeFinding, ProxyMode, proxy_mode
-from kpsim.model import Capture, Chain, Diagnostic, Format, Ruleset, Table
-from kpsim.model.matches import AddrTypeMatch
+from kpsim.kube.policy import with_policies
+from kpsim.model import Capture, Diagnostic, Format, Ruleset, Table
 from kpsim.model.references import references
-from kpsim.model.targets import Jump
 
 
 class ChainSummary(NamedTuple):
@@ -72,44 +71,12 @@ def summarize(ruleset: Ruleset, node: str) -> InputSummary:
         tables=tables,
         chains=tuple(chains),
         missing_chains=tuple(missing),
-        services=_policies(ruleset, kube.services(ruleset)),
+        services=with_policies(ruleset, kube.services(ruleset)),
         ipvs=ipvs,
         notes=notes,
         diagnostics=ruleset.diagnostics,
         capture=ruleset.capture,
         mode=mode,
-    )
-
-
-def _policies(ruleset: Ruleset, found: tuple[kube.Service, ...]) -> tuple[kube.Service, ...]:
-    """externalTrafficPolicy Local with no local pod: newer kube-proxy writes no KUBE-SVL
-    chain, and its KUBE-EXT chain sends only node-local sources on to KUBE-SVC (outside
-    clients fall through to the "has no local endpoints" DROP). That is policy Local too."""
-    nat = ruleset.table("nat")
-    if nat is None:
-        return found
-    return tuple(
-        replace(s, traffic_policy_local=True)
-        if not s.traffic_policy_local and _local_only(nat.chains.get("KUBE-EXT-" + s.hash))
-        else s
-        for s in found
-    )
-
-
-def _local_only(ext: Chain | None) -> bool:
-    if ext is None:
-        return False
-    jumps = [
-        r
-        for r in ext.rules
-        if isinstance(r.target, Jump) and r.target.chain.startswith(("KUBE-SVC-", "KUBE-SVL-"))
-    ]
-    return bool(jumps) and all(
-        any(
-            isinstance(m, AddrTypeMatch) and "LOCAL" in m.src_type and not m.src_negated
-            for m in r.matches
-        )
-        for r in jumps
     )
 
 

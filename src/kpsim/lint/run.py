@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kpsim.kube.policy import Layout
 from kpsim.kube.services import Service, services
 from kpsim.lint import addresses
 from kpsim.lint import rules as rule_checks
@@ -69,10 +70,11 @@ def lint_nodes(inputs: Sequence[LintInput], fixture_set: str = "") -> LintReport
 def _one(x: LintInput, svcs: tuple[Service, ...]) -> list[Finding]:
     node, rs = x.node, x.ruleset
     out: list[Finding] = []
+    layout = Layout(rs)  # either proxy mode's service chains, indexed once
     for svc in svcs:
-        out += svc_checks.no_endpoints(node, svc, rs)
-        out += svc_checks.cascades(node, svc, rs)
-        out += svc_checks.duplicates(node, svc, rs)
+        out += svc_checks.no_endpoints(node, svc, rs, layout)
+        out += svc_checks.cascades(node, svc, rs, layout)
+        out += svc_checks.duplicates(node, svc, rs, layout)
     out += rule_checks.shadowed(node, rs)
     out += rule_checks.missing_chains(node, rs)
     out += rule_checks.unreferenced(node, rs)

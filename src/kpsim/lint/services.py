@@ -1,4 +1,5 @@
-"""Findings about kube-proxy's services on one node: no endpoints, ETP/ITP Local black
+"""Findings about kube-proxy's services on one node (either proxy mode: what the rules
+mean comes from ``kube.policy``): no endpoints, ETP/ITP Local black
 holes, cascades that do not give equal shares or do not add up to 1, an endpoint twice.
 
 Shares are the kernel's exact ones (``kube.chance``: thresholds over 2^31), so a
@@ -8,47 +9,43 @@ rounding, and a hand edit or a stale sync is not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 
-from kpsim.kube.chance import endpoint_shares
-from kpsim.kube.names import clean_name
+from kpsim.kube.policy import Layout, LocalDrop, local_drops, no_endpoints_verdict
 from kpsim.kube.services import Service
 from kpsim.lint.findings import Finding, Severity, where
-from kpsim.model import Chain, Jump, PortMatch, Rule, Ruleset, Standard, Verdict
+from kpsim.model import Rule, Ruleset
 
 #: How far an endpoint's share may sit from 1/n and still be kube-proxy's own rounding:
 #: today it prints probabilities to 11 decimals (shares within ~1e-9 of 1/n), older
 #: releases to 5 (0.33332999982: 1/3 ± 4e-6, corpus dump 007); a hand edit or a cascade
 #: left from another endpoint count moves a share by far more.
 TOLERANCE = Fraction(1, 10**4)
-_LOCAL = " has no local endpoints"
 
 
-@dataclass(frozen=True, slots=True)
-class LocalDrop:
-    """A rule that drops a Local-policy frontend on this node (no local endpoint)."""
-
-    service: str
-    rule: Rule
-    external: bool  # externalTrafficPolicy (NodePort / LB / external IP) vs internal
-
-
-def no_endpoints(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
-    """kube-proxy's filter-table REJECT layout, or a whole KUBE-SVC chain with no
-    endpoint (pointed at by the chain's own line)."""
+def no_endpoints(
+    node: str, svc: Service, ruleset: Ruleset, layout: Layout | None = None
+) -> list[Finding]:
+    """kube-proxy's own no-endpoints layout (iptables' filter REJECT, nftables'
+    @no-endpoint-* elements), or a whole service chain with no endpoint (pointed at by the
+    chain's own line)."""
     if not svc.no_endpoints:
         return []
     rule = svc.frontends[0].rule if svc.frontends else None
     fronts = ", ".join(_front(svc, i) for i in range(len(svc.frontends))) or "its frontends"
-    if rule is not None and "no endpoints" in (rule.comment or ""):
-        msg = f"no endpoints: kube-proxy REJECTs {fronts} (no ready pod backs this service)"
+    verdict = no_endpoints_verdict(rule)
+    if verdict is not None:
+        msg = f"no endpoints: kube-proxy {verdict}s {fronts} (no ready pod backs this service)"
         return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, where(rule))]
-    chain = ruleset.chain("nat", "KUBE-SVC-" + svc.hash) or ruleset.chain(
-        "nat", "KUBE-SVL-" + svc.hash
-    )
-    name = chain.name if chain else f"KUBE-SVC-{svc.hash}"
-    msg = f"no endpoints: {name} jumps to no endpoint; {fronts} lead nowhere"
+    lay = layout or Layout(ruleset)
+    chains = lay.chains(svc, "cluster") + lay.chains(svc, "local")
+    chain = chains[0] if chains else None
+    if lay.nft:
+        name = chain.name if chain else f"service-{svc.hash}-…"
+        msg = f"no endpoints: {name} picks no endpoint; {fronts} lead nowhere"
+    else:
+        name = chain.name if chain else f"KUBE-SVC-{svc.hash}"
+        msg = f"no endpoints: {name} jumps to no endpoint; {fronts} lead nowhere"
     loc = where(chain.origin) if chain is not None and chain.origin else where(rule)
     return [Finding(Severity.WARNING, "no-endpoints", node, svc.name, msg, loc)]
 
@@ -60,64 +57,35 @@ def _front(svc: Service, i: int) -> str:
     return f"{f.address}:{f.port}" if f.port else f.address
 
 
-def local_drops(ruleset: Ruleset) -> list[LocalDrop]:
-    """kube-proxy's "has no local endpoints" drops: filter-table DROPs (≥1.27) and nat
-    jumps to KUBE-MARK-DROP (older KUBE-XLB layout)."""
-    out: list[LocalDrop] = []
-    for tname, table in ruleset.tables.items():
-        for chain in table.chains.values():
-            for rule in chain.rules:
-                text = rule.comment or ""
-                if not text.endswith(_LOCAL):
-                    continue
-                target = rule.target
-                dropped = isinstance(target, Standard) and target.verdict is Verdict.DROP
-                marked = isinstance(target, Jump) and target.chain == "KUBE-MARK-DROP"
-                if (tname == "filter" and dropped) or (tname == "nat" and marked):
-                    external = rule.destination is None or chain.name in (
-                        "KUBE-EXTERNAL-SERVICES",
-                        "KUBE-NODEPORTS",
-                    )
-                    out.append(LocalDrop(clean_name(text), rule, external))
-    return out
-
-
 def black_hole(node: str, drop: LocalDrop, serving: list[str]) -> Finding:
     policy = "externalTrafficPolicy" if drop.external else "internalTrafficPolicy"
-    rule = drop.rule
-    front = rule.destination.unresolved if rule.destination else None
-    if rule.destination is not None and rule.destination.network is not None:
-        front = str(rule.destination.network.network_address)
-    port = next((str(m.dport.lo) for m in _ports(rule) if m.dport), None)
-    what = f"{front}:{port}" if front else f"NodePort {port}" if port else "its node ports"
     others = (
         f"served on {', '.join(serving)}"
         if serving
         else "no other node given serves it locally either"
     )
-    msg = f"{policy}: Local black hole: {what} is DROPped on this node (no local endpoint)"
+    msg = f"{policy}: Local black hole: {drop.front} is DROPped on this node (no local endpoint)"
     msg += f"; {others}"
-    return Finding(Severity.WARNING, "local-black-hole", node, drop.service, msg, where(rule))
+    return Finding(Severity.WARNING, "local-black-hole", node, drop.service, msg, where(drop.rule))
 
 
-def _ports(rule: Rule) -> list[PortMatch]:
-    return [m for m in rule.matches if isinstance(m, PortMatch) and m.dport is not None]
-
-
-def cascades(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
-    """The KUBE-SVC / KUBE-SVL chains: equal shares, summing to 1 (whole chains only)."""
+def cascades(
+    node: str, svc: Service, ruleset: Ruleset, layout: Layout | None = None
+) -> list[Finding]:
+    """The service's endpoint choices (KUBE-SVC / KUBE-SVL cascades, service- / local-
+    numgen maps): equal shares, summing to 1 (whole chains only)."""
+    lay = layout or Layout(ruleset)
     out: list[Finding] = []
-    cut = {c for t, c in ruleset.capture.limits if t == "nat"}
-    for prefix in ("KUBE-SVC-", "KUBE-SVL-"):
-        chain = ruleset.chain("nat", prefix + svc.hash)
-        if chain is None or chain.name in cut:
-            continue
-        out += _cascade(node, svc.name, chain)
+    cut = {c for _, c in ruleset.capture.limits}
+    for chain in lay.chains(svc, "cluster") + lay.chains(svc, "local"):
+        if chain.name not in cut:
+            out += _cascade(node, svc.name, chain.name, lay.picks(chain), lay.nft)
     return out
 
 
-def _cascade(node: str, service: str, chain: Chain) -> list[Finding]:
-    shares = endpoint_shares(chain.rules)
+def _cascade(
+    node: str, service: str, name: str, shares: list[tuple[Rule, Fraction]], nft: bool
+) -> list[Finding]:
     n = len(shares)
     if n == 0:
         return []
@@ -126,9 +94,12 @@ def _cascade(node: str, service: str, chain: Chain) -> list[Finding]:
     out: list[Finding] = []
     if total != 1:
         rest = 1 - total
+        why = (
+            "its numgen map lacks a bucket" if nft else "the last endpoint's rule has a probability"
+        )
         msg = (
-            f"{chain.name}: the endpoint cascade gives {_pct(total)} in all; {_pct(rest)} of "
-            "new connections fall through it (the last endpoint's rule has a probability)"
+            f"{name}: the endpoint cascade gives {_pct(total)} in all; {_pct(rest)} of "
+            f"new connections fall through it ({why})"
         )
         out.append(Finding(Severity.WARNING, "cascade-falls-through", node, service, msg, first))
     intended = total / n
@@ -136,18 +107,22 @@ def _cascade(node: str, service: str, chain: Chain) -> list[Finding]:
     if worst > TOLERANCE:
         listed = " / ".join(_pct(s) for _, s in shares)
         msg = (
-            f"{chain.name}: {n} endpoints get {listed}, not {_pct(intended)} each "
+            f"{name}: {n} endpoints get {listed}, not {_pct(intended)} each "
             "(a hand edit or a stale sync: kube-proxy writes equal shares)"
         )
         out.append(Finding(Severity.WARNING, "uneven-cascade", node, service, msg, first))
     return out
 
 
-def duplicates(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
-    """The same pod address (or KUBE-SEP chain) twice in one service's cascade: it gets
+def duplicates(
+    node: str, svc: Service, ruleset: Ruleset, layout: Layout | None = None
+) -> list[Finding]:
+    """The same pod address (or endpoint chain) twice in one service's cascade: it gets
     two shares, so the service is uneven by construction."""
-    chain = ruleset.chain("nat", "KUBE-SVC-" + svc.hash)
-    rules = [r for r, _ in endpoint_shares(chain.rules)] if chain else []
+    lay = layout or Layout(ruleset)
+    chains = lay.chains(svc, "cluster")
+    rules = [r for r, _ in lay.picks(chains[0])] if chains else []
+    name = chains[0].name if chains else f"KUBE-SVC-{svc.hash}"
     seen: dict[str, int] = {}
     out = []
     for i, e in enumerate(svc.endpoints):
@@ -155,7 +130,7 @@ def duplicates(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
         seen[key] = seen.get(key, 0) + 1
         if seen[key] == 2:
             n = sum(1 for x in svc.endpoints if (x.destination or x.chain) == key)
-            msg = f"endpoint {key} appears {n} times in KUBE-SVC-{svc.hash}"
+            msg = f"endpoint {key} appears {n} times in {name}"
             rule = rules[i] if i < len(rules) else None
             out.append(
                 Finding(Severity.WARNING, "duplicate-endpoint", node, svc.name, msg, where(rule))
@@ -165,3 +140,6 @@ def duplicates(node: str, svc: Service, ruleset: Ruleset) -> list[Finding]:
 
 def _pct(x: Fraction) -> str:
     return f"{float(x) * 100:.4f}%"
+
+
+__all__ = ["LocalDrop", "black_hole", "cascades", "duplicates", "local_drops", "no_endpoints"]

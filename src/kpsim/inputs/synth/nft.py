@@ -152,25 +152,27 @@ def _service_port(
         out.append(_pick(svc_chain, plan.cluster_eps, base))
         out.append(f"add element {T} service-ips {{ {key} : goto {svc_chain} }}")
     if sp.node_port:
-        if plan.has_external and svc.external_policy_local:
+        # as kube-proxy's proxier (TestOverallNFTablesRules' svc2): with endpoints, the
+        # NodePort always leads to the external chain; under externalTrafficPolicy Local it
+        # short-circuits node-local clients, and only a node with a local endpoint goes on
+        # to the local chain — on the others outside clients fall through to the drop
+        if svc.external_policy_local:
+            if plan.local_eps:
+                out += [f"add chain {T} {local}", _pick(local, plan.local_eps, base)]
             out += [
-                f"add chain {T} {local}",
-                _pick(local, plan.local_eps, base),
                 f"add chain {T} {ext}",
                 f"add rule {T} {ext} fib saddr type local jump mark-for-masquerade "
                 'comment "masquerade local traffic"',
                 f"add rule {T} {ext} fib saddr type local goto {svc_chain} "
                 'comment "short-circuit local traffic"',
-                f"add rule {T} {ext} goto {local}",
             ]
-        elif plan.has_external:
+            if plan.local_eps:
+                out.append(f"add rule {T} {ext} goto {local}")
+        else:
             out += [f"add chain {T} {ext}", f"add rule {T} {ext} jump mark-for-masquerade",
                     f"add rule {T} {ext} goto {svc_chain}"]  # fmt: skip
-        if plan.has_external:
-            out.append(
-                f"add element {T} service-nodeports {{ {proto} . {sp.node_port} : goto {ext} }}"
-            )
-        else:
+        out.append(f"add element {T} service-nodeports {{ {proto} . {sp.node_port} : goto {ext} }}")
+        if not plan.has_external:
             out.append(f'add element {T} no-endpoint-nodeports {{ {proto} . {sp.node_port} '
                        f'comment "{name}" : drop }}')  # fmt: skip
     return out
