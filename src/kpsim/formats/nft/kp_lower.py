@@ -294,8 +294,8 @@ class Statement:
             self.out.matches.append(self.lookup(keys, tok, negated))
         elif tok == "{":
             body = self.brace_text()
-            elements = [(0, 0, e) for e in _elements(body)]
-            anon = NftSet("{…}", 0, False, keys, elements=elements)
+            items = [(0, 0, e) for e in elements(body)]
+            anon = NftSet("{…}", 0, False, keys, elements=items)
             self.out.matches.append(self.set_match(keys, anon, "{" + body + "}", negated))
         else:
             self.literal(keys, negated, mask)
@@ -341,7 +341,7 @@ class Statement:
     def vmap(self, keys: tuple[str, ...]) -> None:
         if self.peek() == "{":
             body = self.brace_text()
-            found = NftSet("{…}", 0, True, keys, elements=[(0, 0, e) for e in _elements(body)])
+            found = NftSet("{…}", 0, True, keys, elements=[(0, 0, e) for e in elements(body)])
             name = "{…}"
         else:
             name = self.take()
@@ -365,7 +365,7 @@ class Statement:
         modulus, offset = params
         branches: list[tuple[Match, Target]] = []
         before: list[int] = []
-        for text in _elements(body):
+        for text in elements(body):
             key_text, _, value = text.partition(" : ")
             try:
                 bucket = int(key_text.strip())
@@ -382,14 +382,6 @@ class Statement:
             branches.append((NumgenMatch(modulus, bucket, tuple(before), offset), target))
             before.append(bucket)
         self.out.branches = branches
-
-
-def _elements(body: str) -> list[str]:
-    return elements(body)
-
-
-def _one(keys: tuple[str, ...], value: str) -> NftSet:
-    return NftSet(value, 0, False, keys, elements=[(0, 0, value)])
 
 
 def _int(text: str, st: Statement) -> int:
