@@ -71,7 +71,7 @@ class Statement:
             self._offs = [o for _, o in found] + [len(text)]
         elif "{" in text or "," in text or ";" in text:
             # without quotes TOKEN's tokens are str.split's once the punctuation is spaced
-            # out: 3× faster than finditer on the 10k-service ruleset (1.1 s → 0.35 s)
+            # out: a numgen vmap rule 7.8 µs → 1.1 µs, a plain one 3.0 µs → 0.24 µs
             for ch in "{},;":
                 text = text.replace(ch, f" {ch} ")
             self.toks = text.split()
