@@ -119,3 +119,12 @@ def test_fast_lower_is_the_statement_reader_or_declines(text: str) -> None:
     except StatementError as exc:  # the fast path must never take what is an error
         raise AssertionError(f"fast path took {text!r}; the reader says {exc}") from None
     assert fast == slow
+
+
+def test_split_tokens_keep_an_anonymous_sets_text_as_written() -> None:
+    """Tokens by str.split must not change what answers show: a set's text as written."""
+    text = "ip daddr { 10.0.0.1, 10.0.0.2 } tcp dport { 80, 443 } accept"
+    low = Statement(text, {}).read()
+    names = [getattr(m, "name", None) for m in low.matches]
+    assert names == ["{ 10.0.0.1, 10.0.0.2 }", "{ 80, 443 }"]
+    assert fast_lower(text, {}) is None

@@ -186,10 +186,7 @@ class Statement:
         return self.toks[start : self.i - 1]
 
     def brace_text(self) -> str:
-        if self._offs is None:  # no quotes: the tokens joined are the text, spaced
-            start = self.i + 1
-            self.braces()
-            return " ".join(self.toks[start : self.i - 1])
+        """The text between the braces as written (a set's name in answers is its text)."""
         start = self.offs[self.i]
         self.braces()
         return self.text[start + 1 : self.offs[self.i - 1]]
