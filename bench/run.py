@@ -14,7 +14,8 @@ ratio is to the best time of the faster kernel tool. Exact shares of all service
 API: ``kube.services`` after ``api.load``), where ``show`` spends its time and (up to
 10,000 services) a trace of every service one by one are timed in fresh interpreters.
 Targets (issue #16): trace ≤ 0.25×, show ≤ 0.7×, all shares ≤ 1 s, RSS trace ≤ 150 MB,
-show ≤ 250 MB, growing linearly with the dump.
+show ≤ 250 MB, growing linearly with the dump. Then, for 10,000 services, bench/nft.py:
+the same services' nftables-mode ruleset loaded against the iptables one (issue #14).
 """
 
 from __future__ import annotations
@@ -230,6 +231,10 @@ def main() -> int:
     results = [
         bench(n, args.endpoints, args.repeat, n == 10_000, args.baseline) for n in args.services
     ]
+    if 10_000 in args.services:  # issue #14: the same services in nftables mode (bench/nft.py)
+        import nft  # bench/ is the script's folder, first on sys.path
+
+        nft.bench(10_000, args.endpoints, args.repeat)
     if len(results) > 1:
         first, last = results[0], results[-1]
         grow = last["lines"] / first["lines"]

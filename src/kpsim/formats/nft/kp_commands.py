@@ -31,11 +31,47 @@ _HEAD = re.compile(
 )
 
 
+_FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
+
+
 class NftReader(NftText):
     """Both forms: ``nft list`` blocks (NftText) and ``nft -f`` commands."""
 
     def command(self, number: int, col: int, stmt: str, line: str) -> None:
         _command(self, number, col, stmt, line)
+
+    def line(self, number: int, line: str) -> None:
+        """``add rule|element FAMILY TABLE NAME …`` at the top level, split by str.split:
+        nearly every line of kube-proxy's transaction; reading 10k services 0.8 s → 0.37 s."""
+        if (
+            line.startswith(("add rule ", "add element ", "add chain "))
+            and self._pending is None
+            and self._table is None
+            and self._chain is None
+            and self._set is None
+        ):
+            parts = line.split(None, 5)  # _HEAD's groups, when none holds a brace
+            if len(parts) == 5 and parts[1] == "chain" and parts[2] in _FAMILIES:
+                if "{" not in line:  # ``add chain ip kube-proxy NAME``: 61k of them
+                    table = self.table(parts[2], parts[3], number)
+                    _chain(table.chains, "add", parts[4], number, "", self, 0, line.strip())
+                    return
+            elif (
+                parts[1] != "chain"
+                and len(parts) == 6
+                and parts[2] in _FAMILIES
+                and "{" not in parts[3] + parts[4]
+            ):
+                rest = parts[5].rstrip()
+                if rest:
+                    table = self.table(parts[2], parts[3], number)
+                    col = len(line.rstrip()) - len(rest) + 1
+                    if parts[1] == "rule":
+                        _rule(table.chains, "add", parts[4], number, col, rest, self, line)
+                    else:
+                        _element(table.sets, "add", parts[4], number, col, rest, self, line)
+                    return
+        super().line(number, line)
 
 
 def _command(reader: NftText, number: int, col: int, stmt: str, line: str) -> None:

