@@ -14,10 +14,10 @@ element comments; the shares from NumgenMatch, exact over 2^32.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
-from typing import NamedTuple
+from dataclasses import replace
 
 from kpsim.kube.frontends import Frontend, address
+from kpsim.kube.service import Endpoint, Service
 from kpsim.model import (
     Chain,
     CommentMatch,
@@ -34,31 +34,6 @@ from kpsim.model.nft import NumgenMatch, SetLookup
 CHAIN = re.compile(r"(service|external|local|firewall)-([A-Z2-7]{8})-(\S+)")
 ENDPOINT = re.compile(r"endpoint-[A-Z2-7]{8}-(\S+)__(\S+)")
 _CHECKS = ("service-endpoints-check", "nodeport-endpoints-check", "endpoints-check")
-
-
-class Endpoint(NamedTuple):
-    """An endpoint chain, its DNAT destination and its exact share (services.Endpoint)."""
-
-    chain: str
-    destination: str | None
-    probability: Fraction
-
-
-class Service(NamedTuple):
-    """The fields of services.Service this layout tells (services.py builds the real one:
-    it imports this module, not the other way round)."""
-
-    name: str
-    hash: str
-    protocol: str | None
-    frontends: tuple[Frontend, ...]
-    endpoints: tuple[Endpoint, ...]
-    local_endpoints: tuple[Endpoint, ...] = ()
-    affinity_seconds: int | None = None
-    traffic_policy_local: bool = False
-    no_endpoints: bool = False
-    # the chain names spell ns/name/proto/port out, as the iptables proxier's comments do
-    named_by: str = "comment"
 
 
 def is_nft_kube_proxy(ruleset: Ruleset) -> bool:
@@ -131,7 +106,7 @@ def nft_services(ruleset: Ruleset) -> tuple[Service, ...]:
     for i, svc in enumerate(out):
         more = dropped.pop(svc.name, None)
         if more:
-            out[i] = svc._replace(frontends=svc.frontends + more.frontends)
+            out[i] = replace(svc, frontends=svc.frontends + more.frontends)
     out.extend(dropped.values())
     return tuple(sorted(out, key=lambda s: (s.name, s.protocol or "")))
 
