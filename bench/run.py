@@ -114,7 +114,8 @@ def in_turns(argvs: dict[str, list[str]], repeat: int) -> dict[str, list[tuple[f
     return runs
 
 
-#: Run in a fresh interpreter: exact shares of every service, and show's phases.
+#: Run in a fresh interpreter: exact shares of every service, show's phases, lint and a
+#: self-diff after the same load.
 _SHARES = """
 import gc, json, os, sys, time
 from kpsim import api
@@ -132,6 +133,11 @@ with open(os.devnull, "w") as out:
     write_show_json(report, out)
 t4 = time.perf_counter()
 times = {"load": t1 - t0, "shares": t2 - t1, "show": t3 - t2, "json": t4 - t3}
+t5 = time.perf_counter()
+assert api.lint(loaded).captures  # every check over the 10k/50k services (#19)
+t6 = time.perf_counter()
+assert api.diff(loaded, loaded).changes == ()  # a capture against itself: by meaning
+times["lint"], times["diff"] = t6 - t5, time.perf_counter() - t6
 if len(sys.argv) > 2:  # every service's first frontend traced, after the load
     from kpsim.engine.packet import Packet
     from kpsim.engine.trace import Tracer
