@@ -11,14 +11,17 @@ import contextlib
 import ipaddress
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 
 from kpsim.errors import ExitCode, KpsimError, UsageError
 from kpsim.model import Format
+
+if TYPE_CHECKING:
+    from kpsim.api import Loaded
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +48,30 @@ def keep_until_exit(model: T) -> T:
     if _ProcessExit.fast:
         _ProcessExit.kept.append(model)
     return model
+
+
+def load_inputs(
+    paths: Sequence[str],
+    fixtures_dir: str | None,
+    fmt: str | None,
+    strict: bool,
+    *,
+    all_files: bool = False,
+    lazy: bool = False,
+) -> Loaded:
+    """``input_options`` → ``api.load``, the model kept until exit (``keep_until_exit``):
+    what every reading command does first."""
+    from kpsim import api
+
+    loaded = api.load(
+        paths,
+        fixtures_dir=fixtures_dir,
+        fmt=Format(fmt) if fmt else None,
+        strict=strict,
+        all_files=all_files,
+        lazy=lazy,
+    )
+    return keep_until_exit(loaded)
 
 
 def fast_exit(main: Callable[[], object]) -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import click
 
 from kpsim import api
-from kpsim.cli.common import handles_errors, input_options, port_option
+from kpsim.cli.common import handles_errors, input_options, load_inputs, port_option
 from kpsim.errors import UsageError
-from kpsim.model import Format
 
 
 @click.command("counters")
@@ -45,16 +44,12 @@ def counters_command(
         port_option(port)
     if port is not None and service is not None:
         raise UsageError("--port and --service: give one")
-    form = Format(fmt) if fmt else None
     if len(paths) == 2:
-        earlier = api.load(paths[:1], fixtures_dir=fixtures_dir, fmt=form, strict=strict,
-                           all_files=False)  # fmt: skip
-        later = api.load(paths[1:], fixtures_dir=fixtures_dir, fmt=form, strict=strict,
-                         all_files=False)  # fmt: skip
+        earlier = load_inputs(paths[:1], fixtures_dir, fmt, strict)
+        later = load_inputs(paths[1:], fixtures_dir, fmt, strict)
         reports = api.counters(earlier, later, port=port, service=service)
     else:
-        loaded = api.load(paths, fixtures_dir=fixtures_dir, fmt=form, strict=strict,
-                          all_files=False)  # fmt: skip
+        loaded = load_inputs(paths, fixtures_dir, fmt, strict)
         reports = api.counters(loaded, port=port, service=service)
     from kpsim.render.width import detect
 

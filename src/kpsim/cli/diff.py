@@ -11,9 +11,8 @@ from __future__ import annotations
 import click
 
 from kpsim import api
-from kpsim.cli.common import FORMAT_CHOICES, handles_errors, keep_until_exit
+from kpsim.cli.common import FORMAT_CHOICES, handles_errors, load_inputs
 from kpsim.errors import UsageError
-from kpsim.model import Format
 from kpsim.render.diff_json import diff_json
 from kpsim.render.diff_text import diff_text
 from kpsim.render.width import detect
@@ -38,17 +37,14 @@ def diff_command(
     (exact), policy, affinity and masquerade changes. A B: two captures, or two
     snapshot folders matched node by node. --nodes DIR: nodes of one snapshot that
     disagree about a service (a node lagging behind)."""
-    form = Format(fmt) if fmt else None
     if nodes_dir is not None:
         if paths:
             raise UsageError("--nodes DIR compares one snapshot: give no other PATH")
-        loaded = keep_until_exit(api.load([nodes_dir], fmt=form, strict=strict, all_files=False))
+        loaded = load_inputs([nodes_dir], None, fmt, strict)
         report = api.diff_nodes(loaded)
     else:
         if len(paths) != 2:
             raise UsageError(f"diff needs two PATHs (before, after), got {len(paths)}")
-        before, after = (
-            keep_until_exit(api.load([p], fmt=form, strict=strict, all_files=False)) for p in paths
-        )
+        before, after = (load_inputs([p], None, fmt, strict) for p in paths)
         report = api.diff(before, after)
     click.echo(diff_json(report) if output == "json" else diff_text(report, detect()), nl=False)

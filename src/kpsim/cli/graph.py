@@ -12,11 +12,16 @@ from collections.abc import Callable
 import click
 
 from kpsim import api
-from kpsim.cli.common import handles_errors, input_options, ip_option, keep_until_exit, port_option
+from kpsim.cli.common import (
+    handles_errors,
+    input_options,
+    ip_option,
+    load_inputs,
+    port_option,
+)
 from kpsim.errors import UsageError
 from kpsim.graph import build as graph
 from kpsim.graph.model import GraphView
-from kpsim.model import Format
 from kpsim.render.dot import graph_dot
 from kpsim.render.graphjson import graph_json
 from kpsim.render.mermaid import graph_mermaid
@@ -68,14 +73,7 @@ def graph_command(
     if port is not None:
         port_option(port)
     node_ips = tuple(ip_option(i, "--node-ip") for i in node_ips)
-    loaded = api.load(
-        paths,
-        fixtures_dir=fixtures_dir,
-        fmt=Format(fmt) if fmt else None,
-        strict=strict,
-        all_files=False,
-    )
-    keep_until_exit(loaded)
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict)
     view = api.graph(loaded, api.node(loaded, node), port, service, node_ips)
     for note in view.notes:
         if note.startswith(("not highlighted", "capture:", "no node address")):

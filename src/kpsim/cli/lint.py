@@ -13,10 +13,9 @@ import sys
 import click
 
 from kpsim import api
-from kpsim.cli.common import handles_errors, input_options, ip_option, keep_until_exit
+from kpsim.cli.common import handles_errors, input_options, ip_option, load_inputs
 from kpsim.errors import ExitCode
 from kpsim.lint import Severity, at_or_above
-from kpsim.model import Format
 from kpsim.render.lint_json import lint_json
 from kpsim.render.lint_text import lint_text
 from kpsim.render.width import detect
@@ -57,14 +56,7 @@ def lint_command(
     black holes (and which nodes serve them), cascades that do not give equal shares,
     rules that never match, missing and stale chains, both iptables back-ends, partial
     captures. Each finding has a stable code and the file:line behind it."""
-    loaded = api.load(
-        paths,
-        fixtures_dir=fixtures_dir,
-        fmt=Format(fmt) if fmt else None,
-        strict=strict,
-        all_files=False,
-    )
-    keep_until_exit(loaded)
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict)
     ips = tuple(ip_option(i, "--node-ip") for i in node_ips)
     report = api.lint(loaded, node, ips)
     click.echo(lint_json(report) if output == "json" else lint_text(report, detect()), nl=False)

@@ -27,10 +27,10 @@ from kpsim.cli.common import (
     input_options,
     ip_option,
     keep_until_exit,
+    load_inputs,
     port_option,
 )
 from kpsim.errors import UsageError
-from kpsim.model import Format
 
 if TYPE_CHECKING:
     from kpsim.engine.trace import UnknownMode
@@ -164,10 +164,7 @@ def show(
 ) -> None:
     """Load captures and say what they hold: one services table (ports, endpoints, exact
     shares); -v: format, tables, chains and diagnostics of each capture."""
-    loaded = api.load(
-        paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict
-    )
-    keep_until_exit(loaded)
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict, all_files=True)
     report = keep_until_exit(api.show(loaded))
     if output == "json":
         from kpsim.render.json import write_show_json
@@ -227,15 +224,8 @@ def trace(
     """Follow a connection's first packet through each node's rules: every outcome,
     its exact probability, the rules on its path, and whether the client IP survives."""
     request = trace_request(port, dest, proto, source, node_ips, node, assumptions)
-    loaded = api.load(
-        paths,
-        fixtures_dir=fixtures_dir,
-        fmt=Format(fmt) if fmt else None,
-        strict=strict,
-        all_files=False,
-        lazy=output != "dot",  # a trace reads a few chains; the graph draws them all
-    )
-    keep_until_exit(loaded)
+    # a trace reads a few chains (lazy); the graph draws them all
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict, lazy=output != "dot")
     if output == "dot":
         from kpsim.render.dot import graph_dot
 

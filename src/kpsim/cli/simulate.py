@@ -24,11 +24,10 @@ from kpsim.cli.common import (
     handles_errors,
     input_options,
     ip_option,
-    keep_until_exit,
+    load_inputs,
     port_option,
 )
 from kpsim.errors import UsageError
-from kpsim.model import Format
 from kpsim.simulate.run import Progress, SimRequest
 
 #: Runs shorter than this finish before a progress bar would be worth drawing.
@@ -207,11 +206,7 @@ def simulate_command(
     except (ValueError, TypeError, OverflowError) as exc:  # numpy's word on a seed
         raise UsageError(f"--seed {seed}: {exc}") from None
     request = replace(request, seed=seed)
-    loaded = api.load(
-        paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None, strict=strict,
-        all_files=False,
-    )  # fmt: skip
-    keep_until_exit(loaded)
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict)
     show = output == "text" and sys.stderr.isatty() and n >= PROGRESS_FROM
     with _progress(show) as progress:
         report = api.simulate(loaded, request, rng, progress)

@@ -21,10 +21,9 @@ from dataclasses import replace
 import click
 
 from kpsim import api
-from kpsim.cli.common import color, handles_errors, input_options
+from kpsim.cli.common import color, handles_errors, input_options, load_inputs
 from kpsim.errors import ExitCode, UsageError
 from kpsim.kube.scenario import DEFAULT_CLIENT
-from kpsim.model import Format
 from kpsim.render.verify_json import verify_json
 from kpsim.render.verify_text import verify_text
 from kpsim.verify import netns
@@ -116,13 +115,7 @@ def verify_command(
     with verification.signals_unwind() as unwinding:
         try:
             _stale_note()
-            loaded = api.load(
-                paths,
-                fixtures_dir=fixtures_dir,
-                fmt=Format(fmt) if fmt else None,
-                strict=strict,
-                all_files=False,
-            )
+            loaded = load_inputs(paths, fixtures_dir, fmt, strict)
             label = f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})"
             if not keep:
                 report = api.verify(loaded, request)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import click
 
 from kpsim import api
-from kpsim.cli.common import handles_errors, input_options, port_option
+from kpsim.cli.common import handles_errors, input_options, load_inputs, port_option
 from kpsim.errors import UsageError
-from kpsim.model import Format
 
 
 @click.command("why")
@@ -60,8 +59,7 @@ def why_command(
         raise UsageError("--connections at most 10000, --requests at most 10^9")
     if not 0 <= seed < 1 << 63:
         raise UsageError(f"--seed {seed}: a whole number from 0 to 2**63-1")
-    loaded = api.load(paths, fixtures_dir=fixtures_dir, fmt=Format(fmt) if fmt else None,
-                      strict=strict, all_files=False)  # fmt: skip
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict)
     _, rng = api.generator(seed)
     report = api.why(loaded, rng, port=port, service=service, observed=observed, n=n,
                      connections=connections, requests=requests)  # fmt: skip
