@@ -177,13 +177,19 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
         if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= _NFT_BASE):
             for name in sorted(_NFT_BASE & table.chains.keys()):
                 signs[ProxyMode.NFTABLES].add(table.chains[name].origin, live=True)
-        iptables = signs[ProxyMode.IPTABLES]
+        iptables, nft = signs[ProxyMode.IPTABLES], signs[ProxyMode.NFTABLES]
         for chain in table.chains.values():
             if not nft_table and chain.name.startswith(_IPTABLES_PREFIXES):
                 # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
                 # past the lines kept as evidence, one more says nothing new
                 if len(iptables.seen) < _FEW or not iptables.is_seen:
                     iptables.add_chain(chain)
+                continue
+            if len(nft.live) >= _FEW and _NFT_SERVICE_CHAIN.match(chain.name):
+                # service-…, endpoint-…: 61,000 in kube-proxy's table on a big node, holding
+                # its own statements (numgen, dnat, jumps to its chains); past the lines kept
+                # as evidence, one more says nothing new (and their rules, read on demand
+                # by formats/nft/kp_lazy.py, are not built for a trace)
                 continue
             _chain_signs(signs, tname, chain, nft_table)
             for rule in chain.rules:

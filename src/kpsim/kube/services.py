@@ -150,6 +150,8 @@ def service_names(ruleset: Ruleset, hashes: Collection[str]) -> dict[str, str]:
 def offers_node_port(ruleset: Ruleset, port: int) -> bool:
     """Does a service of ``services(ruleset)`` have NodePort ``port`` in KUBE-NODEPORTS?
     (A quick yes for ``trace --port``; no means: ask ``services``.)"""
+    if nft_services.is_nft_kube_proxy(ruleset):  # kube-proxy's nftables table
+        return nft_services.offers_node_port(ruleset, port)
     chain = ruleset.chain("nat", "KUBE-NODEPORTS")
     for rule in chain.rules if chain is not None else ():
         target = rule.target

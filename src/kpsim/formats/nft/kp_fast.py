@@ -44,7 +44,7 @@ def fast_lower(text: str, sets: dict[str, NftSet]) -> Lowered | None:
     first = w[0] if w else ""
     if first == "numgen" and n > 7 and w[1:3] == ["random", "mod"] and w[4:6] == ["vmap", "{"]:
         return _numgen(w[3], text)
-    if first == "update" and n == 5 and w[2:] == ["{", "ip", "saddr", "}"]:
+    if first == "update" and n == 6 and w[2:] == ["{", "ip", "saddr", "}"]:
         name = w[1]
         if name[:1] != "@" or "," in name or "{" in name or "}" in name:
             return None

@@ -1,0 +1,334 @@
+"""Read kube-proxy's ``nft -f`` transaction with one cheap pass, each chain's hot-shape rules
+built when first read (``lazy``) or all at the end, without the line-by-line reader.
+
+    text ─ one regex pass ─▶ runs of ``add rule ip kube-proxy NAME <hot shape>`` lines
+         │                   (after their ``add chain``), by chain: offsets and line numbers
+         └ every other line (table, sets, maps, elements, other rules) read now: NftReader
+    kube_proxy.assemble (hook slots, reachability from the jump targets read off the text)
+         ─▶ Ruleset(chains: LazyChain, built by kp_fast.fast_lower on first use)
+
+Why: on a 10,000-service table 114,000 of 115,000 rule lines are one of seven shapes
+(kp_fast.py); reading them into drafts line by line and lowering every one cost ~1.5 s of
+a ~2.4 s load, against 0.95 s for the whole iptables-mode load of the same services.
+
+Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
+is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
+numgen buckets of digits…; ``ip saddr @set`` only when every such set is a dynamic one),
+so no deferred line can hold a diagnostic. Any input this pass cannot vouch for — a
+diagnostic or note, another table, a listing (``table … {``), a command other than
+``add`` (``flush``/``delete``/``insert`` reorder or remove), ``\\r``, no newline at the end,
+strict reading — gives None, and the caller reads it whole (``tests/test_nft_lazy.py``
+compares the two on every nft input).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
+
+from kpsim.formats.capture import assess
+from kpsim.formats.common import RulesetBuilder, Sink
+from kpsim.formats.iptables.construct import constructor, new_chain, new_location
+from kpsim.formats.iptables.lazy import LazyChain
+from kpsim.formats.nft.kp_commands import NftReader
+from kpsim.formats.nft.kp_hot import hot_rules
+from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
+from kpsim.formats.nft.kube_proxy import (
+    KUBE_PROXY_TABLE,
+    LATER,
+    NOTE,
+    _assess,
+    _lower_chain,
+    assemble,
+    jumps_of,
+    parse_kube_proxy,
+)
+from kpsim.model import BUILTIN_CHAINS, Chain, Format, Rule, Ruleset, Table
+
+# ---------------------------------------------------------------- what may be deferred
+
+#: A chain name kube-proxy writes (``endpoint-…-ns/svc/tcp/p__10.0.0.1/80``): no blank,
+#: quote, brace, comma or ``@``; never ``jump``/``goto`` (targets are read off the text).
+_NAME = r"(?!(?:jump|goto) )[A-Za-z0-9_][A-Za-z0-9_./:-]*+"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: A dotted quad as ``kp_values.ipv4`` takes it (no leading zero, each octet ≤ 255).
+_IPV4 = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+_VERDICT = rf"(?:jump|goto) {_NAME}"
+_BUCKET = rf"[0-9]{{1,9}} : {_VERDICT}"
+#: The seven shapes ``kp_fast.fast_lower`` reads (kube-proxy's hot rules), each in the one
+#: spelling kube-proxy writes; ``ip saddr @set`` also needs the set dynamic (checked after).
+_BODY = (
+    rf"(?:{_VERDICT}"
+    rf"|ip saddr (?:{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?|@{_NAME}) {_VERDICT}"
+    rf"|meta l4proto (?:tcp|udp|sctp) dnat to {_IPV4}(?::[0-9]{{1,5}})?"
+    rf"|numgen random mod [1-9][0-9]{{0,8}} vmap \{{ {_BUCKET}(?:, {_BUCKET})*+ \}}"
+    rf"|ct state new jump {_NAME}"
+    rf"|update @{_NAME} \{{ ip saddr \}})"
+)
+_CHAIN = "\nadd chain ip kube-proxy "
+_RULE = "add rule ip kube-proxy "
+_ELEMENT = "add element ip kube-proxy "
+#: A chain's ``add chain`` line and the hot-shape rules right after it; a run of one
+#: chain's hot-shape rules; an ``add element`` line whose list has no quote or brace (read
+#: here as NftReader reads it); comment lines that are no ``# kpsim:meta`` (nothing to
+#: read). Each from the newline before its first line to the end of its last: the literal
+#: "\n" lets ``re`` skip ahead to each line start.
+_SCAN = re.compile(
+    rf"\nadd (?:chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
+    rf"|rule ip kube-proxy (?P<run>{_NAME}) {_BODY}(?:\n{_RULE}(?P=run) {_BODY})*+"
+    rf"|element ip kube-proxy (?P<set>{_NAME}) \{{(?P<items>[^{{}}\"\n]*+)\}})(?=\n)"
+    r"|(?:\n#(?! kpsim:meta )[^\n]*+)++",
+    re.ASCII,
+)
+#: The targets of deferred lines, in order: each shape's ``jump X``/``goto X``, every
+#: bucket's of a numgen vmap (no chain name on a deferred line is ``jump`` or ``goto``).
+_TARGETS = re.compile(rf" (?:jump|goto) ({_NAME})", re.ASCII)
+#: ``ip saddr @set jump|goto X`` anywhere: kp_fast reads it only for a dynamic set.
+_SET_USE = re.compile(rf" ip saddr @({_NAME}) (?:jump|goto) ", re.ASCII)
+_TABLE = ("ip", KUBE_PROXY_TABLE)
+#: A chain named as a built-in one is lowered at once (its hook slot may reset it).
+_BUILTIN_NAMES = frozenset(n for names in BUILTIN_CHAINS.values() for n in names)
+
+_new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
+#: ``NftChain(name, line, text, …)`` for 61,000 chains: the dataclass's own ``__init__``
+#: (its default factory) costs ~3× as much (construct.py)
+_new_nft_chain: Callable[..., NftChain] = constructor(NftChain)
+
+
+class _NotClean(Exception):
+    """The input holds something only the whole reader answers exactly."""
+
+
+class _Deferred:
+    """The deferred rule lines of kube-proxy's table: where each chain's runs are."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.path = path
+        self.sets: dict[str, NftSet] = {}
+        #: chain → (start, end, number of its first line) of each run of deferred lines,
+        #: ``start`` the offset of the newline before the run
+        self.runs: dict[str, list[tuple[int, int, int]]] = {}
+
+    def lines(self, name: str) -> list[tuple[int, str]]:
+        """The chain's deferred lines: (line number, statement text)."""
+        cut = len(_RULE) + len(name) + 1
+        out: list[tuple[int, str]] = []
+        for start, end, first in self.runs[name]:
+            texts = [line[cut:] for line in self.text[start + 1 : end].split("\n")]
+            out += zip(range(first, first + len(texts)), texts, strict=True)
+        return out
+
+    def items(self, name: str) -> list[tuple[int, int, str]]:
+        """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
+        col = len(_RULE) + len(name) + 2
+        return [(number, col, text) for number, text in self.lines(name)]
+
+    def jumps(self, name: str) -> list[str]:
+        found: list[str] = []
+        for start, end, _ in self.runs[name]:
+            found += _TARGETS.findall(self.text, start, end)
+        return found
+
+    def build(self, name: str, table: str) -> tuple[Rule, ...]:
+        """The chain's rules, as ``kube_proxy._lower_chain`` builds them from the same lines
+        (every one a hot shape: no statement list, so no helper chain)."""
+        return hot_rules(table, name, self.lines(name), self.path, self.sets)
+
+
+class _TableSource:
+    """What a ``LazyChain`` of one table asks for its rules (a chain reached from two hook
+    slots is in two tables, its rules built for each)."""
+
+    __slots__ = ("deferred", "table")
+
+    def __init__(self, deferred: _Deferred, table: str) -> None:
+        self.deferred = deferred
+        self.table = table
+
+    def rules(self, name: str) -> tuple[Rule, ...]:
+        return self.deferred.build(name, self.table)
+
+
+# ---------------------------------------------------------------- the pass
+
+
+def read_kube_proxy(text: str, path: str, *, strict: bool = False, lazy: bool = False) -> Ruleset:
+    """kube-proxy's table: by the one pass when it can vouch for the input, else whole."""
+    if not strict:
+        found = scan_kube_proxy(text, path, lazy=lazy)
+        if found is not None:
+            return found
+    return parse_kube_proxy(text, path, strict=strict)
+
+
+def scan_kube_proxy(text: str, path: str, *, lazy: bool = False) -> Ruleset | None:
+    """The ruleset of a clean ``nft -f`` transaction of kube-proxy's ``ip`` table (its
+    deferred chains built on first use when ``lazy``); None when the whole reader must
+    answer (see the module's docstring)."""
+    if not text.endswith("\n") or "\r" in text or text.startswith("add rule "):
+        return None
+    try:
+        return _Pass(text, path).run(lazy)
+    except _NotClean:
+        return None
+
+
+class _Pass:
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.path = path
+        self.sink = Sink(path, False)
+        self.reader = NftReader(path, self.sink)
+        self.deferred = _Deferred(text, path)
+
+    def run(self, lazy: bool) -> Ruleset:
+        text, reader = self.text, self.reader
+        runs = self.deferred.runs
+        done = 0  # the offset up to which the text is read
+        lines = 0  # newlines before ``done``
+        table: NftTable | None = None
+        for m in _SCAN.finditer(text):
+            start, end = m.span()
+            if start != done:
+                self._eager(done, start, lines)
+                lines += text.count("\n", done, start)
+            number = lines + 2  # the line after the newline at ``start``
+            done = end
+            lines += text.count("\n", start, end)
+            chain, _, run, set_name, items = m.groups()
+            if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
+                if table is None:  # as NftReader makes it on its first ``add chain``
+                    table = reader.table(*_TABLE, number)
+                line_end = start + len(_CHAIN) + len(chain)  # its rules' newline, if any
+                if chain not in table.chains:
+                    table.chains[chain] = _new_nft_chain(
+                        chain, number, text[start + 1 : line_end], None, None, None, None,
+                        None, [],
+                    )  # fmt: skip
+                start = line_end
+                if start == end:
+                    continue  # no rule after it
+                number += 1
+                run = chain
+            elif run is not None:
+                if table is None or run not in table.chains:
+                    raise _NotClean  # a rule before its chain: the whole reader says so
+            elif set_name is not None:
+                self._elements(set_name, number, items)
+                continue
+            else:
+                continue  # comment lines: nothing to read
+            found = runs.get(run)
+            if found is None:
+                found = runs[run] = []
+            found.append((start, end, number))
+        self._eager(done, len(text), lines)
+        return self._finish(lazy)
+
+    def _elements(self, name: str, number: int, items: str) -> None:
+        """``add element ip kube-proxy SET { a, b }``, as NftReader reads it."""
+        table = self.reader.tables.get(_TABLE)
+        found = None if table is None else table.sets.get(name)
+        if found is None:
+            raise _NotClean  # an element before its set: the whole reader says so
+        col = len(_ELEMENT) + len(name) + 3  # of the first element, as NftReader says
+        found.elements += [(number, col, e) for e in elements(items)]
+
+    def _eager(self, start: int, end: int, lines: int) -> None:
+        """Read ``text[start:end]`` (whole lines, after the newline that ends a run) now."""
+        if start >= end:
+            return
+        chunk = self.text[start:end].split("\n")
+        number = lines + 1
+        if start > 0:  # the newline that ends the last run
+            chunk = chunk[1:]
+            number += 1
+        reader = self.reader
+        for offset, line in enumerate(chunk):
+            if not line.startswith(("add ", "#")) and line.strip():
+                raise _NotClean  # flush, delete, insert, a listing: order and deletions
+            reader.line(number + offset, line)
+        if (
+            self.sink.items
+            or reader.listed
+            or reader._pending is not None
+            or reader._table is not None
+            or reader._chain is not None
+            or reader._set is not None
+        ):
+            raise _NotClean
+
+    def _finish(self, lazy: bool) -> Ruleset:
+        reader, deferred = self.reader, self.deferred
+        if list(reader.tables) != [_TABLE] or reader.notes:
+            raise _NotClean
+        table = reader.tables[_TABLE]
+        deferred.sets = table.sets
+        for name in set(_SET_USE.findall(self.text)):
+            found = table.sets.get(name)
+            if found is None or not found.dynamic:
+                raise _NotClean  # fast_lower leaves it to the general reader
+        builder = RulesetBuilder(self.path, Format.NFT)
+        builder.note(NOTE)
+        builder.metadata.update(reader.metadata)
+        chains: dict[str, list[Rule] | None] = {}
+        jumps: dict[str, list[str]] = {}
+        for chain in table.chains.values():
+            name = chain.name
+            if name in deferred.runs and not chain.rules and name not in _BUILTIN_NAMES:
+                chains[name] = None
+                continue
+            if name in deferred.runs:  # rules read now and deferred ones: in line order
+                chain.rules = sorted([*chain.rules, *deferred.items(name)])
+            _lower_chain(chain, table, self.sink, chains)
+        if self.sink.items:
+            raise _NotClean
+        for name, rules in chains.items():
+            jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
+        assemble(builder, table, chains, jumps)
+        return _freeze(builder, table, deferred, jumps, lazy)
+
+
+def _freeze(
+    builder: RulesetBuilder,
+    table: NftTable,
+    deferred: _Deferred,
+    jumps: dict[str, list[str]],
+    lazy: bool,
+) -> Ruleset:
+    """The model: a deferred chain (draft ``LATER``) a ``LazyChain`` (``lazy``) or built
+    now; the capture's missing chains from the jump targets, without building any."""
+    tables: dict[str, Table] = {}
+    missing: list[tuple[str, str]] = []
+    path = builder.path
+    for tname, drafts in builder.tables.items():
+        source = _TableSource(deferred, tname)
+        chains: dict[str, Chain] = {}
+        targets: set[str] = set()
+        for name, d in drafts.items():
+            if d is not LATER:
+                chains[name] = new_chain(name, tuple(d.rules), d.policy, d.counters, d.origin)
+                targets.update(jumps_of(d.rules))
+                continue
+            nft = table.chains[name]
+            origin = new_location(path, nft.line, nft.text)
+            if lazy:
+                chains[name] = _new_lazy(name, source, None, None, origin)
+            else:
+                chains[name] = new_chain(name, deferred.build(name, tname), None, None, origin)
+            targets.update(jumps[name])
+        missing += ((tname, t) for t in targets - chains.keys())
+        tables[tname] = Table(tname, MappingProxyType(chains))
+    ruleset = Ruleset(
+        path=path,
+        format=builder.format,
+        family=builder.family,
+        tables=MappingProxyType(tables),
+        metadata=MappingProxyType(dict(builder.metadata)),
+        notes=builder.all_notes(),
+    )
+    capture = assess(ruleset, builder.facts, (), missing=sorted(missing))
+    return _assess(replace(ruleset, capture=capture), False)
