@@ -256,6 +256,7 @@ def test_a_vouched_line_builds_the_whole_readers_rules(text: str) -> None:
         return
     if " @plain " in text:
         return  # the scan defers ``ip saddr @set`` only when every such set is dynamic
-    rules = hot_rules("nat", "c", [(3, text)], "p", _SETS)
+    line = f"\nadd rule ip kube-proxy c {text}"
+    rules = hot_rules("nat", "c", line, [(0, len(line), 3)], len(line) - len(text) - 1, "p", _SETS)
     assert list(rules) == _whole(text)
     assert [r.origin for r in rules] == [r.origin for r in _whole(text)]

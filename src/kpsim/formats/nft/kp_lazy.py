@@ -112,19 +112,14 @@ class _Deferred:
         #: ``start`` the offset of the newline before the run
         self.runs: dict[str, list[tuple[int, int, int]]] = {}
 
-    def lines(self, name: str) -> list[tuple[int, str]]:
-        """The chain's deferred lines: (line number, statement text)."""
-        cut = len(_RULE) + len(name) + 1
-        out: list[tuple[int, str]] = []
-        for start, end, first in self.runs[name]:
-            texts = [line[cut:] for line in self.text[start + 1 : end].split("\n")]
-            out += zip(range(first, first + len(texts)), texts, strict=True)
-        return out
-
     def items(self, name: str) -> list[tuple[int, int, str]]:
         """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
-        col = len(_RULE) + len(name) + 2
-        return [(number, col, text) for number, text in self.lines(name)]
+        cut = len(_RULE) + len(name) + 1
+        out: list[tuple[int, int, str]] = []
+        for start, end, first in self.runs[name]:
+            lines = self.text[start + 1 : end].split("\n")
+            out += [(number, cut + 1, line[cut:]) for number, line in enumerate(lines, first)]
+        return out
 
     def jumps(self, name: str) -> list[str]:
         found: list[str] = []
@@ -135,7 +130,8 @@ class _Deferred:
     def build(self, name: str, table: str) -> tuple[Rule, ...]:
         """The chain's rules, as ``kube_proxy._lower_chain`` builds them from the same lines
         (every one a hot shape: no statement list, so no helper chain)."""
-        return hot_rules(table, name, self.lines(name), self.path, self.sets)
+        cut = len(_RULE) + len(name) + 1
+        return hot_rules(table, name, self.text, self.runs[name], cut, self.path, self.sets)
 
 
 class _TableSource:
