@@ -171,6 +171,44 @@ def test_a_jump_to_a_chain_not_captured_is_a_gap_either_way() -> None:
     assert ("nat", "not-captured") in lazy.capture.missing
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "jump mark-for-masquerade",  # deferred too: a second run of the chain
+        'jump mark-for-masquerade comment "read now"',  # read now: the chain built at once
+    ],
+)
+def test_a_chains_rules_in_two_places(extra: str) -> None:
+    """More rules for a chain later in the text (an endpoint's, a service's): in line
+    order after the first ones, numbered on, whichever way each line is read."""
+    clean = _generated()["seed-" + synth.SEED_NODES[0].name]
+    damaged = clean
+    for kind in ("endpoint", "service"):
+        name = re.search(rf"\nadd chain ip kube-proxy ({kind}-\S+)\n", damaged)
+        assert name is not None
+        at = damaged.index("\n# ", name.end())  # a comment line after the chain's rules
+        more = f"\nadd rule ip kube-proxy {name[1]} {extra}"
+        damaged = damaged[:at] + more + damaged[at:]
+    assert damaged.count(extra) >= 2 + clean.count(extra)
+    assert _compare(damaged, "d")
+
+
+def test_helper_chains_keep_the_whole_readers_order() -> None:
+    """A rule of several statements becomes a jump to a helper chain (``X#1``), which the
+    whole reader lists just before its chain: in a chain no hook reaches, that order is
+    the table's."""
+    clean = _generated()["seed-" + synth.SEED_NODES[0].name]
+    orphan = (
+        "add chain ip kube-proxy orphan\n"
+        "add rule ip kube-proxy orphan meta mark set meta mark | 0x4000 masquerade\n"
+        "add rule ip kube-proxy orphan jump mark-for-masquerade\n"
+    )
+    damaged = clean.replace("\n# ", "\n" + orphan + "# ", 1)
+    assert _compare(damaged, "d")
+    names = list(kp_lazy.read_kube_proxy(damaged, "d", lazy=True).tables["nat"].chains)
+    assert names.index("orphan#1") == names.index("orphan") - 1
+
+
 def test_strict_reading_is_the_whole_readers() -> None:
     clean = _generated()["seed-" + synth.SEED_NODES[0].name]
     damaged = clean.replace("ip saddr 10.", "ip saddr 1000.", 1)

@@ -69,6 +69,24 @@ def _dnat(to: str) -> Dnat:
     return _new_dnat((_new_range(addr, addr, number, number),), False, False)
 
 
+_MASQUERADE = Jump("mark-for-masquerade")
+
+
+def endpoint_rules(
+    table: str, chain: str, number: int, source: str, protocol: str, to: str, path: str
+) -> tuple[Rule, Rule]:
+    """An endpoint chain's two rules (kp_lazy's ``_ENDPOINT``), from the scan's groups:
+    ``ip saddr A jump mark-for-masquerade``, ``meta l4proto P dnat to A:P``."""
+    first = new_location(path, number, f"ip saddr {source} jump mark-for-masquerade")
+    second = new_location(path, number + 1, f"meta l4proto {protocol} dnat to {to}")
+    return (
+        new_rule(table, chain, 1, _MASQUERADE, _source(source), None, None, None, None, None,
+                 (), None, first),
+        new_rule(table, chain, 2, _dnat(to), None, None, _PROTOCOLS[protocol], None, None,
+                 None, (), None, second),
+    )  # fmt: skip
+
+
 def hot_rules(
     table: str,
     chain: str,
@@ -77,12 +95,13 @@ def hot_rules(
     cut: int,
     path: str,
     sets: dict[str, NftSet],
+    n: int = 0,
 ) -> tuple[Rule, ...]:
     """The model rules of the chain's deferred lines: ``runs`` of them in ``text``
-    (start, end, first line number), each line's statement after ``cut`` characters."""
+    (start, end, first line number), each line's statement after ``cut`` characters;
+    numbered after ``n``."""
     rules: list[Rule] = []
     add = rules.append
-    n = 0
     for start, end, first in runs:
         for number, line in enumerate(text[start + 1 : end].split("\n"), first):
             stmt = line[cut:]

@@ -33,7 +33,7 @@ from kpsim.formats.common import RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.lazy import LazyChain
 from kpsim.formats.nft.kp_commands import NftReader
-from kpsim.formats.nft.kp_hot import hot_rules
+from kpsim.formats.nft.kp_hot import endpoint_rules, hot_rules
 from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
 from kpsim.formats.nft.kube_proxy import (
     KUBE_PROXY_TABLE,
@@ -70,13 +70,23 @@ _BODY = (
 _CHAIN = "\nadd chain ip kube-proxy "
 _RULE = "add rule ip kube-proxy "
 _ELEMENT = "add element ip kube-proxy "
+_MASQUERADE = "jump mark-for-masquerade"
+#: An endpoint's chain as kube-proxy writes it, whole (50,000 of a 10,000-service table's
+#: 61,000 chains): its two rules read off the match, no line of it split again. Then no
+#: other rule of the chain follows (else the general form below reads it).
+_ENDPOINT = (
+    rf"(?P<ep>{_NAME})\n{_RULE}(?P=ep) ip saddr (?P<src>{_IPV4}) {_MASQUERADE}\n{_RULE}(?P=ep) "
+    rf"meta l4proto (?P<proto>tcp|udp|sctp) dnat to (?P<to>{_IPV4}(?::[0-9]{{1,5}})?)"
+    rf"(?!\n{_RULE}(?P=ep) )"
+)
 #: A chain's ``add chain`` line and the hot-shape rules right after it; a run of one
 #: chain's hot-shape rules; an ``add element`` line whose list has no quote or brace (read
 #: here as NftReader reads it); comment lines that are no ``# kpsim:meta`` (nothing to
 #: read). Each from the newline before its first line to the end of its last: the literal
 #: "\n" lets ``re`` skip ahead to each line start.
 _SCAN = re.compile(
-    rf"\nadd (?:chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
+    rf"\nadd (?:chain ip kube-proxy {_ENDPOINT}"
+    rf"|chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
     rf"|rule ip kube-proxy (?P<run>{_NAME}) {_BODY}(?:\n{_RULE}(?P=run) {_BODY})*+"
     rf"|element ip kube-proxy (?P<set>{_NAME}) \{{(?P<items>[^{{}}\"\n]*+)\}})(?=\n)"
     r"|(?:\n#(?! kpsim:meta )[^\n]*+)++",
@@ -92,6 +102,7 @@ _TABLE = ("ip", KUBE_PROXY_TABLE)
 _BUILTIN_NAMES = frozenset(n for names in BUILTIN_CHAINS.values() for n in names)
 
 _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
+_EP_JUMPS = [_MASQUERADE[5:]]  # an endpoint chain's jump targets (shared, never changed)
 #: ``NftChain(name, line, text, …)`` for 61,000 chains: the dataclass's own ``__init__``
 #: (its default factory) costs ~3× as much (construct.py)
 _new_nft_chain: Callable[..., NftChain] = constructor(NftChain)
@@ -111,27 +122,38 @@ class _Deferred:
         #: chain → (start, end, number of its first line) of each run of deferred lines,
         #: ``start`` the offset of the newline before the run
         self.runs: dict[str, list[tuple[int, int, int]]] = {}
+        #: endpoint chain → (number of its first rule's line, source, protocol, to)
+        self.endpoints: dict[str, tuple[int, str, str, str]] = {}
 
     def items(self, name: str) -> list[tuple[int, int, str]]:
         """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
         cut = len(_RULE) + len(name) + 1
         out: list[tuple[int, int, str]] = []
-        for start, end, first in self.runs[name]:
+        if name in self.endpoints:  # the lines as written: the scan took them so exactly
+            number, source, protocol, to = self.endpoints[name]
+            out += [(number, cut + 1, f"ip saddr {source} {_MASQUERADE}"),
+                    (number + 1, cut + 1, f"meta l4proto {protocol} dnat to {to}")]  # fmt: skip
+        for start, end, first in self.runs.get(name, ()):
             lines = self.text[start + 1 : end].split("\n")
             out += [(number, cut + 1, line[cut:]) for number, line in enumerate(lines, first)]
         return out
 
     def jumps(self, name: str) -> list[str]:
-        found: list[str] = []
-        for start, end, _ in self.runs[name]:
+        found = list(_EP_JUMPS) if name in self.endpoints else []
+        for start, end, _ in self.runs.get(name, ()):
             found += _TARGETS.findall(self.text, start, end)
         return found
 
     def build(self, name: str, table: str) -> tuple[Rule, ...]:
         """The chain's rules, as ``kube_proxy._lower_chain`` builds them from the same lines
         (every one a hot shape: no statement list, so no helper chain)."""
+        found = self.endpoints.get(name)
+        head = () if found is None else endpoint_rules(table, name, *found, self.path)
+        if name not in self.runs:
+            return head
         cut = len(_RULE) + len(name) + 1
-        return hot_rules(table, name, self.text, self.runs[name], cut, self.path, self.sets)
+        runs = self.runs[name]
+        return head + hot_rules(table, name, self.text, runs, cut, self.path, self.sets, len(head))
 
 
 class _TableSource:
@@ -182,7 +204,7 @@ class _Pass:
 
     def run(self, lazy: bool) -> Ruleset:
         text, reader = self.text, self.reader
-        runs = self.deferred.runs
+        runs, endpoints = self.deferred.runs, self.deferred.endpoints
         done = 0  # the offset up to which the text is read
         lines = 0  # newlines before ``done``
         table: NftTable | None = None
@@ -194,7 +216,18 @@ class _Pass:
             number = lines + 2  # the line after the newline at ``start``
             done = end
             lines += text.count("\n", start, end)
-            chain, _, run, set_name, items = m.groups()
+            ep, source, protocol, to, chain, _, run, set_name, items = m.groups()
+            if ep is not None:  # an endpoint's chain and its two rules
+                if table is None:  # as NftReader makes it on its first ``add chain``
+                    table = reader.table(*_TABLE, number)
+                if ep in table.chains:
+                    raise _NotClean  # added again: its earlier lines are elsewhere
+                table.chains[ep] = _new_nft_chain(
+                    ep, number, text[start + 1 : start + len(_CHAIN) + len(ep)], None, None,
+                    None, None, None, [],
+                )  # fmt: skip
+                endpoints[ep] = (number + 1, source, protocol, to)
+                continue
             if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
@@ -270,22 +303,44 @@ class _Pass:
         builder = RulesetBuilder(self.path, Format.NFT)
         builder.note(NOTE)
         builder.metadata.update(reader.metadata)
-        chains: dict[str, list[Rule] | None] = {}
-        jumps: dict[str, list[str]] = {}
-        for chain in table.chains.values():
-            name = chain.name
-            if name in deferred.runs and not chain.rules and name not in _BUILTIN_NAMES:
-                chains[name] = None
-                continue
-            if name in deferred.runs:  # rules read now and deferred ones: in line order
-                chain.rules = sorted([*chain.rules, *deferred.items(name)])
-            _lower_chain(chain, table, self.sink, chains)
+        chains = self._lowered(table)
         if self.sink.items:
             raise _NotClean
-        for name, rules in chains.items():
+        # an endpoint's chain jumps to mark-for-masquerade only (one list for 50,000)
+        only = deferred.endpoints.keys() - deferred.runs.keys()
+        jumps = dict.fromkeys(only - {n for n, r in chains.items() if r is not None}, _EP_JUMPS)
+        for name in chains.keys() - jumps.keys():
+            rules = chains[name]
             jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
         assemble(builder, table, chains, jumps)
         return _freeze(builder, table, deferred, jumps, lazy)
+
+    def _lowered(self, table: NftTable) -> dict[str, list[Rule] | None]:
+        """Each chain's model rules, lowered now as the whole reader does, in its order;
+        None for a chain whose every rule is deferred (or that has none: built later, it
+        is as empty). Only the chains with a rule read now are visited (a few hundred of
+        61,000): the rest are None from ``dict.fromkeys``."""
+        deferred = self.deferred
+        now = [c for n, c in table.chains.items() if c.rules or n in _BUILTIN_NAMES]
+        for chain in now:  # rules read now and deferred ones: in line order
+            if chain.name in deferred.runs or chain.name in deferred.endpoints:
+                chain.rules = sorted([*chain.rules, *deferred.items(chain.name)])
+        chains: dict[str, list[Rule] | None] = dict.fromkeys(table.chains)
+        for chain in now:
+            _lower_chain(chain, table, self.sink, chains)
+        if len(chains) == len(table.chains):
+            return chains
+        # a statement list made helper chains (``X#2``): the whole reader has each just
+        # before its chain, here they came last
+        helpers: dict[str, list[str]] = {}
+        for name in list(chains)[len(table.chains) :]:
+            helpers.setdefault(name.rsplit("#", 1)[0], []).append(name)
+        ordered: dict[str, list[Rule] | None] = {}
+        for name in table.chains:
+            for helper in helpers.get(name, ()):
+                ordered[helper] = chains[helper]
+            ordered[name] = chains[name]
+        return ordered
 
 
 def _freeze(

@@ -158,13 +158,17 @@ def assemble(
             origin = SourceLocation(builder.path, base.line, base.text)
             slot_rules.rules.append(Rule(tname, hook_chain, n, Jump(base.name), origin=origin))
         builtin = BUILTIN_CHAINS[tname]
+        drafts = builder.tables[tname]
         done = placed.setdefault(tname, set())
         # a chain placed in this table before was placed with all it reaches: placing it
         # again would set the same draft to the same rules, so the walk stops there (nat
         # PREROUTING and OUTPUT both reach all 61,000 chains of a 10,000-service table).
         # A chain named as a built-in one is placed again (its slot may have reset it).
         for name in _reachable((b.name for b in bases), jumps, done):
-            _place(builder, tname, name, table, chains)
+            if chains[name] is None and name not in drafts:  # built later: 61,000 of them
+                drafts[name] = LATER
+            else:
+                _place(builder, tname, name, table, chains)
             placed_names.add(name)
             if name not in builtin:
                 done.add(name)
