@@ -298,3 +298,16 @@ def test_a_vouched_line_builds_the_whole_readers_rules(text: str) -> None:
     rules = hot_rules("nat", "c", line, [(0, len(line), 3)], len(line) - len(text) - 1, "p", _SETS)
     assert list(rules) == _whole(text)
     assert [r.origin for r in rules] == [r.origin for r in _whole(text)]
+
+
+def test_the_nodeport_quick_yes_is_what_services_say() -> None:
+    """``trace --port``'s quick yes reads the ``services`` chain alone; it says yes for
+    exactly the NodePorts ``services`` gives (a no there means: ask ``services``)."""
+    for name, text in _generated().items():
+        rs = kp_lazy.read_kube_proxy(text, name, lazy=True)
+        found = kube.services(rs)
+        ports = {p for s in found for p in s.node_ports}
+        served = {p for s in found if s.endpoints for p in s.node_ports if 30000 <= p < 30100}
+        offered = {p for p in range(30000, 30100) if kube.offers_node_port(rs, p)}
+        assert served and offered <= ports, name  # (no endpoints: a reject, not offered)
+        assert offered >= served, name
