@@ -2,14 +2,17 @@
 built when first read (``lazy``) or all at the end, without the line-by-line reader.
 
     text ─ one regex pass ─▶ runs of ``add rule ip kube-proxy NAME <hot shape>`` lines
-         │                   (after their ``add chain``), by chain: offsets and line numbers
-         └ every other line (table, sets, maps, elements, other rules) read now: NftReader
+         │                   (after their ``add chain``), by chain: offsets and line numbers;
+         │                   an endpoint's whole chain; element lines; comments
+         └ every other line (table, sets, maps, other rules) read now: NftReader
     kube_proxy.assemble (hook slots, reachability from the jump targets read off the text)
-         ─▶ Ruleset(chains: LazyChain, built by kp_fast.fast_lower on first use)
+         ─▶ Ruleset(chains: LazyChain, built by kp_hot.py on first use, or all at the end)
 
 Why: on a 10,000-service table 114,000 of 115,000 rule lines are one of seven shapes
-(kp_fast.py); reading them into drafts line by line and lowering every one cost ~1.5 s of
-a ~2.4 s load, against 0.95 s for the whole iptables-mode load of the same services.
+(kp_fast.py); reading them into drafts line by line and lowering every one cost ~1.3 s of
+a ~2.3 s load, against ~0.9 s for the whole iptables-mode load of the same services. With
+this pass: 0.85 s on demand (what ``trace`` reads), 1.3 s whole (CPU, cold process;
+docs/performance.md, "nftables mode").
 
 Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
 is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
