@@ -88,13 +88,15 @@ _ENDPOINT = (
 #: read). Each from the newline before its first line to the end of its last: the literal
 #: "\n" lets ``re`` skip ahead to each line start.
 _SCAN = re.compile(
-    rf"\nadd (?:chain ip kube-proxy {_ENDPOINT}"
-    rf"|chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
+    rf"(?P<eps>(?:\nadd chain ip kube-proxy {_ENDPOINT})++)(?=\n)"
+    rf"|\nadd (?:chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
     rf"|rule ip kube-proxy (?P<run>{_NAME}) {_BODY}(?:\n{_RULE}(?P=run) {_BODY})*+"
     rf"|element ip kube-proxy (?P<set>{_NAME}) \{{(?P<items>[^{{}}\"\n]*+)\}})(?=\n)"
     r"|(?:\n#(?! kpsim:meta )[^\n]*+)++",
     re.ASCII,
 )
+#: One endpoint's chain of a run the scan found: (name, source, protocol, to).
+_ONE_ENDPOINT = re.compile(rf"\nadd chain ip kube-proxy {_ENDPOINT}", re.ASCII)
 #: The targets of deferred lines, in order: each shape's ``jump X``/``goto X``, every
 #: bucket's of a numgen vmap (no chain name on a deferred line is ``jump`` or ``goto``).
 _TARGETS = re.compile(rf" (?:jump|goto) ({_NAME})", re.ASCII)
@@ -219,17 +221,20 @@ class _Pass:
             number = lines + 2  # the line after the newline at ``start``
             done = end
             lines += text.count("\n", start, end)
-            ep, source, protocol, to, chain, _, run, set_name, items = m.groups()
-            if ep is not None:  # an endpoint's chain and its two rules
+            eps, *_, chain, _, run, set_name, items = m.groups()
+            if eps is not None:  # endpoints' chains, one after the other, each whole
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
-                if ep in table.chains:
-                    raise _NotClean  # added again: its earlier lines are elsewhere
-                table.chains[ep] = _new_nft_chain(
-                    ep, number, text[start + 1 : start + len(_CHAIN) + len(ep)], None, None,
-                    None, None, None, [],
-                )  # fmt: skip
-                endpoints[ep] = (number + 1, source, protocol, to)
+                chains = table.chains
+                # one findall in C for the run (a service's endpoints are written together):
+                # 50,000 match objects fewer on 10,000 services
+                for ep, source, protocol, to in _ONE_ENDPOINT.findall(text, start, end):
+                    if ep in chains:
+                        raise _NotClean  # added again: its earlier lines are elsewhere
+                    chains[ep] = _new_nft_chain(ep, number, _CHAIN[1:] + ep, None, None, None,
+                                                None, None, [])  # fmt: skip
+                    endpoints[ep] = (number + 1, source, protocol, to)
+                    number += 3
                 continue
             if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
                 if table is None:  # as NftReader makes it on its first ``add chain``
