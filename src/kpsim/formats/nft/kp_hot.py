@@ -74,17 +74,18 @@ _MASQUERADE = Jump("mark-for-masquerade")
 
 
 def endpoint_rules(
-    table: str, chain: str, number: int, source: str, protocol: str, to: str, path: str
+    table: str, chain: str, number: int, first: str, second: str, path: str
 ) -> tuple[Rule, Rule]:
-    """An endpoint chain's two rules (kp_lazy's ``_ENDPOINT``), from the scan's groups:
-    ``ip saddr A jump mark-for-masquerade``, ``meta l4proto P dnat to A:P``."""
-    first = new_location(path, number, f"ip saddr {source} jump mark-for-masquerade")
-    second = new_location(path, number + 1, f"meta l4proto {protocol} dnat to {to}")
+    """An endpoint chain's two rules (kp_lazy's ``_ENDPOINT``, vouched for by the scan):
+    ``ip saddr A jump mark-for-masquerade`` and ``meta l4proto P dnat to A:P``, the
+    statements of lines ``number`` and ``number + 1``."""
+    source = first.split(" ", 3)[2]
+    _, _, protocol, _, _, to = second.split(" ")
     return (
         new_rule(table, chain, 1, _MASQUERADE, _source(source), None, None, None, None, None,
-                 (), None, first),
+                 (), None, new_location(path, number, first)),
         new_rule(table, chain, 2, _dnat(to), None, None, _PROTOCOLS[protocol], None, None,
-                 None, (), None, second),
+                 None, (), None, new_location(path, number + 1, second)),
     )  # fmt: skip
 
 

@@ -95,8 +95,6 @@ _SCAN = re.compile(
     r"|(?:\n#(?! kpsim:meta )[^\n]*+)++",
     re.ASCII,
 )
-#: One endpoint's chain of a run the scan found: (name, source, protocol, to).
-_ONE_ENDPOINT = re.compile(rf"\nadd chain ip kube-proxy {_ENDPOINT}", re.ASCII)
 #: The targets of deferred lines, in order: each shape's ``jump X``/``goto X``, every
 #: bucket's of a numgen vmap (no chain name on a deferred line is ``jump`` or ``goto``).
 _TARGETS = re.compile(rf" (?:jump|goto) ({_NAME})", re.ASCII)
@@ -127,17 +125,16 @@ class _Deferred:
         #: chain → (start, end, number of its first line) of each run of deferred lines,
         #: ``start`` the offset of the newline before the run
         self.runs: dict[str, list[tuple[int, int, int]]] = {}
-        #: endpoint chain → (number of its first rule's line, source, protocol, to)
-        self.endpoints: dict[str, tuple[int, str, str, str]] = {}
+        #: endpoint chain → (number of its first rule's line, the two rule lines)
+        self.endpoints: dict[str, tuple[int, str, str]] = {}
 
     def items(self, name: str) -> list[tuple[int, int, str]]:
         """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
         cut = len(_RULE) + len(name) + 1
         out: list[tuple[int, int, str]] = []
-        if name in self.endpoints:  # the lines as written: the scan took them so exactly
-            number, source, protocol, to = self.endpoints[name]
-            out += [(number, cut + 1, f"ip saddr {source} {_MASQUERADE}"),
-                    (number + 1, cut + 1, f"meta l4proto {protocol} dnat to {to}")]  # fmt: skip
+        if name in self.endpoints:
+            at, one, two = self.endpoints[name]
+            out += [(at, cut + 1, one[cut:]), (at + 1, cut + 1, two[cut:])]
         for start, end, first in self.runs.get(name, ()):
             lines = self.text[start + 1 : end].split("\n")
             out += [(number, cut + 1, line[cut:]) for number, line in enumerate(lines, first)]
@@ -153,10 +150,13 @@ class _Deferred:
         """The chain's rules, as ``kube_proxy._lower_chain`` builds them from the same lines
         (every one a hot shape: no statement list, so no helper chain)."""
         found = self.endpoints.get(name)
-        head = () if found is None else endpoint_rules(table, name, *found, self.path)
+        cut = len(_RULE) + len(name) + 1
+        head: tuple[Rule, ...] = ()
+        if found is not None:
+            number, first, second = found
+            head = endpoint_rules(table, name, number, first[cut:], second[cut:], self.path)
         if name not in self.runs:
             return head
-        cut = len(_RULE) + len(name) + 1
         runs = self.runs[name]
         return head + hot_rules(table, name, self.text, runs, cut, self.path, self.sets, len(head))
 
@@ -226,14 +226,16 @@ class _Pass:
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
                 chains = table.chains
-                # one findall in C for the run (a service's endpoints are written together):
-                # 50,000 match objects fewer on 10,000 services
-                for ep, source, protocol, to in _ONE_ENDPOINT.findall(text, start, end):
+                # the run's lines split once, three a chain (a service's endpoints are
+                # written together); each chain's rules read from its lines when built
+                lines_ = text[start + 1 : end].split("\n")
+                for i in range(0, len(lines_), 3):
+                    ep = lines_[i][len(_CHAIN) - 1 :]
                     if ep in chains:
                         raise _NotClean  # added again: its earlier lines are elsewhere
-                    chains[ep] = _new_nft_chain(ep, number, _CHAIN[1:] + ep, None, None, None,
-                                                None, None, [])  # fmt: skip
-                    endpoints[ep] = (number + 1, source, protocol, to)
+                    chains[ep] = _new_nft_chain(ep, number, lines_[i], None, None, None, None,
+                                                None, [])  # fmt: skip
+                    endpoints[ep] = (number + 1, lines_[i + 1], lines_[i + 2])
                     number += 3
                 continue
             if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
