@@ -74,19 +74,19 @@ _CHAIN = "\nadd chain ip kube-proxy "
 _RULE = "add rule ip kube-proxy "
 _ELEMENT = "add element ip kube-proxy "
 _MASQUERADE = "jump mark-for-masquerade"
-#: An endpoint's chain as kube-proxy writes it, whole (50,000 of a 10,000-service table's
-#: 61,000 chains): its two rules read off the match, no line of it split again. Then no
-#: other rule of the chain follows (else the general form below reads it).
+#: An endpoint's chain as kube-proxy writes it (50,000 of a 10,000-service table's 61,000
+#: chains): its ``add chain`` line and its two rules, three lines the scan's loop reads by
+#: position, a run of such chains one match (a service's endpoints are written together).
+#: Then no other rule of the chain follows (else the general form below reads it).
 _ENDPOINT = (
-    rf"(?P<ep>{_NAME})\n{_RULE}(?P=ep) ip saddr (?P<src>{_IPV4}) {_MASQUERADE}\n{_RULE}(?P=ep) "
-    rf"meta l4proto (?P<proto>tcp|udp|sctp) dnat to (?P<to>{_IPV4}(?::[0-9]{{1,5}})?)"
-    rf"(?!\n{_RULE}(?P=ep) )"
+    rf"(?P<ep>{_NAME})\n{_RULE}(?P=ep) ip saddr {_IPV4} {_MASQUERADE}\n{_RULE}(?P=ep) "
+    rf"meta l4proto (?:tcp|udp|sctp) dnat to {_IPV4}(?::[0-9]{{1,5}})?(?!\n{_RULE}(?P=ep) )"
 )
-#: A chain's ``add chain`` line and the hot-shape rules right after it; a run of one
-#: chain's hot-shape rules; an ``add element`` line whose list has no quote or brace (read
-#: here as NftReader reads it); comment lines that are no ``# kpsim:meta`` (nothing to
-#: read). Each from the newline before its first line to the end of its last: the literal
-#: "\n" lets ``re`` skip ahead to each line start.
+#: A run of endpoint chains; a chain's ``add chain`` line and the hot-shape rules right
+#: after it; a run of one chain's hot-shape rules; an ``add element`` line whose list has no
+#: quote or brace (read here as NftReader reads it); comment lines that are no
+#: ``# kpsim:meta`` (nothing to read). Each from the newline before its first line to the
+#: end of its last: the literal "\n" lets ``re`` skip ahead to each line start.
 _SCAN = re.compile(
     rf"(?P<eps>(?:\nadd chain ip kube-proxy {_ENDPOINT})++)(?=\n)"
     rf"|\nadd (?:chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
@@ -106,9 +106,6 @@ _BUILTIN_NAMES = frozenset(n for names in BUILTIN_CHAINS.values() for n in names
 
 _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
 _EP_JUMPS = [_MASQUERADE[5:]]  # an endpoint chain's jump targets (shared, never changed)
-#: ``NftChain(name, line, text, …)`` for 61,000 chains: the dataclass's own ``__init__``
-#: (its default factory) costs ~3× as much (construct.py)
-_new_nft_chain: Callable[..., NftChain] = constructor(NftChain)
 
 
 class _NotClean(Exception):
@@ -221,7 +218,7 @@ class _Pass:
             number = lines + 2  # the line after the newline at ``start``
             done = end
             lines += text.count("\n", start, end)
-            eps, *_, chain, _, run, set_name, items = m.groups()
+            eps, _, chain, _, run, set_name, items = m.groups()
             if eps is not None:  # endpoints' chains, one after the other, each whole
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
@@ -233,8 +230,7 @@ class _Pass:
                     ep = lines_[i][len(_CHAIN) - 1 :]
                     if ep in chains:
                         raise _NotClean  # added again: its earlier lines are elsewhere
-                    chains[ep] = _new_nft_chain(ep, number, lines_[i], None, None, None, None,
-                                                None, [])  # fmt: skip
+                    chains[ep] = NftChain(ep, number, lines_[i])
                     endpoints[ep] = (number + 1, lines_[i + 1], lines_[i + 2])
                     number += 3
                 continue
@@ -243,10 +239,7 @@ class _Pass:
                     table = reader.table(*_TABLE, number)
                 line_end = start + len(_CHAIN) + len(chain)  # its rules' newline, if any
                 if chain not in table.chains:
-                    table.chains[chain] = _new_nft_chain(
-                        chain, number, text[start + 1 : line_end], None, None, None, None,
-                        None, [],
-                    )  # fmt: skip
+                    table.chains[chain] = NftChain(chain, number, text[start + 1 : line_end])
                 start = line_end
                 if start == end:
                     continue  # no rule after it
