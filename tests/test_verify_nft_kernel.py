@@ -120,3 +120,67 @@ def test_kube_proxys_own_dump_written_back_loads_and_lists_back_the_same() -> No
     assert listed.diagnostics == ()
     assert _services(listed) == _services(moved) and _services(moved)
     assert canonical(listed).keys() == canonical(moved).keys()
+
+
+#: iptables-nft rules beside kube-proxy's table, as ``iptables`` commands: the VPC CNI's
+#: SNAT RETURN (a /18 here: two /16s would fill 198.18.0.0/15 with the ClusterIP range),
+#: a FORWARD DROP of one endpoint, and ip6tables' FORWARD DROP no IPv4 packet passes.
+_BESIDE = [
+    ["iptables", "-t", "nat", "-A", "POSTROUTING", "-d", "10.11.0.0/18", "-j", "RETURN"],
+    ["iptables", "-t", "filter", "-A", "FORWARD", "-d", "10.11.41.25/32", "-p", "tcp",
+     "-j", "DROP"],
+    ["ip6tables", "-t", "filter", "-A", "FORWARD", "-j", "DROP"],
+]  # fmt: skip
+
+
+def _mixed_capture(tmp_path: Path, extra: list[list[str]]) -> Path:
+    """A node's whole ``nft list ruleset`` made in the kernel: kube-proxy's fixture table
+    loaded with ``nft -f``, iptables-nft's rules added with ``iptables``."""
+    source = NFT_SET / "ip-10-11-28-53" / "ruleset.nft"
+    with netns.Namespace() as ns:
+        netns.run(ns.name, ["nft", "-f", str(source)])
+        for argv in [*_BESIDE, *extra]:
+            netns.run(ns.name, argv)
+        listed = netns.run(ns.name, ["nft", "list", "ruleset"]).stdout
+    node = tmp_path / "ip-10-11-28-53"
+    node.mkdir()
+    (node / "ruleset.nft").write_text(source.read_text().splitlines()[0] + "\n" + listed)
+    return tmp_path
+
+
+def test_iptables_nft_tables_beside_kube_proxys_are_replayed_and_agree(tmp_path: Path) -> None:
+    """iptables-nft's tables are loaded with iptables-nft-restore before kube-proxy's
+    table: the endpoint iptables' FORWARD drops times out, as kpsim predicts (1/3)."""
+    fixtures = _mixed_capture(tmp_path, [])
+    result = CliRunner().invoke(
+        main, ["verify", str(fixtures), "--port", "30080", "-n", "45",
+               "--connect-timeout", "0.3", "-o", "json"],
+    )  # fmt: skip
+    doc = json.loads(result.stdout)
+    (node,) = doc["nodes"]
+    assert result.exit_code == 0 and node["agree"] is True, node.get("reason")
+    assert [e["destination"] for e in node["endpoints"]] == ENDPOINTS_30080[:2]
+    assert node["timed_out"]["expected_share"] == 1431655765 / 2**32
+    assert node["timed_out"]["kernel_count"] > 0
+    assert all(e["masquerade_seen"] is True for e in node["endpoints"])
+    assert any(
+        "replayed with iptables-nft-restore" in n for n in doc.get("notes", node.get("notes", []))
+    )
+
+
+def test_a_statement_kpsim_did_not_translate_beside_is_refused_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    """kubelet's KUBE-FIREWALL conntrack match is listed by nft as ``ct status dnat``,
+    which kpsim keeps as unknown: it cannot be written back, so the node is refused."""
+    firewall = [
+        ["iptables", "-t", "filter", "-N", "KUBE-FIREWALL"],
+        ["iptables", "-t", "filter", "-A", "KUBE-FIREWALL", "-d", "127.0.0.0/8", "!", "-s",
+         "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+         "-j", "DROP"],
+    ]  # fmt: skip
+    fixtures = _mixed_capture(tmp_path, firewall)
+    result = CliRunner().invoke(main, ["verify", str(fixtures), "--port", "30080", "-n", "5"])
+    assert "Traceback" not in result.output
+    assert "cannot be replayed with iptables-nft-restore" in result.output + result.stderr
+    assert "ruleset.nft:" in result.output + result.stderr

@@ -40,8 +40,10 @@ def without_kube_proxy(text: str) -> str:
     return "\n".join(out)
 
 
-def read_beside(text: str, path: str, strict: bool) -> Ruleset:
-    return parse_nft(without_kube_proxy(text), path, strict=strict)
+def read_beside(text: str, path: str, strict: bool, family: str = "ip") -> Ruleset:
+    """The other tables of ``family`` (kube-proxy's table's): those of the other IP family
+    are left out with a note, as an IPv4 packet never passes an ip6 table."""
+    return parse_nft(without_kube_proxy(text), path, strict=strict, family=family)
 
 
 def merge(builder: RulesetBuilder, beside: Ruleset) -> list[Diagnostic]:

@@ -95,7 +95,8 @@ def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
         _build(builder, table, sink)
     diagnostics = list(sink.items)
     if any(t.name != KUBE_PROXY_TABLE for t in others):
-        diagnostics += merge(builder, read_beside(text, path, strict))
+        family = "ip6" if table is not None and table.family == "ip6" else "ip"
+        diagnostics += merge(builder, read_beside(text, path, strict, family))
         diagnostics.sort(key=lambda d: (d.line, d.col))
     ruleset = builder.freeze(diagnostics)
     return _assess(ruleset, reader.listed)

@@ -24,11 +24,12 @@ from pathlib import Path
 from kpsim.errors import KpsimError
 from kpsim.formats import parse_text
 from kpsim.formats.iptables.write import render_save
+from kpsim.formats.nft.beside import read_beside
 from kpsim.formats.nft.write import NftWriteError, render_nft
 from kpsim.kube.nft_services import is_nft_kube_proxy
 from kpsim.kube.routing import node_addresses
 from kpsim.kube.scenario import DEFAULT_CLIENT
-from kpsim.model import Dnat, NatRange, Ruleset
+from kpsim.model import Dnat, NatRange, OpaqueMatch, Ruleset
 from kpsim.verify import netns
 from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
 from kpsim.verify.replay.result import Connection, KernelResult, RuleKey
@@ -282,27 +283,62 @@ def _plan(
     pods = tuple(sorted({str(amap.forward(h)) for h in pod_hosts}))
     clients = tuple(str(amap.forward(s)) for s in sources)
     if is_nft_kube_proxy(ruleset):
-        text, notes = _nft_text(ruleset, amap)
-        return Plan(node_ifs, pods, clients, text, "nft", notes), amap
+        text = _capture_text(ruleset)
+        beside, beside_notes = _beside_restore(text, ruleset.path, amap)
+        nft, notes = _nft_text(text, ruleset.path, amap)
+        plan = Plan(node_ifs, pods, clients, nft, "nft", notes + beside_notes, beside)
+        return plan, amap
     return Plan(node_ifs, pods, clients, render_save(map_ruleset(ruleset, amap))), amap
 
 
-def _nft_text(ruleset: Ruleset, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
-    """kube-proxy's table, read again from the capture file, as ``nft -f`` input with the
-    addresses ``amap`` moves (the model has no nft form to write from: one vmap rule is
-    one kernel draw, several model rules)."""
+def _capture_text(ruleset: Ruleset) -> str:
+    """kube-proxy's table is written back from the capture file (the model has no nft form
+    to write from: one vmap rule is one kernel draw, several model rules)."""
     try:
-        text = Path(ruleset.path).read_text(encoding="utf-8")
+        return Path(ruleset.path).read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(
             f"kube-proxy's nftables table is written back from its capture file, and "
             f"{ruleset.path} cannot be read again ({exc.strerror}): give verify the file, "
             "not a stream"
         ) from exc
+
+
+def _nft_text(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
+    """kube-proxy's table as ``nft -f`` input with the addresses ``amap`` moves."""
     try:
-        return render_nft(text, ruleset.path, lambda t: literal(amap, t))
+        return render_nft(text, path, lambda t: literal(amap, t), beside_replayed=True)
     except NftWriteError as exc:
         raise MappingError(str(exc)) from exc
+
+
+def _beside_restore(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
+    """iptables-nft's tables beside kube-proxy's (the CNI's SNAT, kubelet's firewall) as
+    iptables-restore input, addresses moved, for iptables-nft-restore to load before kube-
+    proxy's table: registered first at a shared hook and priority, they run first, the
+    order kpsim walks them in. Only what kpsim read whole is replayed: a statement it kept
+    as unknown cannot be written back, so the capture is refused, naming its line."""
+    beside = read_beside(text, path, strict=False)
+    if not beside.tables:
+        return "", ()
+    if beside.diagnostics:
+        d = beside.diagnostics[0]
+        raise MappingError(f"{path}:{d.line}:{d.col}: {d.message}: the tables beside kube-proxy's "
+                           "are replayed only when read whole")  # fmt: skip
+    for table in beside.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                opaque = next((m for m in rule.matches if isinstance(m, OpaqueMatch)), None)
+                if opaque is not None:
+                    where = f"{path}:{rule.origin.line}" if rule.origin else path
+                    raise MappingError(
+                        f"{where}: {opaque.text!r} in {table.name} {chain.name} was not "
+                        "translated, so it cannot be replayed with iptables-nft-restore"
+                    )
+    names = ", ".join(f"ip {t}" for t in sorted(beside.tables))
+    note = (f"{names}: iptables-nft's tables, replayed with iptables-nft-restore before "
+            "kube-proxy's table is loaded")  # fmt: skip
+    return render_save(map_ruleset(beside, amap)), (note,)
 
 
 def _loopback(addr: str) -> bool:
