@@ -184,3 +184,30 @@ def test_a_statement_kpsim_did_not_translate_beside_is_refused_naming_its_line(
     assert "Traceback" not in result.output
     assert "cannot be replayed with iptables-nft-restore" in result.output + result.stderr
     assert "ruleset.nft:" in result.output + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("rule", "port", "expected"),
+    [
+        # an ACCEPT in iptables-nft's INPUT ends only that base chain: kube-proxy's
+        # filter-input still rejects the NodePort without endpoints
+        (["-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "30083", "-j", "ACCEPT"],
+         "30083", "REJECT"),
+        # iptables-nft's nat PREROUTING is walked first (loaded last, so the kernel runs it
+        # first too): its DNAT binds the connection and kube-proxy's nat chain never runs
+        (["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "30080", "-j", "DNAT",
+          "--to-destination", "10.11.16.79:80"], "30080", "10.11.16.79:80"),
+    ],
+)  # fmt: skip
+def test_base_chains_at_one_hook_run_in_turn_as_in_the_kernel(
+    tmp_path: Path, rule: list[str], port: str, expected: str
+) -> None:
+    fixtures = _mixed_capture(tmp_path, [["iptables", *rule]])
+    trace = CliRunner().invoke(main, ["trace", str(fixtures), "--port", port, "-o", "json"])
+    (outcome,) = json.loads(trace.stdout)["nodes"][0]["outcomes"]
+    assert expected in (outcome["verdict"], outcome["destination"])
+    result = CliRunner().invoke(
+        main, ["verify", str(fixtures), "--port", port, "-n", "20", "-o", "json"]
+    )
+    (node,) = json.loads(result.stdout)["nodes"]
+    assert result.exit_code == 0 and node["agree"] is True, node.get("reason")

@@ -314,8 +314,8 @@ def _nft_text(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, .
 
 def _beside_restore(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
     """iptables-nft's tables beside kube-proxy's (the CNI's SNAT, kubelet's firewall) as
-    iptables-restore input, addresses moved, for iptables-nft-restore to load before kube-
-    proxy's table: registered first at a shared hook and priority, they run first, the
+    iptables-restore input, addresses moved, for iptables-nft-restore to load after kube-
+    proxy's table: registered last at a shared hook and priority, they run first, the
     order kpsim walks them in. Only what kpsim read whole is replayed: a statement it kept
     as unknown cannot be written back, so the capture is refused, naming its line."""
     beside = read_beside(text, path, strict=False)
@@ -336,8 +336,9 @@ def _beside_restore(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[
                         "translated, so it cannot be replayed with iptables-nft-restore"
                     )
     names = ", ".join(f"ip {t}" for t in sorted(beside.tables))
-    note = (f"{names}: iptables-nft's tables, replayed with iptables-nft-restore before "
-            "kube-proxy's table is loaded")  # fmt: skip
+    note = (f"{names}: iptables-nft's tables, replayed with iptables-nft-restore after "
+            "kube-proxy's table is loaded, so that at a shared hook and priority they run "
+            "first, as kpsim walks them")  # fmt: skip
     return render_save(map_ruleset(beside, amap)), (note,)
 
 

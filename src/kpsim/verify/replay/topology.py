@@ -45,7 +45,7 @@ class Plan:
     rules: str
     loader: str = "iptables-restore"  # or "nft": ``rules`` is ``nft -f`` input
     notes: tuple[str, ...] = ()  # what of the capture was left out, and why
-    beside: str = ""  # loader "nft": iptables-nft's tables, iptables-restore input, loaded first
+    beside: str = ""  # loader "nft": iptables-nft's tables as restore input, loaded after
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +123,19 @@ def _wire(t: Topology) -> None:
     _batch(t.node, ["route add default dev eth0"])
     _batch(t.node, [f"route add {i.ip}/32 dev eni0 scope link" for i in pods])
     if plan.loader == "nft":
-        if plan.beside:  # iptables-nft's own tables: registered first, as kpsim walks them
+        proc = netns.run(t.node, ["nft", "-f", "-"], input=plan.rules, check=False)
+        if proc.returncode != 0:
+            raise netns.NetnsError(f"nft -f failed in {t.node}:\n{proc.stderr.strip()}")
+        # iptables-nft's own tables after kube-proxy's: of two base chains at one hook and
+        # priority the kernel runs the one registered LAST first (nf_hook_entries_grow puts
+        # a new hook before equal priorities; checked with marks in a namespace), and kpsim
+        # walks iptables-nft's first.
+        if plan.beside:
             proc = netns.run(t.node, ["iptables-nft-restore"], input=plan.beside, check=False)
             if proc.returncode != 0:
                 raise netns.NetnsError(
                     f"iptables-nft-restore failed in {t.node}:\n{proc.stderr.strip()}"
                 )
-        proc = netns.run(t.node, ["nft", "-f", "-"], input=plan.rules, check=False)
-        if proc.returncode != 0:
-            raise netns.NetnsError(f"nft -f failed in {t.node}:\n{proc.stderr.strip()}")
     else:
         netns.load_rules(t.node, plan.rules)
 
