@@ -19,10 +19,11 @@ from kpsim.model import ConntrackMatch, Ruleset
 DATA = Path(__file__).parent / "data" / "kube-proxy-nft"
 POD, EXTERNAL, BLOCKED, NODE = "10.0.0.2", "203.0.113.2", "203.0.113.130", "192.168.0.2"
 
-#: The dumps, oldest layout first, and the lines kpsim must report in each: the alpha's
-#: expected text adds rules to two chains before their ``add chain`` (nft -f refuses that;
-#: kpsim says so at both lines and keeps the rules).
+#: The dumps, oldest layout first, and the lines kpsim must report in each: the alphas'
+#: expected text adds rules to chains before their ``add chain`` (nft -f refuses that;
+#: kpsim reports the first rule of each such chain and keeps the rules).
 DUMPS = {
+    "first-nat-drop.nft": (19,),
     "alpha-firewall-set.nft": (21, 22),
     "endpoints-check.nft": (),
     "nodeport-ips.nft": (),
@@ -51,14 +52,16 @@ FLOWS = [
     ("packet to unallocated cluster ip", POD, "172.30.0.50", 80, {"DROP"}, None),
 ]  # fmt: skip
 
-#: Where a version's own packet-flow tests expect otherwise: the alpha had no
-#: cluster-ips-check, so its TestClusterIPGeneral expects another port of a cluster IP to
+#: Where a version's own packet-flow tests expect otherwise: the alphas had no
+#: cluster-ips-check, so their TestClusterIPGeneral expects another port of a cluster IP to
 #: pass un-NATed (output "") and has no unallocated-cluster-IP case (None: not asserted).
-DIFFERENT: dict[str, dict[str, tuple[set[str], bool | None] | None]] = {
-    "alpha-firewall-set.nft": {
-        "svc1 does not accept other ports": ({"ACCEPT"}, False),
-        "packet to unallocated cluster ip": None,
-    },
+_NO_CLUSTER_IPS_CHECK: dict[str, tuple[set[str], bool | None] | None] = {
+    "svc1 does not accept other ports": ({"ACCEPT"}, False),
+    "packet to unallocated cluster ip": None,
+}
+DIFFERENT = {
+    "first-nat-drop.nft": _NO_CLUSTER_IPS_CHECK,
+    "alpha-firewall-set.nft": _NO_CLUSTER_IPS_CHECK,
 }
 
 CASES = [
