@@ -88,7 +88,7 @@ def test_each_dump_reads_with_only_its_known_diagnostics(name: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "flow"), CASES)
-def test_packet_flows(name: str, flow: tuple) -> None:  # type: ignore[type-arg]
+def test_packet_flows(name: str, flow: tuple[str, str, str, int, set[str], bool | None]) -> None:
     case, source, dest, port, want, masq = flow
     want, masq = DIFFERENT.get(name, {}).get(case) or (want, masq)
     request = TraceRequest(port, dest, source=source)
