@@ -133,18 +133,22 @@ _BESIDE = [
 ]  # fmt: skip
 
 
-def _mixed_capture(tmp_path: Path, extra: list[list[str]]) -> Path:
+def _mixed_capture(tmp_path: Path, extra: list[list[str]], *, saved: bool = False) -> Path:
     """A node's whole ``nft list ruleset`` made in the kernel: kube-proxy's fixture table
-    loaded with ``nft -f``, iptables-nft's rules added with ``iptables``."""
+    loaded with ``nft -f``, iptables-nft's rules added with ``iptables``; ``saved``: with
+    the ``iptables-save`` ``kpsim fetch`` keeps beside it."""
     source = NFT_SET / "ip-10-11-28-53" / "ruleset.nft"
     with netns.Namespace() as ns:
         netns.run(ns.name, ["nft", "-f", str(source)])
         for argv in [*_BESIDE, *extra]:
             netns.run(ns.name, argv)
         listed = netns.run(ns.name, ["nft", "list", "ruleset"]).stdout
+        save = netns.run(ns.name, ["iptables-nft-save"]).stdout
     node = tmp_path / "ip-10-11-28-53"
-    node.mkdir()
+    node.mkdir(parents=True)
     (node / "ruleset.nft").write_text(source.read_text().splitlines()[0] + "\n" + listed)
+    if saved:
+        (node / "iptables-save.txt").write_text(save)
     return tmp_path
 
 
@@ -172,7 +176,8 @@ def test_a_statement_kpsim_did_not_translate_beside_is_refused_naming_its_line(
     tmp_path: Path,
 ) -> None:
     """kubelet's KUBE-FIREWALL conntrack match is listed by nft as ``ct status dnat``,
-    which kpsim keeps as unknown: it cannot be written back, so the node is refused."""
+    which kpsim keeps as unknown: it cannot be written back, so the node is refused —
+    unless the node's iptables-save is beside the listing."""
     firewall = [
         ["iptables", "-t", "filter", "-N", "KUBE-FIREWALL"],
         ["iptables", "-t", "filter", "-A", "KUBE-FIREWALL", "-d", "127.0.0.0/8", "!", "-s",
@@ -184,6 +189,15 @@ def test_a_statement_kpsim_did_not_translate_beside_is_refused_naming_its_line(
     assert "Traceback" not in result.output
     assert "cannot be replayed with iptables-nft-restore" in result.output + result.stderr
     assert "ruleset.nft:" in result.output + result.stderr
+    # with the node's iptables-save beside it (as kpsim fetch saves it), the same tables
+    # are replayed from that, whose conntrack match iptables-nft-restore takes back exactly
+    again = _mixed_capture(tmp_path / "saved", firewall, saved=True)
+    result = CliRunner().invoke(
+        main, ["verify", str(again), "--port", "30080", "-n", "30", "-o", "json"]
+    )
+    (node,) = json.loads(result.stdout)["nodes"]
+    assert result.exit_code == 0 and node["agree"] is True, node.get("reason")
+    assert "replayed from iptables-save.txt beside the capture" in result.stdout
 
 
 @pytest.mark.parametrize(

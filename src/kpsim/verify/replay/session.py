@@ -24,13 +24,13 @@ from pathlib import Path
 from kpsim.errors import KpsimError
 from kpsim.formats import parse_text
 from kpsim.formats.iptables.write import render_save
-from kpsim.formats.nft.beside import read_beside
 from kpsim.formats.nft.write import NftWriteError, render_nft
 from kpsim.kube.nft_services import is_nft_kube_proxy
 from kpsim.kube.routing import node_addresses
 from kpsim.kube.scenario import DEFAULT_CLIENT
-from kpsim.model import Dnat, NatRange, OpaqueMatch, Ruleset
+from kpsim.model import Dnat, NatRange, Ruleset
 from kpsim.verify import netns
+from kpsim.verify.replay.beside import beside_restore
 from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
 from kpsim.verify.replay.result import Connection, KernelResult, RuleKey
 from kpsim.verify.replay.topology import HERE, Plan, Topology, build_topology, detached_pod, spawn
@@ -284,7 +284,7 @@ def _plan(
     clients = tuple(str(amap.forward(s)) for s in sources)
     if is_nft_kube_proxy(ruleset):
         text = _capture_text(ruleset)
-        beside, beside_notes = _beside_restore(text, ruleset.path, amap)
+        beside, beside_notes = beside_restore(text, ruleset.path, amap)
         nft, notes = _nft_text(text, ruleset.path, amap)
         plan = Plan(node_ifs, pods, clients, nft, "nft", notes + beside_notes, beside)
         return plan, amap
@@ -310,36 +310,6 @@ def _nft_text(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, .
         return render_nft(text, path, lambda t: literal(amap, t), beside_replayed=True)
     except NftWriteError as exc:
         raise MappingError(str(exc)) from exc
-
-
-def _beside_restore(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
-    """iptables-nft's tables beside kube-proxy's (the CNI's SNAT, kubelet's firewall) as
-    iptables-restore input, addresses moved, for iptables-nft-restore to load after kube-
-    proxy's table: registered last at a shared hook and priority, they run first, the
-    order kpsim walks them in. Only what kpsim read whole is replayed: a statement it kept
-    as unknown cannot be written back, so the capture is refused, naming its line."""
-    beside = read_beside(text, path, strict=False)
-    if not beside.tables:
-        return "", ()
-    if beside.diagnostics:
-        d = beside.diagnostics[0]
-        raise MappingError(f"{path}:{d.line}:{d.col}: {d.message}: the tables beside kube-proxy's "
-                           "are replayed only when read whole")  # fmt: skip
-    for table in beside.tables.values():
-        for chain in table.chains.values():
-            for rule in chain.rules:
-                opaque = next((m for m in rule.matches if isinstance(m, OpaqueMatch)), None)
-                if opaque is not None:
-                    where = f"{path}:{rule.origin.line}" if rule.origin else path
-                    raise MappingError(
-                        f"{where}: {opaque.text!r} in {table.name} {chain.name} was not "
-                        "translated, so it cannot be replayed with iptables-nft-restore"
-                    )
-    names = ", ".join(f"ip {t}" for t in sorted(beside.tables))
-    note = (f"{names}: iptables-nft's tables, replayed with iptables-nft-restore after "
-            "kube-proxy's table is loaded, so that at a shared hook and priority they run "
-            "first, as kpsim walks them")  # fmt: skip
-    return render_save(map_ruleset(beside, amap)), (note,)
 
 
 def _loopback(addr: str) -> bool:
