@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from kpsim.formats.common import RulesetBuilder, Sink, classify_noise, read_meta, too_long
 from kpsim.formats.iptables.tokens import LineError, tokenize
-from kpsim.formats.nft.blocks import other_family, why_left_out
+from kpsim.formats.nft.families import other_family, why_left_out
 from kpsim.formats.nft.statements import Draft
 from kpsim.formats.numbers import clip
 from kpsim.model import Family, Format, Rule, Ruleset, SourceLocation
@@ -35,7 +35,7 @@ NOTE = "nft syntax: translated from `nft list ruleset`; untranslated statements 
 def parse_nft(text: str, path: str, *, strict: bool = False, family: str | None = None) -> Ruleset:
     """Parse ``nft list ruleset`` text (iptables-nft tables) into a Ruleset (format NFT):
     the tables of one IP family (``family``, else ip when there are ip tables), each table
-    of the other named in a note (blocks.py says why)."""
+    of the other named in a note (families.py says why)."""
     text, left_out = other_family(text, family)
     parser = _NftParser(path, Sink(path, strict))
     for block in left_out:
