@@ -122,6 +122,10 @@ def test_cli_trace_and_simulate_on_the_nftables_set() -> None:
     assert "bucket 0 of 3: 1431655766/2^32 of the draws" in text_out.output
     assert "bucket 2 of 3: 1431655765/2^32 of the draws" in text_out.output
     assert "kernel integers over 2^32" in text_out.output
+    # every share of the table over the one scale the footnote names, none reduced to 2^31
+    wide = runner.invoke(cli, ["trace", "--port", "30080", str(NFT_SET)], env={"COLUMNS": "200"})
+    assert "1431655766/2^32" in wide.output and "1431655765/2^32" in wide.output
+    assert "/2^31" not in wide.output
     sim = runner.invoke(cli, ["simulate", "-n", "10000", "--port", "30080", str(NFT_SET)])
     assert sim.exit_code == 0, sim.output
     assert "node-test-01/node-test-01-svc" in sim.output and "10000 connections" in sim.output
