@@ -188,7 +188,7 @@ def scan_kube_proxy(text: str, path: str, *, lazy: bool = False) -> Ruleset | No
     """The ruleset of a clean ``nft -f`` transaction of kube-proxy's ``ip`` table (its
     deferred chains built on first use when ``lazy``); None when the whole reader must
     answer (see the module's docstring)."""
-    if not text.endswith("\n") or "\r" in text or text.startswith("add rule "):
+    if not text.endswith("\n") or "\r" in text:
         return None
     try:
         return _Pass(text, path).run(lazy)
