@@ -134,6 +134,10 @@ _DAMAGE = [
     # a rule line kpsim cannot read, and a line that is not a rule
     (r"(-A KUBE-SEP-\S+ [^\n]*-j KUBE-MARK-MASQ\n)", r"\g<1>-A KUBE-SEP-X -m nosuch --x\n"),
     (r"(\*nat\n)", r"\g<1>...\n"),
+    # rules of a chain nobody declared (the whole reader creates it at its first rule)
+    (r"(\n-A KUBE-SEP-\S+ [^\n]*-j KUBE-MARK-MASQ\n)", r"\g<1>-A KUBE-NEW -j KUBE-MARK-MASQ\n"),
+    # a chain declared after rules
+    (r"\nCOMMIT\n$", r"\n:KUBE-LATE - [0:0]\nCOMMIT\n"),
     # cut: no COMMIT, no newline at the end
     (r"COMMIT\n$", r""),
     (r"\n$", r""),

@@ -12,9 +12,10 @@ is in a shape the fast path builds without a word of doubt (``_BODY``: ports up 
 probabilities in [0, 1], comments without escapes, …), so no deferred line can hold a
 diagnostic. Any input this reader cannot vouch for — a diagnostic or note on a line it
 reads now, a table without COMMIT, no newline at the end, ``-I``/``-N``/``-X``/``-F``/
-``-P`` commands, a target keyword declared as a chain, a jump to a chain not captured —
-gives None, and the caller reads it whole (``tests/test_lazy_load.py`` compares the two
-on every shipped capture).
+``-P`` commands, a target keyword declared as a chain, a jump to a chain not captured, rules
+of a chain never declared or a declaration after its table's rules — gives None, and the
+caller reads it whole (``tests/test_lazy_load.py`` compares the two on every shipped
+capture).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
-from itertools import count, repeat
+from itertools import accumulate, compress
+from operator import itemgetter, not_
 from types import MappingProxyType
 from typing import Any
 
@@ -68,12 +70,17 @@ _SAVE_BODY = (
 
 
 def _scanner(body: str) -> re.Pattern[str]:
-    """Runs of one chain's ``-A`` lines in ``body``'s shape, or blocks of user-chain
-    declarations; each from the newline before its first line to the end of its last."""
+    """Every line from the first newline on, as consecutive items, each from the newline
+    before its first line to the end of its last: (text, chain, "") for a run of one
+    chain's ``-A`` lines in ``body``'s shape, (text, "", text) for a block of user-chain
+    declarations, (text, "", "") for any other line (read at once). ``findall`` then
+    vouches for every line and cuts the text into runs in C: one pass and no Python
+    loop per run, 0.30 s → 0.14 s for a 10,000-service dump (measured; it was a
+    ``finditer`` over the runs, each kept by a Python loop: 72,000 of them)."""
     line = rf"(?:{body})(?=\n)"
     return re.compile(
-        rf"\n-A (?P<chain>{_NAME}){line}(?:\n-A (?P=chain){line})*+"
-        rf"|(?:\n:{_NAME} - \[0:0\](?=\n))++",
+        rf"((?:\n-A ({_NAME}){line}(?:\n-A \2{line})*+)"
+        rf"|((?:\n:{_NAME} - \[0:0\](?=\n))++)|\n[^\n]*+)",
         re.ASCII,
     )
 
@@ -147,22 +154,56 @@ _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
 _ZERO = Counters(0, 0)
 
 
+class _Runs:
+    """Where the deferred lines are: the scan's items in text order, each one's offset,
+    its chain (empty: not a run), and per table the first and last run of each chain."""
+
+    def __init__(self, start: int, items: list[tuple[str, str, str]]) -> None:
+        self.names: list[str] = list(map(itemgetter(1), items))
+        lengths = map(len, map(itemgetter(0), items))
+        self.offsets: list[int] = list(accumulate(lengths, initial=start))
+
+
 class _Source:
     """One table's deferred lines: where each chain's runs and declaration are."""
 
     def __init__(self, text: str, path: str, table: str, fast_rules: FastRules) -> None:
         self.text, self.path, self.table, self.fast = text, path, table, fast_rules
-        self.runs: dict[str, list[tuple[int, int]]] = {}  # chain → (start, end) of each run
-        self.declared: dict[str, tuple[int, int]] = {}  # chain → (its block, index in it)
-        self.blocks: list[int] = []  # the offset of each declaration block
+        self.runs: _Runs | None = None
+        self.first: dict[str, int] = {}  # chain → its first run (an index in ``runs``)
+        self.last: dict[str, int] = {}  # chain → its last run
+        self.declared: dict[str, int] = {}  # chain → the offset of its declaration block
         self.eager: dict[str, ChainDraft] = {}  # rules read at once, by chain
         self.lines: _Lines | None = None
 
+    def add_runs(self, runs: _Runs, lo: int, hi: int) -> None:
+        """Items ``lo:hi`` (no special one among them) are runs of this table: first and
+        last run of each chain by two dicts built in C (a later segment's last wins, an
+        earlier one's first)."""
+        self.runs = runs
+        names, index = runs.names[lo:hi], range(lo, hi)
+        self.last.update(zip(names, index, strict=True))
+        first = dict(zip(reversed(names), reversed(index), strict=True))
+        first.update(self.first)
+        self.first = first
+
+    def spans(self, name: str) -> list[tuple[int, int]]:
+        """(start, end) of each run of ``name``, in line order."""
+        at = self.first.get(name)
+        if at is None or self.runs is None:
+            return []
+        names, offsets, last = self.runs.names, self.runs.offsets, self.last[name]
+        found = [at]
+        while at != last:  # a chain in several runs (KUBE-SERVICES in kube-proxy's order)
+            at = names.index(name, at + 1, last + 1)
+            found.append(at)
+        return [(offsets[i], offsets[i + 1]) for i in found]
+
     def origin(self, name: str) -> SourceLocation:
-        block, index = self.declared[name]
         assert self.lines is not None
-        number = self.lines.at(self.blocks[block] + 1) + index
-        return new_location(self.path, number, f":{name} - [0:0]")
+        block = self.declared[name]
+        at = self.text.index(f"\n:{name} - [0:0]\n", block) + 1
+        return new_location(self.path, self.lines.at(at), f":{name} - [0:0]")
 
     def rules(self, name: str) -> tuple[Rule, ...]:
         """The chain's rules in line order: its deferred runs (built by the fast path,
@@ -172,7 +213,7 @@ class _Source:
         block: list[str] = []
         numbers: list[int] = []
         at, number = -1, 0
-        for start, end in self.runs.get(name, ()):
+        for start, end in self.spans(name):
             number = lines.at(start + 1) if at < 0 else number + text.count("\n", at, start + 1)
             at = start + 1
             run = text[at:end].split("\n")
@@ -242,38 +283,38 @@ class _Pass:
         self.lines = _Lines(text)
         self.fast = FastRules(frozenset())
         self.sources: dict[str, _Source] = {}
-        self.order: dict[str, dict[str, None]] = {}  # per table, chains as first seen
+        self.order: dict[str, dict[str, object]] = {}  # per table, chains as first seen
         self.seen: dict[str, int] = {}  # per table, eager chains already in ``order``
+        self.ruled: set[str] = set()  # tables with deferred runs so far
 
     def run(self) -> Ruleset:
-        """The hot loop (72,000 runs in a 10,000-service dump): the table changes only on
-        a line read now, so what depends on it is looked up again only then."""
+        """One ``findall`` cuts the text into items (``_scanner``); Python visits only the
+        items that are not runs (declaration blocks, lines read at once: 45 in a
+        10,000-service dump), and hands each table the runs between them."""
         text = self.text
-        done = 0  # the offset up to which the text is read
-        runs_of: dict[str, list[tuple[int, int]]] = {}
-        order: dict[str, None] = {}
-        source: _Source | None = None
-        for m in _pick(text).finditer(text):
-            start, end = m.span()
-            if start != done or source is None:
-                self._eager(done, start)
+        start = text.index("\n")
+        self._eager(0, start)
+        items = _pick(text).findall(text, start)
+        runs = _Runs(start, items)
+        names, offsets = runs.names, runs.offsets
+        done = 0  # the items up to which the text is read
+        for at in [*compress(range(len(names)), map(not_, names)), len(names)]:
+            if at > done:  # items done:at are runs, all of the current table
                 table = self.parser.table
                 if table is None:
                     raise _NotClean
-                source = self._source(table)
-                runs_of, order = source.runs, self.order[table]
-            done = end
-            chain = m["chain"]
-            if chain is None:
-                self._declarations(source, order, start, end)
-                continue
-            runs = runs_of.get(chain)
-            if runs is None:
-                runs = runs_of[chain] = []
-                if chain not in order:
-                    order[chain] = None
-            runs.append((start, end))
-        self._eager(done, len(text))
+                self._runs(self._source(table), runs, done, at)
+            if at == len(names):
+                break
+            _, _, declared = items[at]
+            if declared:
+                table = self.parser.table
+                if table is None:
+                    raise _NotClean
+                self._declarations(self._source(table), declared, offsets[at])
+            else:
+                self._eager(offsets[at], offsets[at + 1])
+            done = at + 1
         return self._finish()
 
     def _source(self, table: str) -> _Source:
@@ -284,15 +325,21 @@ class _Pass:
             self.order.setdefault(table, {})
         return source
 
-    def _declarations(self, source: _Source, order: dict[str, None], start: int, end: int) -> None:
-        names = _DECLARED_NAME.findall(self.text, start, end)
-        block = len(source.blocks)
-        source.blocks.append(start)
-        before = len(source.declared)
-        source.declared.update(zip(names, zip(repeat(block), count()), strict=False))
-        if len(source.declared) != before + len(names) or not order.keys().isdisjoint(names):
+    def _runs(self, source: _Source, runs: _Runs, lo: int, hi: int) -> None:
+        """Runs come after their table's declarations (``_declared_first``)."""
+        self.ruled.add(source.table)
+        source.add_runs(runs, lo, hi)
+
+    def _declarations(self, source: _Source, block: str, offset: int) -> None:
+        if source.table in self.ruled:
+            raise _NotClean  # a declaration after rules (``_declared_first``)
+        names = _DECLARED_NAME.findall(block)
+        fresh = dict.fromkeys(names, offset)
+        order = self.order[source.table]
+        if len(fresh) != len(names) or not fresh.keys().isdisjoint(order):
             raise _NotClean  # declared twice, or after its rules: as the whole reader says
-        order.update(dict.fromkeys(names))
+        source.declared.update(fresh)
+        order.update(fresh)
 
     def _eager(self, start: int, end: int) -> None:
         """Read ``text[start:end]`` (whole lines, after the newline that ends a run) now."""
@@ -307,6 +354,8 @@ class _Pass:
         parser = self.parser
         for offset, line in enumerate(chunk):
             head = line[:1]
+            if head == ":" and parser.table in self.ruled:
+                raise _NotClean  # a declaration after rules (``_declared_first``)
             if (head == "-" and not line.startswith("-A ")) or (
                 head == "*" and line[1:] in self.order
             ):
@@ -325,6 +374,8 @@ class _Pass:
             order = self.order[table]
             for name in list(drafts)[self.seen.get(table, 0) :]:
                 if name not in order:
+                    if table in self.ruled:  # created by a rule after deferred runs: the
+                        raise _NotClean  # whole reader may have created it earlier
                     order[name] = None
             self.seen[table] = len(drafts)
 
@@ -334,6 +385,7 @@ class _Pass:
             raise _NotClean
         if facts.uncommitted or facts.elisions or facts.lost or facts.dropped is not None:
             raise _NotClean
+        self._declared_first()
         tables: dict[str, Table] = {}
         for tname in self.builder.tables:
             tables[tname] = Table(tname, MappingProxyType(self._chains(tname)))
@@ -346,6 +398,15 @@ class _Pass:
         )
         self._no_missing(ruleset)
         return replace(ruleset, capture=assess(ruleset, facts, (), missing=[]))
+
+    def _declared_first(self) -> None:
+        """Every chain of a deferred run was known before its table's first run: declared
+        (iptables-save and kube-proxy declare every chain before any rule), or a built-in
+        chain read at once; else the whole reader, which creates a chain at its first rule,
+        answers. One C-level set comparison per table, where a check per run cost 0.12 s."""
+        for tname, source in self.sources.items():
+            if not self.order[tname].keys() >= source.first.keys():
+                raise _NotClean
 
     def _chains(self, tname: str) -> dict[str, Chain]:
         source = self._source(tname)
@@ -360,7 +421,7 @@ class _Pass:
             for name in self.order[tname]
         }
         for name, d in drafts.items():
-            deferred = name in source.runs or name in source.declared
+            deferred = name in source.first or name in source.declared
             if name in source.declared and d.origin is not None:
                 raise _NotClean  # declared twice
             if not deferred:
@@ -373,11 +434,15 @@ class _Pass:
         """Every jump lands on a captured chain (else the whole reader says which not)."""
         for tname, source in self.sources.items():
             chains = ruleset.tables[tname].chains
-            if source.runs:  # a chain's runs are in line order: its first starts first
-                lo = min(runs[0][0] for runs in source.runs.values())
-                hi = max(runs[-1][1] for runs in source.runs.values()) + 1  # its newline
-                targets = set(_JUMP_TARGET.findall(self.text, lo, hi)) - TARGET_KEYWORDS
-                if not targets <= chains.keys():
+            if source.runs is not None and source.first:
+                offsets = source.runs.offsets
+                lo = offsets[min(source.first.values())]
+                hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
+                targets = set(_JUMP_TARGET.findall(self.text, lo, hi))
+                targets -= TARGET_KEYWORDS
+                # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against
+                # ``targets <= chains.keys()`` on a mapping proxy's keys (measured)
+                if targets.difference(self.order[tname]):
                     raise _NotClean
             for draft in source.eager.values():
                 for rule in draft.rules:
@@ -394,7 +459,9 @@ def _pick(text: str) -> re.Pattern[str]:
     covered = [0, 0]
     for order in (0, 1):
         scanner = _scanner_of(order)
-        covered[order] = sum(sample.count("\n-A ", *m.span()) for m in scanner.finditer(sample))
+        covered[order] = sum(
+            sample.count("\n-A ", *m.span()) for m in scanner.finditer(sample) if m[2]
+        )
         if covered[order] * 2 > rules:  # most lines are in this order: no need to try the other
             return scanner
     return _scanner_of(0 if covered[0] >= covered[1] else 1)
