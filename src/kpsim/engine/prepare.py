@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import ip_address
 
 from kpsim.engine.flow import Flow
 from kpsim.engine.packet import PROTOCOL_NUMBERS
@@ -25,6 +26,7 @@ from kpsim.model import (
     RecentMatch,
     Rule,
     Ruleset,
+    RuleSketch,
     SourceLocation,
     StatisticMatch,
 )
@@ -156,6 +158,29 @@ class ChainIndex:
                 by_key.setdefault(key, []).append(pos)
         return cls({k: tuple(v) for k, v in by_key.items()}, tuple(rest))
 
+    @classmethod
+    def from_sketch(cls, sketch: RuleSketch) -> ChainIndex:
+        """``build`` from what a sketched chain's lines say (``_index_key`` of each rule,
+        no rule built): 10,001 KUBE-SERVICES rules indexed without building them."""
+        by_key: dict[_IndexKey, list[int]] = {}
+        rest = []
+        fields = zip(sketch.dsts, sketch.protos, sketch.dports, sketch.modules, sketch.stateful,
+                     strict=True)  # fmt: skip
+        for pos, (dst, proto, dport, module, stateful) in enumerate(fields):
+            host = None
+            if dst and dst[0] != "!":
+                ip, slash, length = dst.partition("/")
+                host = ip_address(ip) if not slash or int(length) == 32 else None
+            name = PROTOCOL_NUMBERS.get(proto, proto).lower() if proto else None
+            name = None if name in ("all", "0") else name
+            # the rule's one port match, unless a recent match (stateful) comes first
+            port = int(dport) if name and dport and module == name and not stateful else None
+            if host is None and port is None:
+                rest.append(pos)
+            else:
+                by_key.setdefault((host, name if port is not None else None, port), []).append(pos)
+        return cls({k: tuple(v) for k, v in by_key.items()}, tuple(rest))
+
     def candidates(self, flow: Flow) -> Sequence[int]:
         """Positions of the rules that can match ``flow``, in chain order."""
         d, p, port = flow.dst, flow.protocol, flow.dport
@@ -184,7 +209,10 @@ class ChainIndexes:
             return self._built[key]
         chain = self._tables.get(key[0], {}).get(key[1])
         found = None
-        if chain is not None and len(chain.rules) >= self._min_rules:
+        sketch = chain.sketch() if chain is not None else None
+        if sketch is not None and len(sketch.jumps) >= self._min_rules:
+            found = ChainIndex.from_sketch(sketch)  # its rules built only when walked
+        elif chain is not None and len(chain.rules) >= self._min_rules:
             found = ChainIndex.build(chain)
         self._built[key] = found
         return found

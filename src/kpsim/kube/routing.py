@@ -37,8 +37,8 @@ def _ties(ruleset: Ruleset) -> list[tuple[IPNetwork, str, str]]:
     version = 6 if ruleset.family is Family.IPV6 else 4
     for table in ruleset.tables.values():
         for name, chain in table.chains.items():
-            if name.startswith(_PER_SERVICE):
-                continue
+            if name.startswith(_PER_SERVICE) or chain.sketch() is not None:
+                continue  # a sketched chain's rules have no -i/-o (``model.RuleSketch``)
             for rule in chain.rules:
                 src, dst = rule.source, rule.destination
                 i, o = rule.in_interface, rule.out_interface

@@ -21,80 +21,30 @@ capture).
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Callable
 from dataclasses import replace
-from functools import cache
-from itertools import accumulate, compress
-from operator import itemgetter, not_
+from itertools import compress
+from operator import not_
 from types import MappingProxyType
 from typing import Any
 
 from kpsim.formats.capture import assess
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
-from kpsim.formats.iptables import fast
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.fast import FastRules
+from kpsim.formats.iptables.lazy_scan import (
+    DECLARED_NAME,
+    JUMP_TARGET,
+    Lines,
+    Runs,
+    pick,
+    scanner_of,
+)
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declared_keywords, detect_save_format
+from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
 from kpsim.model import Chain, Counters, Format, Jump, Rule, Ruleset, SourceLocation, Table
-
-# ---------------------------------------------------------------- what may be deferred
-
-_NAME = fast._NAME
-_NET = fast._NET
-#: A port the fast path reads without a doubt: 1-65535, no leading zero.
-_PORT = r"(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})"
-#: A comment the fast path keeps as written: no backslash, not "!", at most 1,000 characters.
-_COMMENT = r' -m comment --comment (?:"(?!!")[^"\\\n]{0,1000}+"|[^ \t"!\n\\][^ \t"\n\\]{0,1000}+)'
-_PROBABILITY = r"(?:0(?:\.\d{1,20}+)?|1(?:\.0{1,20}+)?)"
-_STATISTIC = rf" -m statistic --mode random --probability {_PROBABILITY}"
-_TARGET = rf"(?: -j DNAT --to-destination {fast._IP}(?::{_PORT})?| -j {_NAME})"
-_SRC = rf"(?: (?:! )?-s {_NET})?+"
-_DST = rf"(?: (?:! )?-d {_NET})?+"
-_MODULE_PROTO = r"(?: -m tcp -p tcp| -m udp -p udp| -m sctp -p sctp)"
-_RECENT = r"(?:--set|--rcheck --seconds \d{1,9}+ --reap)"
-_LOCAL = r"(?: -m addrtype --(?:src|dst)-type LOCAL)?+"
-#: kube-proxy's restore input and iptables-save's order, as ``fast._RESTORE_RE`` and
-#: ``_SAVE_RE`` read them (``--dport`` only with its module, else the general path reads it).
-_RESTORE_BODY = (
-    rf"(?:{_COMMENT})?+(?: -m recent --name {_NAME} {_RECENT})?+{_LOCAL}"
-    rf"(?:{_MODULE_PROTO}{_DST}(?: --dport {_PORT})?+|{_DST}){_SRC}(?:{_STATISTIC})?+{_TARGET}"
-)
-_SAVE_BODY = (
-    rf"{_SRC}{_DST}(?: -p (?:tcp|udp|sctp))?+(?:{_COMMENT})?+"
-    rf"(?: -m recent {_RECENT} --name {_NAME} --mask 255\.255\.255\.255 --rsource)?+{_LOCAL}"
-    rf"(?: -m (?:tcp|udp|sctp)(?: --dport {_PORT})?+)?+(?:{_STATISTIC})?+{_TARGET}"
-)
-
-
-def _scanner(body: str) -> re.Pattern[str]:
-    """Every line from the first newline on, as consecutive items, each from the newline
-    before its first line to the end of its last: (text, chain, "") for a run of one
-    chain's ``-A`` lines in ``body``'s shape, (text, "", text) for a block of user-chain
-    declarations, (text, "", "") for any other line (read at once). ``findall`` then
-    vouches for every line and cuts the text into runs in C: one pass and no Python
-    loop per run, 0.30 s → 0.14 s for a 10,000-service dump (measured; it was a
-    ``finditer`` over the runs, each kept by a Python loop: 72,000 of them)."""
-    line = rf"(?:{body})(?=\n)"
-    return re.compile(
-        rf"((?:\n-A ({_NAME}){line}(?:\n-A \2{line})*+)"
-        rf"|((?:\n:{_NAME} - \[0:0\](?=\n))++)|\n[^\n]*+)",
-        re.ASCII,
-    )
-
-
-@cache
-def _scanner_of(order: int) -> re.Pattern[str]:  # compiled when needed: 3-6 ms (measured)
-    return _scanner((_RESTORE_BODY, _SAVE_BODY)[order])
-
-
-_DECLARED_NAME = re.compile(r"\n:([^ \n]++)")
-#: A deferred line ends with its target (``_TARGET``: ``-j``, never ``-g``); a literal start
-#: lets ``re`` skip to each " -j ": 64 ms on 10,000 services, 104 ms for " -[jg] (…)" (measured).
-_JUMP_TARGET = re.compile(r" -j ([A-Za-z0-9_.-]++)\n", re.ASCII)
-_BLOCK = 1 << 16  # bytes of text per line-count checkpoint
 
 
 class _NotClean(Exception):
@@ -125,6 +75,14 @@ class LazyChain(Chain):
             _ORIGIN_SLOT.__set__(self, found)
         return found  # type: ignore[no-any-return]
 
+    def sketch(self) -> Sketch | None:
+        source = _RULES_SLOT.__get__(self, Chain)
+        return source.sketch(self.name) if isinstance(source, _Source) else None
+
+    def rule(self, at: int) -> Rule:
+        sketch = self.sketch()
+        return sketch.rule(at) if sketch is not None else self.rules[at]
+
     def _load(self) -> tuple[Rule, ...]:
         source: _Source = _RULES_SLOT.__get__(self, Chain)
         origin = self.origin
@@ -154,29 +112,21 @@ _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
 _ZERO = Counters(0, 0)
 
 
-class _Runs:
-    """Where the deferred lines are: the scan's items in text order, each one's offset,
-    its chain (empty: not a run), and per table the first and last run of each chain."""
-
-    def __init__(self, start: int, items: list[tuple[str, str, str]]) -> None:
-        self.names: list[str] = list(map(itemgetter(1), items))
-        lengths = map(len, map(itemgetter(0), items))
-        self.offsets: list[int] = list(accumulate(lengths, initial=start))
-
-
 class _Source:
     """One table's deferred lines: where each chain's runs and declaration are."""
 
     def __init__(self, text: str, path: str, table: str, fast_rules: FastRules) -> None:
         self.text, self.path, self.table, self.fast = text, path, table, fast_rules
-        self.runs: _Runs | None = None
+        self.runs: Runs | None = None
         self.first: dict[str, int] = {}  # chain → its first run (an index in ``runs``)
         self.last: dict[str, int] = {}  # chain → its last run
         self.declared: dict[str, int] = {}  # chain → the offset of its declaration block
         self.eager: dict[str, ChainDraft] = {}  # rules read at once, by chain
-        self.lines: _Lines | None = None
+        self.lines: Lines | None = None
+        self.order = 0  # the scanner's: 0 kube-proxy's restore input, 1 iptables-save's
+        self.sketches: dict[str, Sketch | None] = {}
 
-    def add_runs(self, runs: _Runs, lo: int, hi: int) -> None:
+    def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
         """Items ``lo:hi`` (no special one among them) are runs of this table: first and
         last run of each chain by two dicts built in C (a later segment's last wins, an
         earlier one's first)."""
@@ -198,6 +148,20 @@ class _Source:
             at = names.index(name, at + 1, last + 1)
             found.append(at)
         return [(offsets[i], offsets[i + 1]) for i in found]
+
+    def sketch(self, name: str) -> Sketch | None:
+        """A big chain whose every line is deferred, sketched (``sketch.py``); else None."""
+        if name in self.sketches:
+            return self.sketches[name]
+        found = None
+        spans = self.spans(name)
+        size = len(spans) + sum(self.text.count("\n", start + 1, end) for start, end in spans)
+        if size >= SKETCH_MIN_RULES and not (name in self.eager and self.eager[name].rules):
+            assert self.lines is not None
+            build = builder(self.fast, self.table, name, self.path)
+            found = sketch_runs(self.text, spans, self.lines.at, build, self.order)
+        self.sketches[name] = found
+        return found
 
     def origin(self, name: str) -> SourceLocation:
         assert self.lines is not None
@@ -240,23 +204,6 @@ def _append(draft: ChainDraft, rule: Rule) -> None:
     draft.rules.append(rule if rule.number == number else replace(rule, number=number))
 
 
-class _Lines:
-    """Line numbers of offsets: a newline count every ``_BLOCK`` characters, then a count
-    within the block."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        marks = [0]
-        for at in range(0, len(text), _BLOCK):
-            marks.append(marks[-1] + text.count("\n", at, at + _BLOCK))
-        self.marks = marks
-
-    def at(self, offset: int) -> int:
-        """The number of the line that starts at ``offset``."""
-        block = offset // _BLOCK
-        return self.marks[block] + self.text.count("\n", block * _BLOCK, offset) + 1
-
-
 # ---------------------------------------------------------------- the pass
 
 
@@ -280,12 +227,13 @@ class _Pass:
         self.path = path
         self.parser = parser
         self.builder: RulesetBuilder = parser.builder
-        self.lines = _Lines(text)
+        self.lines = Lines(text)
         self.fast = FastRules(frozenset())
         self.sources: dict[str, _Source] = {}
         self.order: dict[str, dict[str, object]] = {}  # per table, chains as first seen
         self.seen: dict[str, int] = {}  # per table, eager chains already in ``order``
         self.ruled: set[str] = set()  # tables with deferred runs so far
+        self.shape = 0  # the scanner's order (``lazy_scan.pick``)
 
     def run(self) -> Ruleset:
         """One ``findall`` cuts the text into items (``_scanner``); Python visits only the
@@ -294,8 +242,9 @@ class _Pass:
         text = self.text
         start = text.index("\n")
         self._eager(0, start)
-        items = _pick(text).findall(text, start)
-        runs = _Runs(start, items)
+        self.shape = pick(text)
+        items = scanner_of(self.shape).findall(text, start)
+        runs = Runs(start, items)
         names, offsets = runs.names, runs.offsets
         done = 0  # the items up to which the text is read
         for at in [*compress(range(len(names)), map(not_, names)), len(names)]:
@@ -321,11 +270,11 @@ class _Pass:
         source = self.sources.get(table)
         if source is None:
             source = self.sources[table] = _Source(self.text, self.path, table, self.fast)
-            source.lines = self.lines
+            source.lines, source.order = self.lines, self.shape
             self.order.setdefault(table, {})
         return source
 
-    def _runs(self, source: _Source, runs: _Runs, lo: int, hi: int) -> None:
+    def _runs(self, source: _Source, runs: Runs, lo: int, hi: int) -> None:
         """Runs come after their table's declarations (``_declared_first``)."""
         self.ruled.add(source.table)
         source.add_runs(runs, lo, hi)
@@ -333,7 +282,7 @@ class _Pass:
     def _declarations(self, source: _Source, block: str, offset: int) -> None:
         if source.table in self.ruled:
             raise _NotClean  # a declaration after rules (``_declared_first``)
-        names = _DECLARED_NAME.findall(block)
+        names = DECLARED_NAME.findall(block)
         fresh = dict.fromkeys(names, offset)
         order = self.order[source.table]
         if len(fresh) != len(names) or not fresh.keys().isdisjoint(order):
@@ -438,7 +387,7 @@ class _Pass:
                 offsets = source.runs.offsets
                 lo = offsets[min(source.first.values())]
                 hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
-                targets = set(_JUMP_TARGET.findall(self.text, lo, hi))
+                targets = set(JUMP_TARGET.findall(self.text, lo, hi))
                 targets -= TARGET_KEYWORDS
                 # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against
                 # ``targets <= chains.keys()`` on a mapping proxy's keys (measured)
@@ -449,19 +398,3 @@ class _Pass:
                     t = rule.target
                     if isinstance(t, Jump) and t.chain not in chains:
                         raise _NotClean
-
-
-def _pick(text: str) -> re.Pattern[str]:
-    """The scanner for the order this text writes its rules in (the other order's lines
-    are read at once, correctly, only slower)."""
-    sample = text[: 1 << 18]
-    rules = sample.count("\n-A ")
-    covered = [0, 0]
-    for order in (0, 1):
-        scanner = _scanner_of(order)
-        covered[order] = sum(
-            sample.count("\n-A ", *m.span()) for m in scanner.finditer(sample) if m[2]
-        )
-        if covered[order] * 2 > rules:  # most lines are in this order: no need to try the other
-            return scanner
-    return _scanner_of(0 if covered[0] >= covered[1] else 1)
