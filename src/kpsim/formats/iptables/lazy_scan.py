@@ -62,7 +62,6 @@ def scanner_of(order: int) -> re.Pattern[str]:  # compiled when needed: 3-6 ms (
     return _scanner((_RESTORE_BODY, _SAVE_BODY)[order])
 
 
-DECLARED_NAME = re.compile(r"\n:([^ \n]++)")
 #: A deferred line ends with its target (``_TARGET``: ``-j``, never ``-g``); a literal start
 #: lets ``re`` skip to each " -j ": 64 ms on 10,000 services, 104 ms for " -[jg] (…)" (measured).
 JUMP_TARGET = re.compile(r" -j ([A-Za-z0-9_.-]++)\n", re.ASCII)
@@ -81,19 +80,20 @@ class Runs:
 
 class Lines:
     """Line numbers of offsets: a newline count every ``BLOCK`` characters, then a count
-    within the block."""
+    within the block; the counts made as far as asked (a trace asks near the top: 5 ms
+    of counting the whole dump saved)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        marks = [0]
-        for at in range(0, len(text), BLOCK):
-            marks.append(marks[-1] + text.count("\n", at, at + BLOCK))
-        self.marks = marks
+        self.marks = [0]
 
     def at(self, offset: int) -> int:
         """The number of the line that starts at ``offset``."""
-        block = offset // BLOCK
-        return self.marks[block] + self.text.count("\n", block * BLOCK, offset) + 1
+        block, marks, text = offset // BLOCK, self.marks, self.text
+        while len(marks) <= block:
+            at = (len(marks) - 1) * BLOCK
+            marks.append(marks[-1] + text.count("\n", at, at + BLOCK))
+        return marks[block] + text.count("\n", block * BLOCK, offset) + 1
 
 
 def pick(text: str) -> int:
