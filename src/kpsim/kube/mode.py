@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from kpsim.formats.nft.kube_proxy import NOTE as KUBE_PROXY_NOTE
 from kpsim.kube.names import SERVICE_PREFIXES
 from kpsim.model import (
     Chain,
@@ -216,7 +215,7 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     live = [m for m in present if signs[m].is_live] or present
     leftovers = tuple(m for m in present if m not in live)
     mode = live[0] if len(live) == 1 else ProxyMode.MIXED
-    read = ruleset.format is Format.NFT and KUBE_PROXY_NOTE in ruleset.notes
+    read = ruleset.format is Format.NFT and _nft_read(ruleset)
     evidence: list[SourceLocation] = []
     for m in live:
         evidence += signs[m].lines(_FEW if len(live) == 1 else 2)
@@ -230,6 +229,14 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
         active=tuple(live),
         leftovers=leftovers,
     )
+
+
+def _nft_read(ruleset: Ruleset) -> bool:
+    """Did kpsim read kube-proxy's nftables table? (Its reader imported only for nft
+    captures: ~6 ms of every iptables trace's start-up.)"""
+    from kpsim.formats.nft.kube_proxy import NOTE
+
+    return NOTE in ruleset.notes
 
 
 def _chain_signs(signs: dict[ProxyMode, _Signs], table: str, chain: Chain, nft: bool) -> None:
