@@ -149,12 +149,12 @@ class _Source:
         return [(offsets[i], offsets[i + 1]) for i in found]
 
     def sketch(self, name: str) -> Sketch | None:
-        """A big chain whose every line is deferred, sketched (``sketch.py``); else None."""
+        """A big chain whose every line is deferred, sketched (``sketch.py``); else None.
+        Its lines are counted only as far as the threshold needs (a run has one or more)."""
         if name in self.sketches:
             return self.sketches[name]
-        found = None
-        spans = self.spans(name)
-        size = len(spans) + sum(self.text.count("\n", start + 1, end) for start, end in spans)
+        found, spans, count = None, self.spans(name), self.text.count
+        size = len(spans) + sum(count("\n", a, b) for a, b in spans[:SKETCH_MIN_RULES])
         if size >= SKETCH_MIN_RULES and not (name in self.eager and self.eager[name].rules):
             assert self.lines is not None
             build = builder(self.fast, self.table, name, self.path)
