@@ -26,7 +26,7 @@ from dataclasses import replace
 from itertools import compress
 from operator import not_
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from kpsim.formats.capture import assess
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
@@ -130,7 +130,7 @@ class _Source:
         last run of each chain by two dicts built in C (a later segment's last wins, an
         earlier one's first)."""
         self.runs = runs
-        names, index = runs.names[lo:hi], range(lo, hi)
+        names, index = cast(list[str], runs.names[lo:hi]), range(lo, hi)
         self.last.update(zip(names, index, strict=True))
         first = dict(zip(reversed(names), reversed(index), strict=True))
         first.update(self.first)
@@ -241,8 +241,7 @@ class _Pass:
         start = text.index("\n")
         self._eager(0, start)
         self.shape = pick(text)
-        items = scanner_of(self.shape).findall(text, start)
-        runs = Runs(start, items)
+        runs = Runs(start, list(scanner_of(self.shape).finditer(text, start)))
         names, offsets = runs.names, runs.offsets
         done = 0  # the items up to which the text is read
         for at in [*compress(range(len(names)), map(not_, names)), len(names)]:
@@ -253,7 +252,7 @@ class _Pass:
                 self._runs(self._source(table), runs, done, at)
             if at == len(names):
                 break
-            _, _, declared = items[at]
+            declared = runs.matches[at][2]
             if declared:
                 table = self.parser.table
                 if table is None:
@@ -262,6 +261,7 @@ class _Pass:
             else:
                 self._eager(offsets[at], offsets[at + 1])
             done = at + 1
+        runs.matches = []  # 72,000 match objects: only the ends and chains are kept
         return self._finish()
 
     def _source(self, table: str) -> _Source:

