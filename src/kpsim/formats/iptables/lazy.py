@@ -23,8 +23,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import compress
-from operator import not_
+from itertools import compress, repeat
+from operator import eq, not_
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -141,11 +141,9 @@ class _Source:
         at = self.first.get(name)
         if at is None or self.runs is None:
             return []
-        names, offsets, last = self.runs.names, self.runs.offsets, self.last[name]
-        found = [at]
-        while at != last:  # a chain in several runs (KUBE-SERVICES in kube-proxy's order)
-            at = names.index(name, at + 1, last + 1)
-            found.append(at)
+        names, offsets, last = self.runs.names, self.runs.offsets, self.last[name] + 1
+        # several runs (KUBE-SERVICES in kube-proxy's order): picked among the items in C
+        found = compress(range(at, last), map(eq, names[at:last], repeat(name)))
         return [(offsets[i], offsets[i + 1]) for i in found]
 
     def sketch(self, name: str) -> Sketch | None:

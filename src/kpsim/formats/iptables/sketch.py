@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cache
+from itertools import accumulate, repeat
 
 from kpsim.formats.common import ChainDraft
 from kpsim.formats.iptables import fast
@@ -111,11 +112,13 @@ def sketch_runs(
 ) -> Sketch | None:
     """The sketch of a chain's runs (``(start, end)`` in ``text``, each from the newline
     before its first line); None when a line is not one the sketch reads."""
-    lines: list[str] = []
-    firsts: list[int] = []
-    for start, end in spans:
-        firsts.append(len(lines))
-        lines += text[start + 1 : end].split("\n")
+    runs = [text[start + 1 : end] for start, end in spans]
+    lines = "\n".join(runs).split("\n")
+    if len(lines) == len(runs):  # a line a run (KUBE-SERVICES in kube-proxy's order)
+        firsts = list(range(len(runs)))
+    else:
+        sizes = accumulate(map(str.count, runs, repeat("\n")), initial=0)
+        firsts = [k + before for k, before in enumerate(sizes)][: len(runs)]
 
     def numbers(run: int) -> int:
         return line_at(spans[run][0] + 1)
