@@ -4,8 +4,10 @@ Every shipped capture, corpus dump, kube-proxy test dump, damaged fixture and ge
 dump is read both ways: the models must be equal (tables, chains in order, every rule and
 its line, diagnostics, capture, metadata), and so must the JSON of traces of its NodePorts,
 ClusterIPs and a port nobody has — the lazy one traced before anything else reads it — and
-``show``'s JSON, byte for byte, from a lazy ruleset nothing has read before.
-Inputs the lazy reader cannot vouch for must fall back to the whole reader.
+``show``'s JSON, byte for byte, from a lazy ruleset nothing has read before (generated
+dumps in kube-proxy's order and in iptables-save's). A big chain's sketch (its rules read
+off the text, built one by one) must say what the whole reader's rules say. Inputs the
+lazy reader cannot vouch for must fall back to the whole reader.
 """
 
 from __future__ import annotations
