@@ -41,7 +41,11 @@ def _ties(ruleset: Ruleset) -> list[tuple[IPNetwork, str, str]]:
     version = 6 if ruleset.family is Family.IPV6 else 4
     for table in ruleset.tables.values():
         for name, chain in table.chains.items():
-            if name.startswith(_PER_SERVICE) or _NFT_PER_SERVICE.match(name):
+            if (
+                name.startswith(_PER_SERVICE)
+                or _NFT_PER_SERVICE.match(name)
+                or chain.sketch() is not None  # a sketch's rules have no -i/-o (RuleSketch)
+            ):
                 continue
             for rule in chain.rules:
                 src, dst = rule.source, rule.destination
