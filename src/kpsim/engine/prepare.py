@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 
 from kpsim.engine.flow import Flow
 from kpsim.engine.packet import PROTOCOL_NUMBERS
@@ -29,6 +30,7 @@ from kpsim.model import (
     SourceLocation,
     StatisticMatch,
 )
+from kpsim.model.nft import SetLookup
 from kpsim.model.node import IPAddress
 
 # ---------------------------------------------------------------- kube-proxy base chains
@@ -134,9 +136,44 @@ def _index_key(rule: Rule) -> _IndexKey | None:
             if not m.dport_negated and rng.lo == rng.hi and rng.lo >= 0:
                 port = rng.lo
                 break
+    if host is None or port is None:
+        host, name, port = _lookup_pins(rule, host, name, port)
     if host is None and port is None:
         return None
     return (host, name if port is not None else None, port)
+
+
+_DPORT_KEYS = {"th dport": None, "tcp dport": "tcp", "udp dport": "udp", "sctp dport": "sctp"}
+
+
+def _lookup_pins(
+    rule: Rule, host: IPAddress | None, name: str | None, port: int | None
+) -> _IndexKey:
+    """What nftables' one-element lookups pin (a verdict map read as one rule per element:
+    ``ip daddr . meta l4proto . th dport 172.20.0.10 . tcp . 53``): kube-proxy's
+    ``services`` chain is 10,000 such rules, scanned one by one without this. Only a
+    single value pins a part; a lookup after a stateful match is not looked at."""
+    for m in rule.matches:
+        if isinstance(m, _STATEFUL):
+            break
+        if not isinstance(m, SetLookup) or m.negated or m.dynamic or len(m.elements) != 1:
+            continue
+        for key, part in zip(m.keys, m.elements[0], strict=False):
+            if part.lo != part.hi:
+                continue
+            if key in ("ip daddr", "ip6 daddr") and host is None:
+                host = IPv6Address(part.lo) if key == "ip6 daddr" else IPv4Address(part.lo)
+            elif key in ("meta l4proto", "ip protocol") and name is None:
+                name = PROTOCOL_NUMBERS.get(str(part.lo), str(part.lo)).lower()
+            elif key in _DPORT_KEYS and port is None:
+                implied = _DPORT_KEYS[key]
+                if implied is not None and name is None:
+                    name = implied
+                if name is not None and implied in (None, name):
+                    port = part.lo
+    if name in ("all", "0"):
+        name = None
+    return host, name, port if name is not None else None
 
 
 @dataclass(frozen=True, slots=True)
