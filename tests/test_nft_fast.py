@@ -1,7 +1,8 @@
 """The nft reader's fast paths (kp_fast.fast_lower for kube-proxy's hot rule shapes,
-NftReader.line for its hot commands) give the very rules the general reader gives: on
-every shipped fixture, kube-proxy's own test dump and generated rulesets, whole rulesets
-compared with the fast paths switched off, and rule by rule on generated rule texts."""
+NftReader.line and fast_command for its hot commands) give the very rules the general
+reader (the grammar, grammar.py) gives: on every shipped fixture, kube-proxy's own test
+dumps and generated rulesets, whole rulesets compared with the fast paths switched off,
+and rule by rule on generated rule texts (more in test_nft_grammar.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from kpsim.model import Ruleset
 
 ROOT = Path(__file__).parent.parent
 CAPTURES = [
-    *sorted((ROOT / "fixtures" / "nftables").glob("*/*/ruleset.nft")),
-    ROOT / "tests" / "data" / "kube-proxy-nft" / "overall-nftables-rules.nft",
+    *sorted((ROOT / "fixtures" / "nftables").glob("**/*.nft")),
+    *sorted((ROOT / "tests" / "data" / "kube-proxy-nft").glob("*.nft")),
 ]
 
 
@@ -38,6 +39,7 @@ def _slow(text: str, path: str, monkeypatch: pytest.MonkeyPatch) -> Ruleset:
     with monkeypatch.context() as m:
         m.setattr(kube_proxy, "fast_lower", lambda text, sets: None)
         m.setattr(kp_commands.NftReader, "line", NftText.line)
+        m.setattr(kp_commands, "fast_command", lambda stmt: None)  # the grammar reads all
         return kube_proxy.parse_kube_proxy(text, path)
 
 

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from kpsim.formats.common import Sink, classify_noise, read_meta
+from kpsim.formats.nft.grammar import GrammarError, parse_chain_spec
 
 #: A token of nft's syntax: a quoted string, a brace, comma or semicolon, or a word.
 TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{},;]|[^\s{},;"]+')
@@ -116,8 +117,14 @@ class NftText:
         if self._pending is not None:
             line, col, parts, _ = self._pending
             self.sink.report(line, col, "braces opened here are never closed", parts[0])
-        if self._chain is not None or self._set is not None or self._table is not None:
+        block = self._set or self._chain or self._table
+        if block is not None:
             self.notes.append("the nft text ends inside a block: it may be cut")
+            kind = "set" if block is self._set else "chain" if block is self._chain else "table"
+            last = text.rstrip().split("\n")[-1]
+            number = text.rstrip().count("\n") + 1
+            message = f"the text ends inside {kind} {block.name} (line {block.line}): '}}' expected"
+            self.sink.report(number, len(last.rstrip()) + 1, message, last)
 
     def table(self, family: str, name: str, line: int) -> NftTable:
         key = (family, name)
@@ -235,19 +242,20 @@ class NftText:
 
 
 def hook_spec(chain: NftChain, stmt: str, sink: Sink, number: int, col: int) -> None:
-    """``type nat hook prerouting priority dstnat; policy accept;`` (either form)."""
-    m = re.search(r"type\s+(\w+)\s+hook\s+(\w+)(?:\s+device\s+\S+)?\s+priority\s+([^;}]+)", stmt)
-    if m is None:
-        sink.report(number, col, "base chain header not understood", stmt)
+    """``type nat hook prerouting priority dstnat; policy accept;`` (either form), read
+    by the grammar (grammar.parse_chain_spec)."""
+    try:
+        spec = parse_chain_spec(stmt)
+    except GrammarError as exc:
+        sink.report(number, col + exc.offset, f"base chain header: {exc}", stmt)
         return
-    chain.kind, chain.hook = m.group(1), m.group(2)
-    chain.priority = priority(m.group(3))
+    chain.kind, chain.hook = spec.kind, spec.hook
+    chain.priority = priority(spec.priority_text)
     if chain.priority is None:
-        where = col + m.start(3)
-        sink.report(number, where, f"priority {m.group(3).strip()!r} not understood", stmt)
-    pol = re.search(r"policy\s+(\w+)", stmt)
-    if pol is not None:
-        chain.policy = pol.group(1)
+        where = col + spec.priority_offset
+        sink.report(number, where, f"priority {spec.priority_text!r} not understood", stmt)
+    if spec.policy is not None:
+        chain.policy = spec.policy
 
 
 def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) -> None:

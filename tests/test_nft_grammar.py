@@ -1,0 +1,259 @@
+"""The nft grammar (formats/nft/grammar.py) is the reader's general path: it reads every
+rule and command of every shipped capture, the hand-written fast paths agree with it rule
+by rule and command by command (fixtures and hypothesis), and what it cannot read is a
+diagnostic at the right line and column, or exit 2 with ``path:line:col:`` when strict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kpsim.cli.main import main as cli
+from kpsim.errors import ParseError
+from kpsim.formats import parse_text
+from kpsim.formats.common import Sink
+from kpsim.formats.nft.grammar import (
+    GrammarError,
+    parse_chain_spec,
+    parse_command,
+    parse_rule,
+)
+from kpsim.formats.nft.kp_commands import NftReader, fast_command
+from kpsim.formats.nft.kp_fast import fast_lower
+from kpsim.formats.nft.kp_lower import Statement, StatementError
+from kpsim.formats.nft.kp_text import NftSet
+from kpsim.formats.nft.kube_proxy import parse_kube_proxy
+from kpsim.inputs import synth
+from kpsim.inputs.synth.nft import render_kube_proxy_nft
+
+ROOT = Path(__file__).parent.parent
+CAPTURES = sorted((ROOT / "fixtures" / "nftables").glob("**/*.nft")) + sorted(
+    (ROOT / "tests" / "data" / "kube-proxy-nft").glob("*.nft")
+)
+
+
+def _texts() -> list[tuple[str, str]]:
+    seed = synth.seed_workshop()
+    big = synth.synth_large(40, 3, seed=7)
+    out = [(str(p.relative_to(ROOT)), p.read_text()) for p in CAPTURES]
+    out += [(f"seed {n.name}", render_kube_proxy_nft(seed, n)) for n in seed.nodes]
+    return out + [(f"synth {n.name}", render_kube_proxy_nft(big, n)) for n in big.nodes[:2]]
+
+
+TEXTS = _texts()
+IDS = [name for name, _ in TEXTS]
+
+
+@pytest.mark.parametrize("name, text", TEXTS, ids=IDS)
+def test_the_grammar_reads_every_rule_and_the_fast_path_agrees(name: str, text: str) -> None:
+    reader = NftReader(name, Sink(name, True))
+    reader.read(text)
+    table = reader.tables[("ip", "kube-proxy")]
+    rules = [r for c in table.chains.values() for _, _, r in c.rules]
+    assert len(rules) > 20
+    kinds = set()
+    for rule in rules:
+        parsed = parse_rule(rule)
+        kinds |= {kind for kind, _ in parsed}
+        words = [w for _, ws in parsed for w in ws]
+        assert all(rule[o : o + len(w)] == w for w, o in words), rule  # offsets are exact
+        general = Statement(rule, table.sets).read()
+        fast = fast_lower(rule, table.sets)
+        assert fast is None or fast == general, rule
+    assert {"match", "verdict"} <= kinds
+
+
+@pytest.mark.parametrize("name, text", TEXTS, ids=IDS)
+def test_every_command_line_is_the_grammars_and_fast_command_agrees(name: str, text: str) -> None:
+    commands = [line for line in text.splitlines() if line.split(" ", 1)[0] in ("add", "flush")]
+    if not commands:  # an ``nft list ruleset`` capture: its chain headers instead
+        specs = [line.strip() for line in text.splitlines() if " hook " in line]
+        assert specs and all(parse_chain_spec(s).hook for s in specs)
+        return
+    for line in commands:
+        general = parse_command(line)
+        fast = fast_command(line)
+        assert fast is None or fast == general, line
+        assert general.rest == line[general.rest_offset :].rstrip()
+    assert sum(fast_command(line) is not None for line in commands) > 0
+
+
+# ------------------------------------------------------------------ generated statements
+
+_SETS = {
+    "aff": NftSet("aff", 0, False, ("ipv4_addr",), flags={"dynamic", "timeout"}, timeout=10800),
+    "plain": NftSet("plain", 0, False, ("ipv4_addr",)),
+    "service-ips": NftSet("service-ips", 0, True, ("ipv4_addr", "inet_proto", "inet_service"),
+                          value="verdict", elements=[(0, 0, "10.0.0.1 . tcp . 80 : goto x")]),
+}  # fmt: skip
+_addr = st.sampled_from(["10.0.0.1", "10.0.0.0/8", "10.0.0.300", "1.2.3", "::1", "@aff", "@plain"])
+_name = st.sampled_from(["endpoint-X-ns/a/tcp/p__10.0.0.1/80", "mark-for-masquerade", "x"])
+_comment = st.sampled_from(['"masquerade local traffic"', '"a, {b}"', '"q\\"x"', "plain", '"'])
+_statement = st.one_of(
+    st.builds("{} {}".format, st.sampled_from(["jump", "goto"]), _name),
+    st.sampled_from(["accept", "drop", "return", "counter", "counter packets 1 bytes 2"]),
+    st.builds("ip {} {}".format, st.sampled_from(["saddr", "daddr", "saddr !="]), _addr),
+    st.builds(
+        "fib {} type {}".format,
+        st.sampled_from(["saddr", "daddr"]),
+        st.sampled_from(["local", "unicast", "jump", "banana"]),
+    ),
+    st.builds("comment {}".format, _comment),
+    st.sampled_from(["ct state new", "ct state established,related", "meta l4proto tcp"]),
+    st.sampled_from(["tcp dport 80", "th dport { 80, 443 }", "tcp dport 99999", "mark set"]),
+    st.sampled_from(["meta mark set meta mark | 0x4000", "mark set mark xor 0x4000"]),
+    st.sampled_from(["update @aff { ip saddr }", "update @aff { ip daddr }", "update aff"]),
+    st.sampled_from(["ip daddr . meta l4proto . th dport vmap @service-ips", "masquerade"]),
+    st.builds("meta l4proto tcp dnat to {}:80".format, _addr),
+    st.builds(
+        "numgen random mod {} vmap {{ 0 : goto a, 1 : goto {} }}".format,
+        st.sampled_from(["2", "0", "x"]),
+        _name,
+    ),
+    st.sampled_from(["reject", "reject with icmp type port-unreachable", "{", "}", "frob"]),
+)
+_rule = st.lists(_statement, min_size=1, max_size=4).map(" ".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_rule)
+def test_generated_rules_lower_alike_through_the_fast_path_and_the_grammar(text: str) -> None:
+    fast = fast_lower(text, _SETS)
+    try:
+        general = Statement(text, _SETS).read()
+    except StatementError as exc:
+        assert 0 <= exc.offset <= len(text)
+        assert fast is None, f"the fast path took {text!r}; the grammar says {exc}"
+        return
+    assert fast is None or fast == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=' {},;.:@"\\0123456789abcdijmnoprstuvxy-/|!=&', max_size=50))
+def test_the_grammar_reads_anything_or_names_a_column(text: str) -> None:
+    try:
+        parsed = parse_rule(text)
+    except GrammarError as exc:
+        assert 0 <= exc.offset <= len(text)
+        return
+    assert all(text[o : o + len(w)] == w for _, ws in parsed for w, o in ws)
+
+
+_word = st.sampled_from(["kube-proxy", "service-ips", "a/b__1.2.3.4/80", "x,y", "q;", "@s", "{"])
+_body = st.sampled_from(["", "{ type ipv4_addr ; }", "{ 1.2.3.4 : goto x }", "{ a }}", "{ a",
+                         '{ comment "x" ; }', "{ type nat hook input priority 0 ; }"])  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["add", "delete", "flush", "create", "frob"]),
+    st.sampled_from(["chain", "set", "map", "element", "table", "rule"]),
+    st.sampled_from(["ip", "ip6", "inet", "bogus"]),
+    _word,
+    _word,
+    _body,
+)
+def test_fast_command_is_the_grammars_or_declines(
+    verb: str, what: str, family: str, table: str, name: str, body: str
+) -> None:
+    line = f"{verb} {what} {family} {table} {name} {body}".rstrip()
+    fast = fast_command(line)
+    try:
+        general = parse_command(line)
+    except GrammarError:
+        assert fast is None, f"fast_command took {line!r}"
+        return
+    assert fast is None or fast == general
+
+
+def test_named_priorities_and_offsets() -> None:
+    spec = parse_chain_spec("type filter hook prerouting priority dstnat - 10; policy accept;")
+    assert (spec.kind, spec.hook, spec.priority_text, spec.policy) == (
+        "filter",
+        "prerouting",
+        "dstnat - 10",
+        "accept",
+    )
+    rs = parse_text(
+        "table ip kube-proxy {\n"
+        "\tchain a {\n\t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n\t}\n"
+        "\tchain b {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t}\n}\n",
+        "p.nft",
+    )
+    assert rs.diagnostics == ()
+    assert [r.target.chain for r in rs.chain("mangle", "PREROUTING").rules] == ["a"]  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ errors
+
+_HEAD = (
+    "add table ip kube-proxy\n"
+    "add chain ip kube-proxy services\n"
+    "add map ip kube-proxy m { type ipv4_addr : verdict ; }\n"
+)
+_RULE = "add rule ip kube-proxy services "
+
+#: (name, bad line 4, column, words of the message)
+ERRORS = [
+    ("unknown statement", _RULE + "ip daddr 10.0.0.1 frobnicate 3 jump x", 51, "'frobnicate'"),
+    ("bad address", _RULE + "ip daddr 10.0.0.300 accept", 42, "address '10.0.0.300'"),
+    ("bad dnat address", _RULE + "meta l4proto tcp dnat to 10.0.0.999:80", 58, "dnat"),
+    ("bad port", _RULE + "tcp dport 99999 accept", 43, "port '99999'"),
+    ("bad selector", _RULE + "ip frob 1.2.3.4 accept", 36, "'saddr' or 'daddr'"),
+    ("unclosed set", _RULE + "ip daddr { 10.0.0.1, 10.0.0.2 accept", 69, "expected '}'"),
+    ("stray brace", _RULE + "ip daddr 10.0.0.1 } accept", 51, "'}'"),
+    ("cut rule", _RULE + "ip daddr . meta l4proto", 56, "ends too early"),
+    ("unclosed quote", _RULE + 'jump x comment "cut', 48, "unterminated quote"),
+    ("cut element", "add element ip kube-proxy m { 10.0.0.1 : goto x", 48, "expected '}'"),
+    ("extra brace", "add element ip kube-proxy m { 10.0.0.1 : goto x }}", 50, "end of the command"),
+    ("unknown command", "add thing ip kube-proxy x", 5, "'thing'"),
+    ("no chain name", "add rule ip kube-proxy", 23, "ends too early"),
+    ("bad priority", "add chain ip kube-proxy q { type nat hook input priority ; }", 58,
+     "priority"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, line, col, words", ERRORS, ids=[e[0] for e in ERRORS])
+def test_malformed_input_is_a_diagnostic_at_its_column_and_exit_2(
+    name: str, line: str, col: int, words: str, tmp_path: Path
+) -> None:
+    text = _HEAD + line + "\n"
+    rs = parse_text(text, "bad.nft")
+    found = [(d.line, d.col) for d in rs.diagnostics]
+    assert (4, col) in found, [(d.line, d.col, d.message) for d in rs.diagnostics]
+    (diag,) = [d for d in rs.diagnostics if (d.line, d.col) == (4, col)]
+    assert words in diag.message
+    with pytest.raises(ParseError) as err:
+        parse_kube_proxy(text, "bad.nft", strict=True)
+    assert (err.value.line, err.value.col) == (4, col)
+    bad = tmp_path / "bad.nft"
+    bad.write_text(text)
+    out = CliRunner().invoke(cli, ["show", "--strict", str(bad)])
+    assert out.exit_code == 2, out.output
+    assert f"{bad}:4:{col}:" in out.output
+    assert "Traceback" not in out.output and "pyparsing" not in out.output
+
+
+def test_a_listing_cut_inside_a_chain_is_reported_at_its_end() -> None:
+    text = (ROOT / CAPTURES[0]).read_text()
+    cut = text[: text.index("\tchain services {")] + "\tchain services {\n\t\tip daddr . meta"
+    rs = parse_text(cut, "cut.nft")
+    last = cut.count("\n") + 1
+    at_end = [d.message for d in rs.diagnostics if (d.line, d.col) == (last, 18)]
+    assert f"the text ends inside chain services (line {last - 1}): '}}' expected" in at_end
+    assert any(m.startswith("statement ends too early") for m in at_end)
+    assert not rs.capture.complete
+
+
+def test_a_mismatched_brace_in_a_listing_is_not_silent() -> None:
+    text = (
+        "table ip kube-proxy {\n\tchain services {\n\t\tjump x\n\t}\n"
+        "\tchain x {\n\t\tip daddr { 10.0.0.1\n\t}\n}\n"
+    )
+    rs = parse_text(text, "m.nft")
+    assert [(d.line, d.col) for d in rs.diagnostics] == [(8, 2)]
+    assert "ends inside table kube-proxy" in rs.diagnostics[0].message
