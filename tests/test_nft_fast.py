@@ -76,6 +76,7 @@ _octet = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "1
 _addr = st.one_of(
     st.lists(_octet, min_size=3, max_size=5).map(".".join),
     st.sampled_from(["@aff", "@plain", "@gone", "10.0.0.0/8", "::1", "10.1.1.1,", "{"]),
+    st.sampled_from(["fd00::1", "fd00::/64", "dead", "Fd00::2", "::ffff:10.0.0.1", "a:b"]),
 )
 _port = st.one_of(st.integers(0, 70000).map(str), st.sampled_from(["http", "08", "1-2"]))
 _name = st.sampled_from(["endpoint-X-ns/a/tcp/p__10.0.0.1/80", "mark-for-masquerade", "x;"])
@@ -96,7 +97,8 @@ def _rule(draw: st.DrawFn) -> str:
     if shape == 0:
         return f"{draw(_verb)} {draw(_name)}"
     if shape == 1:
-        return f"ip saddr {draw(_addr)} {draw(_verb)} {draw(_name)}"
+        family = draw(st.sampled_from(["ip", "ip6"]))
+        return f"{family} saddr {draw(_addr)} {draw(_verb)} {draw(_name)}"
     if shape == 2:
         proto = draw(st.sampled_from(["tcp", "udp", "sctp", "TCP", "icmp"]))
         dst = draw(st.sampled_from(["{}:{}", "{} . {}", "[{}]:{}", "{}"]))

@@ -90,13 +90,13 @@ _SETS = {
     "service-ips": NftSet("service-ips", 0, True, ("ipv4_addr", "inet_proto", "inet_service"),
                           value="verdict", elements=[(0, 0, "10.0.0.1 . tcp . 80 : goto x")]),
 }  # fmt: skip
-_addr = st.sampled_from(["10.0.0.1", "10.0.0.0/8", "10.0.0.300", "1.2.3", "::1", "@aff", "@plain"])
+_addr = st.sampled_from(["10.0.0.1", "10.0.0.0/8", "10.0.0.300", "::1", "fd00::1", "dead", "@aff"])
 _name = st.sampled_from(["endpoint-X-ns/a/tcp/p__10.0.0.1/80", "mark-for-masquerade", "x"])
 _comment = st.sampled_from(['"masquerade local traffic"', '"a, {b}"', '"q\\"x"', "plain", '"'])
 _statement = st.one_of(
     st.builds("{} {}".format, st.sampled_from(["jump", "goto"]), _name),
     st.sampled_from(["accept", "drop", "return", "counter", "counter packets 1 bytes 2"]),
-    st.builds("ip {} {}".format, st.sampled_from(["saddr", "daddr", "saddr !="]), _addr),
+    st.builds("{} {}".format, st.sampled_from(["ip saddr", "ip6 saddr", "ip daddr"]), _addr),
     st.builds(
         "fib {} type {}".format,
         st.sampled_from(["saddr", "daddr"]),

@@ -36,6 +36,7 @@ from kpsim.model.nft import NumgenMatch
 _PROTOS = ("tcp", "udp", "sctp")
 _NEW = ConntrackMatch(("NEW",), False)
 _JUMPS = ("jump", "goto")
+_IP = ("ip", "ip6")  # ip6: an IPv6 table's every endpoint chain (the grammar: ~0.2 ms a rule)
 _ADDRTYPES = ("local", "unicast", "broadcast", "multicast", "anycast", "blackhole",
               "unreachable", "prohibit", "unspec")  # fmt: skip
 
@@ -60,7 +61,7 @@ def fast_lower(text: str, sets: dict[str, NftSet]) -> Lowered | None:
         return None
     if n == 2 and first in ("jump", "goto"):
         return Lowered(actions=[Jump(w[1], goto=first == "goto")])
-    if n == 5 and first == "ip" and w[1] == "saddr" and w[3] in ("jump", "goto"):
+    if n == 5 and first in _IP and w[1] == "saddr" and w[3] in _JUMPS:
         target = Jump(w[4], goto=w[3] == "goto")
         value = w[2]
         if value[0] == "@":
@@ -69,7 +70,7 @@ def fast_lower(text: str, sets: dict[str, NftSet]) -> Lowered | None:
                 return None
             recent = RecentMatch(RecentCommand.RCHECK, found.name, found.timeout, reap=True)
             return Lowered(matches=[recent], actions=[target])
-        if value[0] not in "0123456789":
+        if value[0] not in "0123456789abcdefABCDEF:":  # an IPv4 or IPv6 address, not a word
             return None
         addr = address(value, False)
         return None if addr is None else Lowered(source=addr, actions=[target])
