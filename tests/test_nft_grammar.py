@@ -18,9 +18,11 @@ from kpsim.formats import parse_text
 from kpsim.formats.common import Sink
 from kpsim.formats.nft.grammar import (
     GrammarError,
+    _set_body,
     parse_chain_spec,
     parse_command,
     parse_rule,
+    parse_set_body,
 )
 from kpsim.formats.nft.kp_commands import NftReader, fast_command
 from kpsim.formats.nft.kp_fast import fast_lower
@@ -80,6 +82,21 @@ def test_every_command_line_is_the_grammars_and_fast_command_agrees(name: str, t
         assert fast is None or fast == general, line
         assert general.rest == line[general.rest_offset :].rstrip()
     assert sum(fast_command(line) is not None for line in commands) > 0
+
+
+@pytest.mark.parametrize("name, text", TEXTS, ids=IDS)
+def test_set_bodies_are_the_grammars_and_the_element_shortcut_agrees(name: str, text: str) -> None:
+    bodies = [line[line.index("{") + 1 : line.rindex("}")] for line in text.splitlines()
+              if line.startswith(("add set ", "add map "))]  # fmt: skip
+    lines = [line.strip() for line in text.splitlines()]
+    bodies += [line for line in lines if line.startswith(("type", "flags", "timeout", "size"))]
+    listed = [line for line in lines if line.startswith("elements = {") and line.endswith("}")]
+    assert bodies or listed
+    for body in bodies:
+        assert parse_set_body(body) == _set_body(body)
+    for line in listed:
+        ((what, inner, at),) = _set_body(line)
+        assert parse_set_body(line) == ((what, inner, at),) and what == "elements"
 
 
 # ------------------------------------------------------------------ generated statements
@@ -212,6 +229,10 @@ ERRORS = [
     ("extra brace", "add element ip kube-proxy m { 10.0.0.1 : goto x }}", 50, "end of the command"),
     ("unknown command", "add thing ip kube-proxy x", 5, "'thing'"),
     ("no chain name", "add rule ip kube-proxy", 23, "ends too early"),
+    ("unknown set statement", "add set ip kube-proxy s { type ipv4_addr ; frob 1 ; }", 44,
+     "set statement 'frob'"),
+    ("bad timeout", "add set ip kube-proxy s { type ipv4_addr ; flags timeout ; timeout banana ; }",
+     68, "a duration"),
     ("bad priority", "add chain ip kube-proxy q { type nat hook input priority ; }", 58,
      "priority"),
 ]  # fmt: skip

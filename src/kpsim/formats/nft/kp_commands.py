@@ -214,7 +214,7 @@ def _set(
     if verb == "flush":
         found.elements.clear()
     elif (inner := braced(rest)) is not None:
-        set_attributes(found, number, col, inner, reader.sink)
+        set_attributes(found, number, col + rest.index("{") + 1, inner, reader.sink)
 
 
 def _element(

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import cast
 
 from kpsim.formats.common import Sink, classify_noise, read_meta
-from kpsim.formats.nft.grammar import GrammarError, parse_chain_spec
+from kpsim.formats.nft.grammar import GrammarError, parse_chain_spec, parse_set_body
 
 #: A token of nft's syntax: a quoted string, a brace, comma or semicolon, or a word.
 TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{},;]|[^\s{},;"]+')
@@ -216,7 +217,7 @@ class NftText:
             elif inner is None:
                 self.sink.report(number, col, f"{words[0]} {name}: '{{' expected", line)
             else:
-                set_attributes(found, number, col, inner, self.sink)
+                set_attributes(found, number, line.index("{") + 2, inner, self.sink)
 
     def _chain_line(self, number: int, col: int, stmt: str, words: list[str]) -> None:
         chain = self._chain
@@ -259,31 +260,28 @@ def hook_spec(chain: NftChain, stmt: str, sink: Sink, number: int, col: int) -> 
 
 
 def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) -> None:
-    """The statements of a set or map block, or of ``add set … { … ; … }``."""
-    for part in _split(stmt, ";"):
-        part = part.strip()
-        words = part.split()
-        if not words:
-            continue
-        if words[0] == "type" or words[0] == "typeof":
-            key, _, value = part[len(words[0]) :].partition(":")
-            found.keys = tuple(k.strip() for k in key.split(" . "))
-            found.value = value.strip() or None
-        elif words[0] == "flags":
-            found.flags |= {f.strip() for f in part[len("flags") :].split(",")}
-        elif words[0] == "comment":
-            found.comment = _unquote(part[len("comment") :].strip())
-        elif words[0] == "elements" and (body := braced(part)) is not None:
-            start = col + stmt.find(part) + part.index("{") + 1
+    """The statements of a set or map block, or of ``add set … { … ; … }``, read by the
+    grammar (grammar.parse_set_body); ``col`` is the column of ``stmt``'s first character."""
+    try:
+        items = parse_set_body(stmt)
+    except GrammarError as exc:
+        sink.report(number, col + exc.offset, f"set {found.name}: {exc}", stmt)
+        return
+    for what, value, offset in items:
+        if what == "type":
+            found.keys, found.value = cast(tuple[tuple[str, ...], "str | None"], value)
+        elif what == "flags":
+            found.flags |= set(cast(tuple[str, ...], value))
+        elif what == "comment":
+            found.comment = str(value)
+        elif what == "elements":
+            body = str(value)
+            start = col + offset + stmt[offset:].index("{") + 1
             found.elements.extend((number, start, e) for e in elements(body))
-        elif words[0] == "timeout" and len(words) == 2:
-            found.timeout = duration(words[1])
-        elif words[0] == "size" and len(words) == 2 and words[1].isdigit():
-            found.size = int(words[1])
-        elif words[0] in ("size", "policy", "counter", "gc-interval", "auto-merge"):
-            continue
-        else:
-            sink.report(number, col, f"set attribute {words[0]!r} not understood", stmt)
+        elif what == "timeout":
+            found.timeout = duration(str(value))
+        elif what == "size":
+            found.size = cast(int, value)
 
 
 def elements(body: str) -> list[str]:
