@@ -5,8 +5,10 @@
     numgen random mod N vmap { 0 : goto A, … } ─▶ a Rule per bucket: NumgenMatch cascade
     mark set mark or 0x4000 masquerade         ─▶ a jump to a chain of one statement a rule
 
-Matches nft and iptables share become the iptables model's types (-s/-d/-p, PortMatch,
-ConntrackMatch, AddrTypeMatch for ``fib daddr type``, MarkMatch); the rest are
+The statement's words come from the grammar (grammar.parse_rule), so a word it cannot
+read is an error at its column before any is lowered. Matches nft and iptables share
+become the iptables model's types (-s/-d/-p, PortMatch, ConntrackMatch, AddrTypeMatch
+for ``fib daddr type``, MarkMatch); the rest are
 model/nft.py's. A statement kpsim cannot read is an error at its column (lenient: the
 rule is kept with an opaque target, so a trace through it is UNKNOWN, never a guess).
 """
