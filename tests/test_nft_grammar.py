@@ -1,4 +1,4 @@
-"""The nft grammar (formats/nft/grammar.py) is the reader's general path: it reads every
+"""The nft grammar (formats/nft/grammar.py, blocks.py) is the reader's general path: it reads every
 rule and command of every shipped capture, the hand-written fast paths agree with it rule
 by rule and command by command (fixtures and hypothesis), and what it cannot read is a
 diagnostic at the right line and column, or exit 2 with ``path:line:col:`` when strict."""
@@ -16,18 +16,18 @@ from kpsim.cli.main import main as cli
 from kpsim.errors import ParseError
 from kpsim.formats import parse_text
 from kpsim.formats.common import Sink
-from kpsim.formats.nft.grammar import (
-    GrammarError,
+from kpsim.formats.nft.blocks import (
     _set_body,
+    parse_block,
     parse_chain_spec,
     parse_command,
-    parse_rule,
     parse_set_body,
 )
+from kpsim.formats.nft.grammar import GrammarError, parse_rule
 from kpsim.formats.nft.kp_commands import NftReader, fast_command
 from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_lower import Statement, StatementError
-from kpsim.formats.nft.kp_text import NftSet
+from kpsim.formats.nft.kp_text import NftSet, _block
 from kpsim.formats.nft.kube_proxy import parse_kube_proxy
 from kpsim.inputs import synth
 from kpsim.inputs.synth.nft import render_kube_proxy_nft
@@ -97,6 +97,33 @@ def test_set_bodies_are_the_grammars_and_the_element_shortcut_agrees(name: str, 
     for line in listed:
         ((what, inner, at),) = _set_body(line)
         assert parse_set_body(line) == ((what, inner, at),) and what == "elements"
+
+
+@given(
+    st.sampled_from(["table", "chain", "set", "map", "rule"]),
+    st.sampled_from(["", "ip ", "inet ", "bogus "]),
+    st.sampled_from(["kube-proxy", "a/b__1.2.3.4/80", "x;y", "{", "a b"]),
+    st.sampled_from([" {", "", " { }", " { type ipv4_addr ; }", " { jump x", " {{"]),
+)
+def test_block_headers_by_split_are_the_grammars(what: str, fam: str, name: str, end: str) -> None:
+    line = f"{what} {fam}{name}{end}"
+    fast = _block(line.split(), line)
+    try:
+        general = parse_block(line)
+    except GrammarError:
+        assert fast is None, line
+        return
+    assert fast is None or fast == general
+    if fast is not None:
+        assert general.inner is None
+
+
+def test_every_listing_block_header_is_read_by_split_as_by_the_grammar() -> None:
+    heads = [line.strip() for _, t in TEXTS for line in t.splitlines()
+             if line.strip().startswith(("table ", "chain ", "set ", "map "))]  # fmt: skip
+    assert len(heads) > 20
+    for head in heads:
+        assert _block(head.split(), head) == parse_block(head), head
 
 
 # ------------------------------------------------------------------ generated statements
@@ -233,6 +260,8 @@ ERRORS = [
      "set statement 'frob'"),
     ("bad timeout", "add set ip kube-proxy s { type ipv4_addr ; flags timeout ; timeout banana ; }",
      68, "a duration"),
+    ("unknown set statement2", "add map ip kube-proxy n { typo ipv4_addr ; }", 27,
+     "set statement 'typo'"),
     ("bad priority", "add chain ip kube-proxy q { type nat hook input priority ; }", 58,
      "priority"),
 ]  # fmt: skip
@@ -268,6 +297,20 @@ def test_a_listing_cut_inside_a_chain_is_reported_at_its_end() -> None:
     assert f"the text ends inside chain services (line {last - 1}): '}}' expected" in at_end
     assert any(m.startswith("statement ends too early") for m in at_end)
     assert not rs.capture.complete
+
+
+@pytest.mark.parametrize(
+    "line, col, words",
+    [("\tchain y", 9, "expected '{'"), ("\tchain a b {", 10, "'b'"),
+     ("\tchain c { jump x", 12, "'jump'"), ("\tset s {{", 10, "expected '}'")],
+)  # fmt: skip
+def test_a_bad_block_header_in_a_listing_is_reported_at_its_column(
+    line: str, col: int, words: str
+) -> None:
+    text = f"table ip kube-proxy {{\n{line}\n\tchain services {{\n\t\tjump x\n\t}}\n}}\n"
+    rs = parse_text(text, "h.nft")
+    (diag,) = [d for d in rs.diagnostics if d.line == 2]
+    assert diag.col == col and words in diag.message, diag
 
 
 def test_a_mismatched_brace_in_a_listing_is_not_silent() -> None:

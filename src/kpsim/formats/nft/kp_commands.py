@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from kpsim.formats.nft.grammar import FAMILIES, Command, GrammarError, parse_command
+from kpsim.formats.nft.blocks import Command, parse_command
+from kpsim.formats.nft.grammar import FAMILIES, GrammarError
 from kpsim.formats.nft.kp_text import (
     NftChain,
     NftSet,
