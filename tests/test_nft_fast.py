@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpsim.formats.common import Sink
-from kpsim.formats.nft import kp_commands, kube_proxy
+from kpsim.formats.nft import kp_commands, kp_text, kube_proxy
 from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_lower import Statement, StatementError
 from kpsim.formats.nft.kp_text import NftSet, NftText
@@ -40,6 +40,7 @@ def _slow(text: str, path: str, monkeypatch: pytest.MonkeyPatch) -> Ruleset:
         m.setattr(kube_proxy, "fast_lower", lambda text, sets: None)
         m.setattr(kp_commands.NftReader, "line", NftText.line)
         m.setattr(kp_commands, "fast_command", lambda stmt: None)  # the grammar reads all
+        m.setattr(kp_text, "_block", lambda words, stmt: None)
         return kube_proxy.parse_kube_proxy(text, path)
 
 
