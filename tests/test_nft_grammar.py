@@ -252,6 +252,7 @@ ERRORS = [
     ("stray brace", _RULE + "ip daddr 10.0.0.1 } accept", 51, "'}'"),
     ("cut rule", _RULE + "ip daddr . meta l4proto", 56, "ends too early"),
     ("unclosed quote", _RULE + 'jump x comment "cut', 48, "unterminated quote"),
+    ("deep braces", _RULE + "ip daddr " + "{ " * 40, 74, "nested more than 16 deep"),
     ("cut element", "add element ip kube-proxy m { 10.0.0.1 : goto x", 48, "expected '}'"),
     ("extra brace", "add element ip kube-proxy m { 10.0.0.1 : goto x }}", 50, "end of the command"),
     ("unknown command", "add thing ip kube-proxy x", 5, "'thing'"),

@@ -25,9 +25,9 @@ from kpsim.formats.nft.grammar import (
     FAMILIES,
     WORD,
     braces_and_inside,
-    grammar_error,
     keywords,
     named,
+    parse,
 )
 
 if TYPE_CHECKING:
@@ -66,12 +66,7 @@ def _chain_grammar() -> pp.ParserElement:
 
 def parse_chain_spec(text: str) -> ChainSpec:
     """``type nat hook prerouting priority dstnat - 10; policy accept;`` (either form)."""
-    import pyparsing as pp
-
-    try:
-        got = _chain_grammar().parse_string(text, parse_all=True)
-    except pp.ParseBaseException as exc:
-        raise grammar_error(text, exc.loc, str(exc.msg), "chain header") from None
+    got = parse(_chain_grammar(), text, "chain header")
     start, prio, _ = got["priority"]
     policy = named(got, "policy")
     return ChainSpec(got["kind"], got["hook"], prio[0].strip(), start, policy)
@@ -119,12 +114,7 @@ def _command_grammar() -> pp.ParserElement:
 def parse_command(text: str) -> Command:
     """``add chain ip kube-proxy x { type nat hook … ; }`` into its parts; GrammarError
     at the word the grammar could not read (a missing name, a brace never closed)."""
-    import pyparsing as pp
-
-    try:
-        got = _command_grammar().parse_string(text, parse_all=True)
-    except pp.ParseBaseException as exc:
-        raise grammar_error(text, exc.loc, str(exc.msg), "command") from None
+    got = parse(_command_grammar(), text, "command")
     found = named(got, "rest") if "rest" in got else named(got, "body")
     start, end = (found[0], found[2]) if found is not None else (len(text), len(text))
     table = named(got, "table")
@@ -196,12 +186,7 @@ def parse_set_body(text: str) -> tuple[SetItem, ...]:
 @cache
 def _set_body(text: str) -> tuple[SetItem, ...]:
     """Cached: kube-proxy gives every affinity set the same body (1,002 in the 10k bench)."""
-    import pyparsing as pp
-
-    try:
-        return tuple(_set_grammar().parse_string(text, parse_all=True))
-    except pp.ParseBaseException as exc:
-        raise grammar_error(text, exc.loc, str(exc.msg), "set statement") from None
+    return tuple(parse(_set_grammar(), text, "set statement"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,12 +217,7 @@ def _block_grammar() -> pp.ParserElement:
 
 def parse_block(text: str) -> Block:
     """``chain NAME {`` and the like; GrammarError at the word it cannot read."""
-    import pyparsing as pp
-
-    try:
-        got = _block_grammar().parse_string(text, parse_all=True)
-    except pp.ParseBaseException as exc:
-        raise grammar_error(text, exc.loc, str(exc.msg), "block header") from None
+    got = parse(_block_grammar(), text, "block header")
     inner = named(got, "inner")
     text_inner, at = (inner[1][0], inner[0]) if inner is not None else (None, len(text))
     return Block(got["what"], named(got, "family"), got["name"], text_inner, at)

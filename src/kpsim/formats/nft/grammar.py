@@ -139,12 +139,39 @@ def _kind(kind: str) -> Callable[[pp.ParseResults], list[Parsed]]:
 
 def parse_rule(text: str) -> list[Parsed]:
     """A rule's statements, each ``(kind, ((word, offset), …))``; GrammarError else."""
+    return list(parse(_rule_grammar(), text, "statement"))
+
+
+#: Braces nested deeper are an error before pyparsing sees them: its recursion would end
+#: in a RecursionError, a traceback (kube-proxy nests two at most).
+MAX_NESTING = 16
+
+
+def parse(grammar: pp.ParserElement, text: str, what: str) -> pp.ParseResults:
+    """``grammar`` over all of ``text``; a GrammarError, never pyparsing's, else."""
     import pyparsing as pp
 
+    if text.count("{") > MAX_NESTING:
+        _check_nesting(text)
     try:
-        return list(_rule_grammar().parse_string(text, parse_all=True))
+        return grammar.parse_string(text, parse_all=True)
     except pp.ParseBaseException as exc:
-        raise grammar_error(text, exc.loc, str(exc.msg)) from None
+        raise grammar_error(text, exc.loc, str(exc.msg), what) from None
+
+
+def _check_nesting(text: str) -> None:
+    depth, quoted, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if quoted:
+            escaped, quoted = ch == "\\" and not escaped, quoted and (ch != '"' or escaped)
+        elif ch == '"':
+            quoted = True
+        elif ch == "{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise GrammarError(f"braces nested more than {MAX_NESTING} deep", i)
+        elif ch == "}":
+            depth -= 1
 
 
 def grammar_error(text: str, loc: int, expected: str, what: str = "statement") -> GrammarError:
