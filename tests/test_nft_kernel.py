@@ -86,12 +86,16 @@ _BESIDE = [
     ["iptables", "-t", "filter", "-A", "INPUT", "-j", "KUBE-FIREWALL"],
     ["iptables", "-t", "filter", "-A", "KUBE-FIREWALL", "-d", "127.0.0.0/8", "!", "-s",
      "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"],
+    # ip6tables-nft's tables share the names (ip6 nat, ip6 filter): never walked by IPv4
+    ["ip6tables", "-t", "filter", "-A", "FORWARD", "-j", "DROP"],
+    ["ip6tables", "-t", "nat", "-A", "POSTROUTING", "-j", "RETURN"],
 ]  # fmt: skip
 
 
 def test_iptables_nft_tables_beside_kube_proxys_are_walked_too() -> None:
     """A node's whole ``nft list ruleset``: iptables-nft's nat POSTROUTING RETURN ends only
-    its own base chain; kube-proxy's nat-postrouting still masquerades, as in the kernel."""
+    its own base chain; kube-proxy's nat-postrouting still masquerades, as in the kernel.
+    ip6tables' FORWARD DROP is in ``table ip6 filter``, which IPv4 packets never pass."""
     path = NFT_SET / "ip-10-11-28-53" / "ruleset.nft"
     ns = netns.create()
     try:
@@ -102,10 +106,17 @@ def test_iptables_nft_tables_beside_kube_proxys_are_walked_too() -> None:
     finally:
         netns.delete(ns)
     assert "table ip nat" in listed and "table ip kube-proxy" in listed
+    assert "table ip6 filter" in listed and "table ip6 nat" in listed
     meta = path.read_text().splitlines()[0] + "\n"
     mixed = parse_text(meta + listed, "mixed.nft")
     assert {"iptables-nft:POSTROUTING", "nat-postrouting"} <= set(mixed.tables["nat"].chains)
     assert "KUBE-FIREWALL" in mixed.tables["filter"].chains
+    six = {n for n, line in enumerate(listed.splitlines(), 2) if line.startswith("table ip6")}
+    assert six, "the listing has ip6 tables"
+    first_six = min(six)  # nft lists ip tables first, then ip6: every line after is theirs
+    rules = [r for t in mixed.tables.values() for c in t.chains.values() for r in c.rules]
+    assert all(r.origin is None or r.origin.line < first_six for r in rules)
+    assert any(n.startswith("table ip6 filter (lines ") for n in mixed.notes)
     alone = load_file(path)
 
     def answers(rs: Ruleset) -> set[tuple[object, ...]]:

@@ -16,6 +16,7 @@ from kpsim.formats import load_file, parse_text
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ProxyMode, proxy_mode
 from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
+from kpsim.model import HookEntry, Verdict
 from kpsim.model.nft import NUMGEN_SCALE, NumgenMatch, numgen_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +122,10 @@ def test_cli_trace_and_simulate_on_the_nftables_set() -> None:
     assert "bucket 0 of 3: 1431655766/2^32 of the draws" in text_out.output
     assert "bucket 2 of 3: 1431655765/2^32 of the draws" in text_out.output
     assert "kernel integers over 2^32" in text_out.output
+    # every share of the table over the one scale the footnote names, none reduced to 2^31
+    wide = runner.invoke(cli, ["trace", "--port", "30080", str(NFT_SET)], env={"COLUMNS": "200"})
+    assert "1431655766/2^32" in wide.output and "1431655765/2^32" in wide.output
+    assert "/2^31" not in wide.output
     sim = runner.invoke(cli, ["simulate", "-n", "10000", "--port", "30080", str(NFT_SET)])
     assert sim.exit_code == 0, sim.output
     assert "node-test-01/node-test-01-svc" in sim.output and "10000 connections" in sim.output
@@ -180,7 +185,8 @@ def test_base_chains_are_walked_in_the_kernels_priority_order() -> None:
         ("mangle", "OUTPUT"): ["d"],
         ("filter", "FORWARD"): ["e"],
     }
-    assert rs.chain("filter", "FORWARD").policy.value == "DROP"  # type: ignore[union-attr]
+    (entry,) = rs.chain("filter", "FORWARD").rules  # type: ignore[union-attr]
+    assert isinstance(entry.target, HookEntry) and entry.target.policy is Verdict.DROP
 
 
 @pytest.mark.parametrize(
@@ -245,3 +251,32 @@ def test_session_affinity_sticks_as_in_iptables_mode() -> None:
         TraceRequest(80, "172.20.91.45", affinity=("10.11.9.41:3000",)),
     )
     assert [o.destination for o in report.nodes[0].outcomes] == ["10.11.9.41:3000"]
+
+
+def test_an_accept_ends_only_its_base_chain_and_a_policy_drop_ends_the_hook() -> None:
+    """Each base chain is its own hook entry in the kernel: ``accept`` (even from a chain
+    jumped to) goes on to the next base chain at the hook, and a base chain's end or
+    ``return`` is its own policy (tests/test_verify_nft_kernel.py checks a case in the
+    kernel)."""
+    text = "\n".join(
+        [
+            "table ip kube-proxy {",
+            "\tchain a {\n\t\ttype filter hook input priority 0; policy accept;",
+            "\t\ttcp dport 80 jump x\n\t\ttcp dport 81 return\n\t}",
+            "\tchain x {\n\t\taccept\n\t}",
+            "\tchain b {\n\t\ttype filter hook input priority 10; policy drop;",
+            "\t\ttcp dport 22 accept\n\t\ttcp dport 81 accept\n\t}",
+            "}",
+            "",
+        ]
+    )
+    rs = parse_text(text, "entries.nft")
+    assert rs.diagnostics == ()
+
+    def verdicts(port: int) -> set[str]:
+        report = trace_nodes([NodeInput("n", rs)], TraceRequest(port=port, dest="127.0.0.1"))
+        return {o.outcome.verdict.value for o in report.nodes[0].outcomes}
+
+    assert verdicts(80) == {"DROP"}  # x's accept ends a; b's policy drops
+    assert verdicts(22) == {"LOCAL"}  # a's end: its policy accept; b accepts
+    assert verdicts(81) == {"LOCAL"}  # a's return: its policy; b accepts

@@ -174,6 +174,32 @@ def test_families_are_kept() -> None:
     assert inet.family is Family.IPV4 and _shape(inet) == {"fw": {"c": 1}}
 
 
+def test_ip6_tables_beside_ip_ones_are_left_out_with_their_lines() -> None:
+    """``nft list ruleset`` prints ``ip nat`` and ``ip6 nat`` with the same chain names:
+    read together, the ip6 DROP would be walked by IPv4 packets. The IPv4 tables are read,
+    the ip6 one is named with its lines, and line numbers after it are kept."""
+    text = (
+        "table ip nat {\n\tchain POSTROUTING {\n"
+        "\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\treturn\n\t}\n}\n"
+        "table ip6 nat {\n\tchain POSTROUTING {\n"
+        "\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tdrop\n\t}\n}\n"
+        "table ip filter {\n\tchain INPUT {\n"
+        "\t\ttype filter hook input priority filter; policy accept;\n\t\taccept\n\t}\n}\n"
+    )
+    rs = parse_nft(text, "both.nft")
+    assert rs.family is Family.IPV4 and rs.diagnostics == ()
+    assert _shape(rs) == {"nat": {"POSTROUTING": 1}, "filter": {"INPUT": 1}}
+    assert rs.tables["nat"].chains["POSTROUTING"].rules[0].origin.line == 4
+    assert rs.tables["filter"].chains["INPUT"].rules[0].origin.line == 16
+    assert (
+        "table ip6 nat (lines 7-12) not read: an IPv4 packet never passes a table of "
+        "family ip6" in rs.notes
+    )
+    six = text[text.index("table ip6") : text.index("table ip filter")]
+    alone = parse_nft(six, "six.nft")  # ip6 tables alone: read, as IPv6
+    assert alone.family is Family.IPV6 and _shape(alone) == {"nat": {"POSTROUTING": 1}}
+
+
 # ---------------------------------------------------------------- the kube-proxy fixture
 
 #: Counted by hand from fixtures/damaged/nftables-mode.nft: 16 fixed chains, then per

@@ -29,6 +29,7 @@ from kpsim.model import (
     Chain,
     ConnmarkTarget,
     Ct,
+    HookEntry,
     Jump,
     Log,
     MarkTarget,
@@ -221,6 +222,8 @@ class Walker:
             if cursor >= len(cands):
                 if len(frames) == 1:
                     return self._policy(hook, chain, b)
+                if len(frames) == 2 and _entry_policy(frames) is Verdict.DROP:
+                    return (b, Disposition.DROP, None)  # an nft base chain's policy drop
                 frames.pop()
                 continue
             at = cands[cursor]
@@ -290,12 +293,17 @@ class Walker:
 
     def _standard(self, hook: Hook, v: Verdict, b: Branch, frames: list[Frame]) -> End | None:
         if v is Verdict.ACCEPT:
+            if len(frames) > 1 and _entry_policy(frames) is not None:
+                del frames[1:]  # ends this nft base chain; the next one at the hook runs
+                return None
             return (b, None, None)
         if v is Verdict.DROP:
             return (b, Disposition.DROP, None)
         if v is Verdict.RETURN:
             if len(frames) == 1:
                 return self._policy(hook, frames[0][0], b)
+            if len(frames) == 2 and _entry_policy(frames) is Verdict.DROP:
+                return (b, Disposition.DROP, None)  # return from a base chain: its policy
             frames.pop()
             return None
         return (b, Disposition.UNKNOWN, f"{v.value} hands the packet to user space")
@@ -327,3 +335,11 @@ class Walker:
         else:
             frames.append(self._frame(hook.table, target, b.flow, frozenset()))
         return None
+
+
+def _entry_policy(frames: list[Frame]) -> Verdict | None:
+    """The policy of the nft base chain the walk is in (a HookEntry the hook slot took
+    last), or None when the slot's last rule was not one (iptables' plain jumps)."""
+    chain, cands, cursor, _ = frames[0]
+    target = chain.rules[cands[cursor - 1]].target if cursor else None
+    return target.policy if isinstance(target, HookEntry) else None

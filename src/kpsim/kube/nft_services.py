@@ -4,6 +4,7 @@ services, frontends and endpoints with the kernel's exact shares.
     services ─ @service-ips      10.0.0.1 . tcp . 80 ─▶ service-H-ns/name/tcp/port (cluster IP)
              ─ @service-nodeports     tcp . 30080    ─▶ external-H-…               (NodePort)
     service-H-… ─ numgen random mod N vmap ─▶ endpoint-E-…__ip/port ─ dnat to ip:port
+    service-H-… ─ dnat ip addr . port to numgen random mod N map { 0 : ip . port, … }
     external-H-… ─▶ local-H-… (externalTrafficPolicy Local) or service-H-…
     service-endpoints-check ─ @no-endpoint-services ─▶ reject-chain / drop (no endpoints)
 
@@ -105,8 +106,13 @@ def nft_services(ruleset: Ruleset) -> tuple[Service, ...]:
     dropped = _no_endpoints(chains)
     for i, svc in enumerate(out):
         more = dropped.pop(svc.name, None)
-        if more:
-            out[i] = replace(svc, frontends=svc.frontends + more.frontends)
+        if more is None:
+            continue
+        # only frontends the service maps lack: an ETP Local frontend is in both @service-ips
+        # (→ external-…) and @no-endpoint-services (→ drop); it is listed once, as external
+        known = {(f.address, f.port, f.protocol) for f in svc.frontends}
+        extra = tuple(f for f in more.frontends if (f.address, f.port, f.protocol) not in known)
+        out[i] = replace(svc, frontends=svc.frontends + extra)
     out.extend(dropped.values())
     return tuple(sorted(out, key=lambda s: (s.name, s.protocol or "")))
 
@@ -159,9 +165,12 @@ def _endpoints(chain: Chain | None, chains: dict[str, Chain]) -> tuple[Endpoint,
     for rule in chain.rules:
         pick = next((m for m in rule.matches if isinstance(m, NumgenMatch)), None)
         target = rule.target
-        if pick is None or not isinstance(target, Jump):
-            continue
-        out.append(Endpoint(target.chain, _destination(chains.get(target.chain)), pick.share))
+        if pick is not None and isinstance(target, Jump):
+            out.append(Endpoint(target.chain, _destination(chains.get(target.chain)), pick.share))
+        elif pick is not None and isinstance(target, Dnat) and target.to:
+            # ``dnat ip addr . port to numgen … map { 0 : A . P, … }``: no endpoint chains,
+            # the service chain translates itself
+            out.append(Endpoint(chain.name, str(target.to[0]), pick.share))
     return tuple(out)
 
 

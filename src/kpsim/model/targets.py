@@ -36,6 +36,17 @@ class Jump:
 
 
 @dataclass(frozen=True, slots=True)
+class HookEntry(Jump):
+    """An nftables base chain, entered from the hook slot that holds it (kube-proxy's
+    ``nat-prerouting``, iptables-nft's ``POSTROUTING`` beside it). Each base chain is its
+    own hook entry in the kernel: an ``accept`` ends only that chain and the packet goes on
+    to the next base chain at the hook; the chain's end (or ``return``) is its ``policy``.
+    A plain Jump would let the ``accept`` end the whole slot."""
+
+    policy: Verdict = Verdict.ACCEPT
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """``with_`` None is the family's default (icmp-port-unreachable)."""
 

@@ -33,7 +33,7 @@ from kpsim.model.nft import NumgenMatch, numgen_count
 from kpsim.render.capture import capture_lines, client_ip
 from kpsim.render.fractions import exact, pct
 from kpsim.render.text import make_console
-from kpsim.render.trace_verdict import verdict_lines
+from kpsim.render.trace_verdict import common_scale, node_scale, verdict_lines
 from kpsim.render.width import Column, ellipsize, fitted_table, hidden_note, short_node, trimmed
 
 _UNSEEN = " (nat POSTROUTING not captured)"
@@ -119,14 +119,14 @@ def _then(steps: Sequence[Step]) -> str:
     return " · ".join(parts)
 
 
-def _leaf(n: NamedOutcome, after: Sequence[Step]) -> Text:
+def _leaf(n: NamedOutcome, after: Sequence[Step], over: int | None) -> Text:
     o = n.outcome
     text = Text("⇒ ", style="bold")
     style = "green" if o.verdict in (Disposition.DNAT, Disposition.ACCEPT) else "red"
     text.append(f"{o.verdict.value} {n.destination}", style=f"bold {style}")
     if n.pod is not None:
         text.append(f"  pod {_pod(n.pod)}")
-    text.append(f"  {pct(o.probability)} ({exact(o.probability)})", style="cyan")
+    text.append(f"  {pct(o.probability)} ({exact(o.probability, over)})", style="cyan")
     ip = client_ip(o)
     if ip is not None:
         text.append("  client IP " + ip + (_UNSEEN if ip == "unknown" else ""))
@@ -157,7 +157,7 @@ def _split(n: NamedOutcome, policies: bool) -> tuple[list[Step], tuple[Step, ...
     return steps, ()
 
 
-def _render(parent: Tree, node: _Trie, room: int) -> None:
+def _render(parent: Tree, node: _Trie, room: int, over: int | None) -> None:
     """Straight runs of steps print as siblings; only real forks indent (by 4 cells,
     rich's guide, so the labels below get 4 fewer)."""
     while len(node.children) == 1 and not node.leaves:
@@ -169,9 +169,9 @@ def _render(parent: Tree, node: _Trie, room: int) -> None:
         forks.sort(key=lambda c: c.step.number if c.step is not None else 0)  # chain order
     for child in forks:
         assert child.step is not None
-        _render(parent.add(_step_label(child.step, room)), child, room - 4)
+        _render(parent.add(_step_label(child.step, room)), child, room - 4, over)
     for outcome, after in node.leaves:
-        parent.add(_leaf(outcome, after))
+        parent.add(_leaf(outcome, after, over))
 
 
 def path_tree(trace: NodeTrace, *, policies: bool = False, width: int = 80) -> Tree:
@@ -196,7 +196,7 @@ def path_tree(trace: NodeTrace, *, policies: bool = False, width: int = 80) -> T
         for st in before:
             node = node.children.setdefault((st.table, st.chain, st.number), _Trie(st))
         node.leaves.append((n, after))
-    _render(root, trie, width - 4)
+    _render(root, trie, width - 4, node_scale(trace))
     return root
 
 
@@ -225,7 +225,9 @@ def masquerade_reason(n: NamedOutcome) -> str:
     return "the pod sees the node's address, not the client's: " + ", then ".join(parts)
 
 
-def _outcome_table(console: Console, trace: NodeTrace) -> tuple[Table, tuple[str, ...]]:
+def _outcome_table(
+    console: Console, trace: NodeTrace, over: int | None = None
+) -> tuple[Table, tuple[str, ...]]:
     columns = (
         Column("verdict"), Column("destination"), Column("pod (node)", 3),
         Column("share", justify="right"), Column("exact", 2), Column("client IP", 1),
@@ -236,7 +238,7 @@ def _outcome_table(console: Console, trace: NodeTrace) -> tuple[Table, tuple[str
             n.destination,
             _pod(n.pod),
             pct(n.outcome.probability),
-            exact(n.outcome.probability),
+            exact(n.outcome.probability, over),
             (client_ip(n.outcome) or "-").lower(),
         )
         for n in trace.outcomes
@@ -262,7 +264,7 @@ def _summary_table(console: Console, report: TraceReport) -> tuple[Table, tuple[
     for r in report.summary.rows:
         cells = [pct(r.by_node.get(n, Fraction(0))) for n in nodes]
         label = r.destination if r.verdict == "DNAT" else f"{r.verdict} {r.destination}"
-        exacts = {exact(v) for v in r.by_node.values()}
+        exacts = {exact(v, common_scale(report)) for v in r.by_node.values()}
         rows.append(
             (
                 label,
@@ -323,7 +325,7 @@ def trace_text(
     for t in shown:
         console.print()
         if many and tree:
-            _print_table(console, _outcome_table(console, t))
+            _print_table(console, _outcome_table(console, t, common_scale(report)))
         console.print(path_tree(t, policies=policies, width=console.width))
         masq = next((n for n in t.outcomes if n.outcome.masquerade), None)
         if masq is not None:
@@ -333,7 +335,7 @@ def trace_text(
     if many:
         _print_table(console, _summary_table(console, report))
     else:
-        _print_table(console, _outcome_table(console, report.nodes[0]))
+        _print_table(console, _outcome_table(console, report.nodes[0], common_scale(report)))
     for line in verdict_lines(report):
         console.print(f"• {line}")
     if tree is None and not details:

@@ -4,10 +4,11 @@ client IP's fate only for delivered connections and only where POSTROUTING was s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 
 from kpsim.engine.trace import Disposition
-from kpsim.kube.scenario import TraceReport
+from kpsim.kube.scenario import NodeTrace, TraceReport
 from kpsim.model import StatisticMatch
 from kpsim.model.nft import NumgenMatch
 from kpsim.render.fractions import pct
@@ -44,7 +45,8 @@ def verdict_lines(report: TraceReport) -> list[str]:
     elif drawn:
         lines.append(
             "on each node the rules draw among the endpoints with the shares above (exact: "
-            f"kernel integers over {_scale(report)}); which endpoint a connection gets is chance — "
+            f"kernel integers over {_scale(report.nodes)}); which endpoint a connection gets "
+            "is chance — "
             "`kpsim simulate` shows how far counts wander"
             + ("; the DROP/REJECT lines below are rules, not chance" if blocked else "")
         )
@@ -86,11 +88,22 @@ def _client_ip_line(report: TraceReport) -> list[str]:
     return [f"client IP {' and '.join(parts)} of connections{tail}"]
 
 
-def _scale(report: TraceReport) -> str:
+def common_scale(report: TraceReport) -> int | None:
+    """2^32 when every draw on the paths is nftables' numgen: its shares are then written
+    over 2^32, as the kernel counts them; None otherwise (each share reduced)."""
+    return 1 << 32 if _scale(report.nodes) == "2^32" else None
+
+
+def node_scale(trace: NodeTrace) -> int | None:
+    """common_scale for one node's paths."""
+    return 1 << 32 if _scale((trace,)) == "2^32" else None
+
+
+def _scale(nodes: Sequence[NodeTrace]) -> str:
     """2^31 (iptables' statistic), 2^32 (nftables' numgen), or both, as the paths show."""
     kinds = {
         "2^32" if isinstance(m, NumgenMatch) else "2^31"
-        for node in report.nodes
+        for node in nodes
         for o in node.result.outcomes
         for step in o.path
         if step.rule is not None

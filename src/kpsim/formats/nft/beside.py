@@ -6,9 +6,9 @@ kube-proxy runs in nftables mode), read by the iptables-nft reader and put besid
     table ip kube-proxy { chain nat-prerouting { type nat hook prerouting priority dstnat; … } }
         ─▶ nat PREROUTING: iptables-nft's rules, then ``jump nat-prerouting``
 
-Both base chains sit at the same hook and priority; the kernel runs such chains in the
-order they were registered, which a listing does not show: kpsim walks iptables-nft's first
-and says so in a note.
+Both base chains sit at the same hook and priority; the kernel runs the one registered last
+first, which a listing does not show: kpsim walks iptables-nft's first and says so in a
+note. Each is a HookEntry: an ACCEPT in one goes on to the next, as in the kernel.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import dataclasses
 from kpsim.formats.common import RulesetBuilder
 from kpsim.formats.nft.iptables_nft import parse_nft
 from kpsim.formats.nft.kp_text import _depth
-from kpsim.model import Diagnostic, Jump, Rule, Ruleset, Verdict
+from kpsim.model import Diagnostic, HookEntry, Rule, Ruleset, Verdict
 
 KUBE_PROXY_TABLE = "kube-proxy"
 
@@ -40,8 +40,10 @@ def without_kube_proxy(text: str) -> str:
     return "\n".join(out)
 
 
-def read_beside(text: str, path: str, strict: bool) -> Ruleset:
-    return parse_nft(without_kube_proxy(text), path, strict=strict)
+def read_beside(text: str, path: str, strict: bool, family: str = "ip") -> Ruleset:
+    """The other tables of ``family`` (kube-proxy's table's): those of the other IP family
+    are left out with a note, as an IPv4 packet never passes an ip6 table."""
+    return parse_nft(without_kube_proxy(text), path, strict=strict, family=family)
 
 
 def merge(builder: RulesetBuilder, beside: Ruleset) -> list[Diagnostic]:
@@ -60,19 +62,17 @@ def merge(builder: RulesetBuilder, beside: Ruleset) -> list[Diagnostic]:
             wrapped = f"iptables-nft:{name}"
             draft = builder.declare(tname, wrapped, None, chain.counters, chain.origin)
             draft.rules = [dataclasses.replace(r, chain=wrapped) for r in chain.rules]
-            first = Rule(tname, name, 1, Jump(wrapped), origin=chain.origin)
+            policy = Verdict.DROP if chain.policy is Verdict.DROP else Verdict.ACCEPT
+            first = Rule(tname, name, 1, HookEntry(wrapped, policy=policy), origin=chain.origin)
             mine = [dataclasses.replace(r, number=r.number + 1) for r in ours.rules]
             ours.rules = [first, *mine]
-            if chain.policy is Verdict.DROP:
-                ours.policy = Verdict.DROP
     if shared:
         builder.note(
             "iptables-nft's and kube-proxy's base chains share "
             + ", ".join(shared)
-            + ": iptables-nft's walked first (the kernel's order between chains of one "
-            "priority is their registration order, which a listing does not show); an "
-            "ACCEPT there is read as ending the hook, where the kernel would go on to "
-            "kube-proxy's chain"
+            + ": iptables-nft's walked first (of two base chains at one hook and priority "
+            "the kernel runs the one registered last first, which a listing does not show); "
+            "an ACCEPT in one ends only that chain, as in the kernel"
         )
     for note in beside.notes:
         builder.note(note)

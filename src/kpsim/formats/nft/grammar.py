@@ -9,7 +9,8 @@ grammar of the text's structure (commands, blocks, chain headers, set bodies).
     selector   := ip saddr | meta l4proto | th dport | ct state | fib … type
                 | numgen random mod N [offset N] | mark | iifname | …
     rhs        := vmap (@map | { k : v, … }) | @set | { e, … } | value ("," value)*
-    nat        := (dnat|snat) [ip|ip6] to (ADDR[:PORT] | numgen … map { … }) flags
+    nat        := (dnat|snat) [ip|ip6] [addr . port] to (ADDR[:PORT] | ADDR . PORT
+                | numgen … map { … }) flags
     mark-set   := [meta] mark set ([meta] mark (or|"|"|xor|"^"|and|"&") NUM | NUM)
     set-update := (update|add) @set { selector ("." selector)* }
 
@@ -40,8 +41,10 @@ Parsed = tuple[str, tuple[tuple[str, int], ...]]
 WORD = r'[^\s{},;"]+'
 END = r'(?![^\s{},;"])'  # a keyword is a whole word: ``mark`` is not ``mark-for-…``
 _WORD_AT = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[{},;]|' + WORD)
-_ACTIONS = ("jump", "goto", "accept", "drop", "return", "continue", "reject", "dnat", "snat",
-            "masquerade", "counter", "comment", "log", "notrack")  # fmt: skip
+#: Words that start a statement and are never a value (``dnat``/``snat`` are: ``ct status
+#: dnat``), so a missing value is reported where it is missing.
+_ACTIONS = ("jump", "goto", "accept", "drop", "return", "continue", "reject", "masquerade",
+            "counter", "comment", "log", "notrack")  # fmt: skip
 _TWO = {
     "ip": ("saddr", "daddr", "protocol"),
     "ip6": ("saddr", "daddr", "nexthdr"),
@@ -105,9 +108,12 @@ def _rule_grammar() -> pp.ParserElement:
     match = concat - pp.Opt(mask) + pp.Opt(relop) + rhs.set_name("a value, @set or { … }")
 
     flags = pp.ZeroOrMore(_kw("random", "fully-random", "persistent") | comma)
-    to = (numgen + _kw("map") - braces) | word.copy().set_name("an address")
+    # ``dnat ip addr . port to A . P`` (a map's layout): kp_lower checks the pair is whole
+    pair = pp.Opt(_kw("addr") + pp.Opt(dot + pp.Opt(_kw("port"))))
+    address = word + pp.Opt(dot + word)
+    to = (numgen + _kw("map") - braces) | address.set_name("an address")
     to = to.set_name("an address or numgen … map { … }")
-    nat = _kw("dnat", "snat") - pp.Opt(_kw("ip", "ip6")) + _kw("to") - to + flags
+    nat = _kw("dnat", "snat") - pp.Opt(_kw("ip", "ip6")) + pair + _kw("to") - to + flags
     mark = _kw("mark") | _kw("meta") + _kw("mark")
     change = mark - _kw("or", "|", "xor", "^", "and", "&") - number
     mark_set = mark + _kw("set") - (change | number)

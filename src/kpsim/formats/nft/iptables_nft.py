@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from kpsim.formats.common import RulesetBuilder, Sink, classify_noise, read_meta, too_long
 from kpsim.formats.iptables.tokens import LineError, tokenize
+from kpsim.formats.nft.families import other_family, why_left_out
 from kpsim.formats.nft.statements import Draft
 from kpsim.formats.numbers import clip
 from kpsim.model import Family, Format, Rule, Ruleset, SourceLocation
@@ -31,9 +32,14 @@ from kpsim.model import Family, Format, Rule, Ruleset, SourceLocation
 NOTE = "nft syntax: translated from `nft list ruleset`; untranslated statements are kept as unknown"
 
 
-def parse_nft(text: str, path: str, *, strict: bool = False) -> Ruleset:
-    """Parse ``nft list ruleset`` text (iptables-nft tables) into a Ruleset (format NFT)."""
+def parse_nft(text: str, path: str, *, strict: bool = False, family: str | None = None) -> Ruleset:
+    """Parse ``nft list ruleset`` text (iptables-nft tables) into a Ruleset (format NFT):
+    the tables of one IP family (``family``, else ip when there are ip tables), each table
+    of the other named in a note (families.py says why)."""
+    text, left_out = other_family(text, family)
     parser = _NftParser(path, Sink(path, strict))
+    for block in left_out:
+        parser.builder.note(why_left_out(block, family or "ip"))
     for number, line in enumerate(text.split("\n"), 1):
         parser.line(number, line.removesuffix("\r"))
     parser.finish()

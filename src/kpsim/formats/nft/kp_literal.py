@@ -96,6 +96,10 @@ def lower_literal(
             matches.append(PortMatch(proto, sport=rng, sport_negated=negated))
     elif key == "ct state":
         matches.append(ConntrackMatch(tuple(v.upper() for v in values), negated))
+    elif key == "ct status" and {v.lower() for v in values} <= {"dnat", "snat"}:
+        # the conntrack's IPS_DST_NAT / IPS_SRC_NAT bits: what xt_conntrack tests for
+        # --ctstate DNAT / SNAT (other status bits stay an unknown lookup)
+        matches.append(ConntrackMatch(tuple(v.upper() for v in values), negated))
     elif key in ("fib daddr type", "fib saddr type"):
         types = tuple(v.upper() for v in values)
         if key == "fib daddr type":

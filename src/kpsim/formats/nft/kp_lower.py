@@ -205,6 +205,11 @@ class Statement:
         self.i += 1
         if self.peek() in ("ip", "ip6"):
             self.i += 1
+        # ``dnat ip addr . port to …`` (kube-proxy's DNAT-map layout): a target ``A . P``
+        pair = self.peek() == "addr"
+        if pair and self.toks[self.i : self.i + 3] != ["addr", ".", "port"]:
+            raise self.fail("'addr . port' expected")
+        self.i += 3 if pair else 0
         if self.take() != "to":
             raise self.fail("'to' expected")
         if self.peek() == "numgen":
@@ -214,7 +219,9 @@ class Statement:
             self.numgen_branches(params, self.brace_text(), nat=kind)
             return
         where = self.i
-        target = nat_range(self.take())
+        words = self.toks[self.i : self.i + 3] if pair else [self.take()]
+        self.i += len(words) if pair else 0
+        target = nat_range(" ".join(words)) if not pair or words[1:2] == ["."] else None
         if target is None:
             self.i = where
             raise self.fail(f"{kind} destination not understood")

@@ -32,6 +32,7 @@ from kpsim.model import (
     BUILTIN_CHAINS,
     Family,
     Format,
+    HookEntry,
     Jump,
     Match,
     OpaqueTarget,
@@ -95,7 +96,8 @@ def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
         _build(builder, table, sink)
     diagnostics = list(sink.items)
     if any(t.name != KUBE_PROXY_TABLE for t in others):
-        diagnostics += merge(builder, read_beside(text, path, strict))
+        family = "ip6" if table is not None and table.family == "ip6" else "ip"
+        diagnostics += merge(builder, read_beside(text, path, strict, family))
         diagnostics.sort(key=lambda d: (d.line, d.col))
     ruleset = builder.freeze(diagnostics)
     return _assess(ruleset, reader.listed)
@@ -114,20 +116,16 @@ def _build(builder: RulesetBuilder, table: NftTable, sink: Sink) -> None:
     placed: set[str] = set()
     for (tname, hook_chain), bases in sorted(slots.items()):
         bases.sort(key=lambda c: (c.priority or 0, c.name))
-        if len(bases) > 1:
-            names = ", ".join(c.name for c in bases)
-            builder.note(f"{tname} {hook_chain}: base chains {names} share one slot; an "
-                         "accept in one of them is read as ending the hook")  # fmt: skip
         for name in BUILTIN_CHAINS[tname]:  # no base chain at a hook: the packet goes on
             if name not in builder.tables.get(tname, {}):
                 builder.declare(tname, name, Verdict.ACCEPT, None, None)
         slot_rules = builder.tables[tname][hook_chain]
-        if any(c.policy == "drop" for c in bases):
-            slot_rules.policy = Verdict.DROP
         slot_rules.origin = SourceLocation(builder.path, bases[0].line, bases[0].text)
         for n, base in enumerate(bases, 1):
             origin = SourceLocation(builder.path, base.line, base.text)
-            slot_rules.rules.append(Rule(tname, hook_chain, n, Jump(base.name), origin=origin))
+            policy = Verdict.DROP if base.policy == "drop" else Verdict.ACCEPT
+            entry = HookEntry(base.name, policy=policy)  # its accept ends only this chain
+            slot_rules.rules.append(Rule(tname, hook_chain, n, entry, origin=origin))
         for name in _reachable((b.name for b in bases), chains):
             _place(builder, tname, name, table, chains)
             placed.add(name)

@@ -124,6 +124,8 @@ class Draft:
         ports = port_range((w[3] if negated else w[2]).replace("-", ":"), 0)
         if ports.name is not None:
             return 0
+        if self.protocol is None:  # nft's ``tcp dport`` carries its own ``meta l4proto tcp``
+            self.protocol = Protocol(w[0], False)
         if w[1] == "dport":
             self.matches.append(PortMatch(w[0], dport=ports, dport_negated=negated))
         else:

@@ -116,12 +116,19 @@ def dynamic_set_sizes(text: str, path: str) -> dict[str, int | None]:
     return {s.name: s.size for s in sets if s.dynamic}
 
 
-def render_nft(text: str, path: str, mapper: Mapper) -> tuple[str, tuple[str, ...]]:
+#: iptables-nft's own tables: the caller may replay them with iptables-nft-restore.
+IPTABLES_TABLES = frozenset(("raw", "mangle", "nat", "filter", "security"))
+
+
+def render_nft(
+    text: str, path: str, mapper: Mapper, *, beside_replayed: bool = False
+) -> tuple[str, tuple[str, ...]]:
     """The capture's ``ip kube-proxy`` table as ``nft -f`` input, addresses mapped, and
     what was left out, one sentence each: ``ip6`` tables (an IPv4 packet never passes one)
     and the live elements of dynamic sets (kube-proxy's affinity state: a replay starts
-    empty, as kpsim's prediction for fresh clients does). Other tables beside it
-    (iptables-nft's ``ip nat``, ``ip filter``, an ``inet`` table) would meet the packet:
+    empty, as kpsim's prediction for fresh clients does). Other tables beside it would
+    meet the packet: iptables-nft's (``ip nat``, ``ip filter``, …) are left to the caller
+    when ``beside_replayed`` (it loads them with iptables-nft-restore); any other is
     refused, not left out."""
     reader = _read(text, path)
     notes = [
@@ -129,7 +136,13 @@ def render_nft(text: str, path: str, mapper: Mapper) -> tuple[str, tuple[str, ..
         for f, n in sorted(reader.tables)
         if f == "ip6"
     ]
-    others = sorted(f"{f} {n}" for f, n in reader.tables if (f, n) != KUBE_PROXY and f != "ip6")
+    others = sorted(
+        f"{f} {n}"
+        for f, n in reader.tables
+        if (f, n) != KUBE_PROXY
+        and f != "ip6"
+        and not (beside_replayed and f == "ip" and n in IPTABLES_TABLES)
+    )
     if others:
         raise NftWriteError(
             f"tables beside ip kube-proxy ({', '.join(others)}) are not replayed with nft -f"

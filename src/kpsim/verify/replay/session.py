@@ -30,6 +30,7 @@ from kpsim.kube.routing import node_addresses
 from kpsim.kube.scenario import DEFAULT_CLIENT
 from kpsim.model import Dnat, NatRange, Ruleset
 from kpsim.verify import netns
+from kpsim.verify.replay.beside import beside_restore
 from kpsim.verify.replay.mapping import AddressMap, MappingError, build_map, literal, map_ruleset
 from kpsim.verify.replay.result import Connection, KernelResult, RuleKey
 from kpsim.verify.replay.topology import HERE, Plan, Topology, build_topology, detached_pod, spawn
@@ -282,25 +283,31 @@ def _plan(
     pods = tuple(sorted({str(amap.forward(h)) for h in pod_hosts}))
     clients = tuple(str(amap.forward(s)) for s in sources)
     if is_nft_kube_proxy(ruleset):
-        text, notes = _nft_text(ruleset, amap)
-        return Plan(node_ifs, pods, clients, text, "nft", notes), amap
+        text = _capture_text(ruleset)
+        beside, beside_notes = beside_restore(text, ruleset.path, amap)
+        nft, notes = _nft_text(text, ruleset.path, amap)
+        plan = Plan(node_ifs, pods, clients, nft, "nft", notes + beside_notes, beside)
+        return plan, amap
     return Plan(node_ifs, pods, clients, render_save(map_ruleset(ruleset, amap))), amap
 
 
-def _nft_text(ruleset: Ruleset, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
-    """kube-proxy's table, read again from the capture file, as ``nft -f`` input with the
-    addresses ``amap`` moves (the model has no nft form to write from: one vmap rule is
-    one kernel draw, several model rules)."""
+def _capture_text(ruleset: Ruleset) -> str:
+    """kube-proxy's table is written back from the capture file (the model has no nft form
+    to write from: one vmap rule is one kernel draw, several model rules)."""
     try:
-        text = Path(ruleset.path).read_text(encoding="utf-8")
+        return Path(ruleset.path).read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(
             f"kube-proxy's nftables table is written back from its capture file, and "
             f"{ruleset.path} cannot be read again ({exc.strerror}): give verify the file, "
             "not a stream"
         ) from exc
+
+
+def _nft_text(text: str, path: str, amap: AddressMap) -> tuple[str, tuple[str, ...]]:
+    """kube-proxy's table as ``nft -f`` input with the addresses ``amap`` moves."""
     try:
-        return render_nft(text, ruleset.path, lambda t: literal(amap, t))
+        return render_nft(text, path, lambda t: literal(amap, t), beside_replayed=True)
     except NftWriteError as exc:
         raise MappingError(str(exc)) from exc
 

@@ -45,6 +45,7 @@ class Plan:
     rules: str
     loader: str = "iptables-restore"  # or "nft": ``rules`` is ``nft -f`` input
     notes: tuple[str, ...] = ()  # what of the capture was left out, and why
+    beside: str = ""  # loader "nft": iptables-nft's tables as restore input, loaded after
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,16 @@ def _wire(t: Topology) -> None:
         proc = netns.run(t.node, ["nft", "-f", "-"], input=plan.rules, check=False)
         if proc.returncode != 0:
             raise netns.NetnsError(f"nft -f failed in {t.node}:\n{proc.stderr.strip()}")
+        # iptables-nft's own tables after kube-proxy's: of two base chains at one hook and
+        # priority the kernel runs the one registered LAST first (nf_hook_entries_grow puts
+        # a new hook before equal priorities; checked with marks in a namespace), and kpsim
+        # walks iptables-nft's first.
+        if plan.beside:
+            proc = netns.run(t.node, ["iptables-nft-restore"], input=plan.beside, check=False)
+            if proc.returncode != 0:
+                raise netns.NetnsError(
+                    f"iptables-nft-restore failed in {t.node}:\n{proc.stderr.strip()}"
+                )
     else:
         netns.load_rules(t.node, plan.rules)
 
