@@ -126,6 +126,23 @@ def test_every_listing_block_header_is_read_by_split_as_by_the_grammar() -> None
         assert _block(head.split(), head) == parse_block(head), head
 
 
+_element = st.sampled_from(["10.0.0.1", "tcp . 80 : goto x", '1.1.1.1 comment "a}"', "{", ""])
+
+
+@given(st.lists(_element, max_size=4), st.sampled_from(["", " ", "; timeout 3h", "}", " {"]))
+def test_the_element_list_shortcut_is_the_grammars_or_declines(items: list[str], end: str) -> None:
+    text = "elements = { " + ", ".join(items) + " }" + end
+    try:
+        general = _set_body(text)
+    except GrammarError:
+        general = None
+    try:
+        fast = parse_set_body(text)
+    except GrammarError:
+        fast = None
+    assert fast == general
+
+
 # ------------------------------------------------------------------ generated statements
 
 _SETS = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from kpsim.formats.nft.grammar import (
@@ -183,7 +183,7 @@ def parse_set_body(text: str) -> tuple[SetItem, ...]:
     return _set_body(text)
 
 
-@cache
+@lru_cache(maxsize=256)  # bounded: a body may be a big element list with a quote in it
 def _set_body(text: str) -> tuple[SetItem, ...]:
     """Cached: kube-proxy gives every affinity set the same body (1,002 in the 10k bench)."""
     return tuple(parse(_set_grammar(), text, "set statement"))
