@@ -206,7 +206,9 @@ def test_the_grammar_reads_anything_or_names_a_column(text: str) -> None:
 
 _word = st.sampled_from(["kube-proxy", "service-ips", "a/b__1.2.3.4/80", "x,y", "q;", "@s", "{"])
 _body = st.sampled_from(["", "{ type ipv4_addr ; }", "{ 1.2.3.4 : goto x }", "{ a }}", "{ a",
-                         '{ comment "x" ; }', "{ type nat hook input priority 0 ; }"])  # fmt: skip
+                         '{ comment "x" ; }', "{ type nat hook input priority 0 ; }",
+                         '{ a "b }', '{ a "b\\" c" }',
+                         '{ 1.1.1.1 comment "n/s" : goto x }'])  # fmt: skip
 
 
 @settings(max_examples=400, deadline=None)

@@ -137,14 +137,17 @@ def fast_command(stmt: str) -> Command | None:
 
 
 def _simple_body(rest: str) -> bool:
-    """``{ … }`` with no other brace and no quote (the grammar reads any other)."""
+    """``{ … }`` with no other brace and whole quotes without escapes (``comment "ns/svc"``
+    of kube-proxy's no-endpoint elements, one a service without endpoints); the grammar
+    reads any other."""
     rest = rest.rstrip()
     return (
         rest[:1] == "{"
         and rest[-1:] == "}"
-        and '"' not in rest
         and rest.count("{") == 1
         and rest.count("}") == 1
+        and rest.count('"') % 2 == 0
+        and "\\" not in rest
     )
 
 
