@@ -16,6 +16,7 @@ from kpsim.cli.main import main as cli
 from kpsim.errors import ParseError
 from kpsim.formats import parse_text
 from kpsim.formats.common import Sink
+from kpsim.formats.nft import grammar
 from kpsim.formats.nft.blocks import (
     _set_body,
     parse_block,
@@ -143,6 +144,31 @@ def test_the_element_list_shortcut_is_the_grammars_or_declines(items: list[str],
     assert fast == general
 
 
+def _direct(text: str) -> list[grammar.Parsed] | str:
+    """The grammar over the text itself (no shape cache), or its error."""
+    try:
+        return list(grammar.parse(grammar._rule_grammar(), text, "statement"))
+    except GrammarError as exc:
+        return f"{exc.offset}: {exc}"
+
+
+def _cached(text: str) -> list[grammar.Parsed] | str:
+    try:
+        return parse_rule(text)
+    except GrammarError as exc:
+        return f"{exc.offset}: {exc}"
+
+
+@pytest.mark.parametrize("name, text", TEXTS, ids=IDS)
+def test_a_rule_parses_as_its_shape_does(name: str, text: str) -> None:
+    reader = NftReader(name, Sink(name, False))
+    reader.read(text)
+    for table in reader.tables.values():
+        for chain in table.chains.values():
+            for _, _, rule in chain.rules:
+                assert _cached(rule) == _direct(rule), rule
+
+
 # ------------------------------------------------------------------ generated statements
 
 _SETS = {
@@ -171,6 +197,12 @@ _statement = st.one_of(
     st.sampled_from(["ip daddr . meta l4proto . th dport vmap @service-ips", "masquerade"]),
     st.builds("meta l4proto tcp dnat to {}:80".format, _addr),
     st.builds(
+        "ip daddr {} {}ip saddr != {} jump mark-for-masquerade".format,
+        _addr,
+        st.sampled_from(["", "tcp dport 80 ", "udp dport 1-2 ", "tcp dport x ", "th dport 8 "]),
+        _addr,
+    ),
+    st.builds(
         "numgen random mod {} vmap {{ 0 : goto a, 1 : goto {} }}".format,
         st.sampled_from(["2", "0", "x"]),
         _name,
@@ -194,8 +226,15 @@ def test_generated_rules_lower_alike_through_the_fast_path_and_the_grammar(text:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=' {},;.:@"\\0123456789abcdijmnoprstuvxy-/|!=&', max_size=50))
+@given(_rule)
+def test_a_generated_rule_parses_as_its_shape_does(text: str) -> None:
+    assert _cached(text) == _direct(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=' {},;.:@"\\0123456789abcdijmnoprstuvxy-/|!=&\t\x0c', max_size=50))
 def test_the_grammar_reads_anything_or_names_a_column(text: str) -> None:
+    assert _cached(text) == _direct(text)
     try:
         parsed = parse_rule(text)
     except GrammarError as exc:
@@ -272,6 +311,7 @@ ERRORS = [
     ("cut rule", _RULE + "ip daddr . meta l4proto", 56, "ends too early"),
     ("unclosed quote", _RULE + 'jump x comment "cut', 48, "unterminated quote"),
     ("deep braces", _RULE + "ip daddr " + "{ " * 40, 74, "nested more than 16 deep"),
+    ("long word, stray quote", _RULE + "jump " + "a" * 3000 + ' "x', 3039, "unterminated quote"),
     ("cut element", "add element ip kube-proxy m { 10.0.0.1 : goto x", 48, "expected '}'"),
     ("extra brace", "add element ip kube-proxy m { 10.0.0.1 : goto x }}", 50, "end of the command"),
     ("unknown command", "add thing ip kube-proxy x", 5, "'thing'"),

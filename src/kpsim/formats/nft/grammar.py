@@ -74,6 +74,7 @@ def _located(expr: pp.ParserElement) -> pp.ParserElement:
 def _kw(*words: str) -> pp.ParserElement:
     import pyparsing as pp
 
+    _KEYWORDS.update(words)
     pattern = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
     return _located(pp.Regex(f"(?:{pattern}){END}").set_name(" or ".join(repr(w) for w in words)))
 
@@ -144,8 +145,65 @@ def _kind(kind: str) -> Callable[[pp.ParseResults], list[Parsed]]:
 
 
 def parse_rule(text: str) -> list[Parsed]:
-    """A rule's statements, each ``(kind, ((word, offset), …))``; GrammarError else."""
-    return list(parse(_rule_grammar(), text, "statement"))
+    """A rule's statements, each ``(kind, ((word, offset), …))``; GrammarError else.
+
+    Parsed once per shape: kube-proxy writes the same rule for every service with other
+    addresses, ports and names (``ip daddr A tcp dport P ip saddr != C jump X``), and
+    pyparsing takes ~0.3 ms a rule (a 10k-service table: 3 s a per-service shape). The
+    grammar's terminals match whole words (kp_text.TOKEN's), each by being one of its
+    keywords, a number, an ``@name``, a quoted string or any other word; so a rule parses
+    as its shape does, the shape being its words with every non-keyword replaced by one
+    of its class (``ip daddr w tcp dport 0 …``). A shape that does not parse, or text
+    the word split cannot vouch for, is parsed as it is (errors are always the text's)."""
+    grammar = _rule_grammar()
+    words = _words(text)
+    if words is not None:
+        shape = tuple(_class(w) for w, _ in words)
+        counts = _SHAPES.get(shape)
+        if counts is None and len(_SHAPES) < _MAX_SHAPES:
+            try:
+                parsed = parse(grammar, " ".join(shape), "statement")
+                counts = _SHAPES[shape] = tuple((k, len(ws)) for k, ws in parsed)
+            except GrammarError:
+                counts = _SHAPES[shape] = ()  # parse the text itself: its error
+        if counts:
+            out, i = [], 0
+            for kind, n in counts:
+                out.append((kind, tuple(words[i : i + n])))
+                i += n
+            return out
+    return list(parse(grammar, text, "statement"))
+
+
+_KEYWORDS: set[str] = set()  # every word the rule grammar names (filled as it is built)
+_SHAPES: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+_MAX_SHAPES = 4096
+_PUNCTUATION = frozenset("{},;")
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{},;]|' + WORD)
+_NUMBER = re.compile(r"0x[0-9a-fA-F]+|[0-9]+")
+#: Possessive throughout: a text it does not cover fails in linear time (with backtracking
+#: a long word followed by a stray quote took minutes, every split of the word tried).
+_COVERED = re.compile(r'(?:[ \t\r\n]*+(?:"(?:[^"\\\n]|\\.)*+"|[{},;]|[^\s{},;"]++))*+[ \t\r\n]*+')
+
+
+def _words(text: str) -> list[tuple[str, int]] | None:
+    """The words and offsets, or None if something between them is not pyparsing's
+    whitespace (an unterminated quote, a form feed): the text is then parsed as it is."""
+    if _COVERED.fullmatch(text) is None:
+        return None
+    return [(m.group(), m.start()) for m in _TOKEN.finditer(text)]
+
+
+def _class(word: str) -> str:
+    """The word itself if the grammar tells it apart (a keyword, a brace, a comma), else
+    a stand-in every terminal takes or refuses as it does the word."""
+    if word in _KEYWORDS or word in _PUNCTUATION:
+        return word
+    if word[0] == '"':
+        return '"q"'
+    if word[0] == "@" and len(word) > 1:
+        return "@s"
+    return "0" if _NUMBER.fullmatch(word) else "w"
 
 
 #: Braces nested deeper are an error before pyparsing sees them: its recursion would end
