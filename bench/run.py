@@ -32,7 +32,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from kpsim.inputs import synth
 from kpsim.verify import netns
 
 TOOLS = ("iptables-nft-restore", "iptables-legacy-restore")
@@ -42,15 +41,35 @@ SHARES_TARGET = 1.0
 TRACE_ALL_UP_TO = 10_000
 
 
+#: Run in a fresh interpreter: the generator's model (~110 MB for 10,000 services) must not
+#: be in this process when it forks the timed children, or each child's peak RSS would start
+#: at this process's size (Linux keeps the pre-exec high-water mark in ``ru_maxrss``): the
+#: figures before 2026-12-06 03:45 UTC were this process's size for every child smaller.
+_GENERATE = """
+import json, sys
+from kpsim.inputs import synth
+path, services, endpoints = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+wide = services * endpoints + 256 > 65_536
+cidr = "10.0.0.0/8" if wide else synth.SEED_VPC_CIDR
+cluster = synth.synth_large(services, endpoints, seed=1, pod_cidr=cidr)
+text = synth.render_restore(cluster, cluster.nodes[0])
+with open(path, "w") as out:
+    out.write(text)
+port = next(p.node_port for s in cluster.services for p in s.ports if p.node_port)
+print(json.dumps([text.count("\\n"), port, cluster.nodes[0].ip]))
+"""
+
+
 def generate(path: Path, services: int, endpoints: int) -> tuple[int, int, str]:
     """The dump and its first NodePort; a wider pod range past the seed VPC's 65k."""
-    wide = services * endpoints + 256 > 65_536
-    cidr = "10.0.0.0/8" if wide else synth.SEED_VPC_CIDR
-    cluster = synth.synth_large(services, endpoints, seed=1, pod_cidr=cidr)
-    text = synth.render_restore(cluster, cluster.nodes[0])
-    path.write_text(text)
-    port = next(p.node_port for s in cluster.services for p in s.ports if p.node_port)
-    return text.count("\n"), port, cluster.nodes[0].ip
+    out = subprocess.run(
+        [sys.executable, "-c", _GENERATE, str(path), str(services), str(endpoints)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    lines, port, ip = json.loads(out)
+    return int(lines), int(port), str(ip)
 
 
 def compile_package(src: Path | None = None) -> None:

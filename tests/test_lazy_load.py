@@ -4,8 +4,10 @@ Every shipped capture, corpus dump, kube-proxy test dump, damaged fixture and ge
 dump is read both ways: the models must be equal (tables, chains in order, every rule and
 its line, diagnostics, capture, metadata), and so must the JSON of traces of its NodePorts,
 ClusterIPs and a port nobody has — the lazy one traced before anything else reads it — and
-``show``'s JSON, byte for byte, from a lazy ruleset nothing has read before.
-Inputs the lazy reader cannot vouch for must fall back to the whole reader.
+``show``'s JSON, byte for byte, from a lazy ruleset nothing has read before (generated
+dumps in kube-proxy's order and in iptables-save's). A big chain's sketch (its rules read
+off the text, built one by one) must say what the whole reader's rules say. Inputs the
+lazy reader cannot vouch for must fall back to the whole reader.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from pathlib import Path
 import pytest
 
 from _paths import CORPUS, REPO
+from kpsim.engine.prepare import ChainIndex
 from kpsim.errors import KpsimError
 from kpsim.formats import parse_captures, read_text
 from kpsim.formats.iptables.lazy import LazyChain, lazy_save
+from kpsim.formats.iptables.write import render_save
 from kpsim.inputs import synth
 from kpsim.kube import services as kube
 from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
 from kpsim.kube.show import ShowReport, summarize
-from kpsim.model import Ruleset
+from kpsim.model import Chain, Jump, PortMatch, Ruleset
 from kpsim.render.json import show_json, trace_json
 
 
@@ -38,6 +42,10 @@ def _inputs() -> list[Path]:
 def _generated() -> dict[str, str]:
     cluster = synth.synth_large(300, 3, seed=7)
     out = {f"large-{n.name}": synth.render_restore(cluster, n) for n in cluster.nodes}
+    # the same node as iptables-save prints it: each chain's rules together, options in
+    # the kernel's order (KUBE-SERVICES in one run, not one per service)
+    whole = parse_captures(out[f"large-{cluster.nodes[0].name}"], "g")[0]
+    out["save-large"] = render_save(whole)
     seed = synth.seed_workshop()
     out.update({f"seed-{n.name}": synth.render_restore(seed, n) for n in seed.nodes})
     return out
@@ -114,7 +122,7 @@ def test_lazy_reads_every_capture_as_the_whole_reader(path: Path) -> None:
 
 def test_lazy_reads_generated_dumps_and_takes_them() -> None:
     taken = [name for name, text in _generated().items() if _compare(text, name)]
-    assert len(taken) == 6  # clean dumps: every one is read on demand
+    assert len(taken) == 7  # clean dumps: every one is read on demand
 
 
 def test_lazy_takes_the_shipped_saves() -> None:
@@ -134,6 +142,10 @@ _DAMAGE = [
     # a rule line kpsim cannot read, and a line that is not a rule
     (r"(-A KUBE-SEP-\S+ [^\n]*-j KUBE-MARK-MASQ\n)", r"\g<1>-A KUBE-SEP-X -m nosuch --x\n"),
     (r"(\*nat\n)", r"\g<1>...\n"),
+    # rules of a chain nobody declared (the whole reader creates it at its first rule)
+    (r"(\n-A KUBE-SEP-\S+ [^\n]*-j KUBE-MARK-MASQ\n)", r"\g<1>-A KUBE-NEW -j KUBE-MARK-MASQ\n"),
+    # a chain declared after rules
+    (r"\nCOMMIT\n$", r"\n:KUBE-LATE - [0:0]\nCOMMIT\n"),
     # cut: no COMMIT, no newline at the end
     (r"COMMIT\n$", r""),
     (r"\n$", r""),
@@ -158,3 +170,38 @@ def test_a_chain_read_on_demand_is_a_plain_chain() -> None:
     assert chain.rules and type(chain) is not LazyChain  # now a Chain, as the whole reader's
     full = parse_captures(text, "g")[0]
     assert chain == full.tables["nat"].chains["KUBE-SERVICES"]
+
+
+@pytest.mark.parametrize("name", ["large-" + synth.SEED_NODES[0].name, "save-large"])
+def test_a_sketch_says_what_the_rules_say(name: str) -> None:
+    """A big chain's sketch (``formats.iptables.sketch``), in either order: each rule it
+    builds is the whole reader's (line included), its jumps, ports and index are the rules'."""
+    text = _generated()[name]
+    rs, full = lazy_save(text, name), parse_captures(text, name)[0]
+    assert rs is not None
+    sketched = []
+    for tname, table in rs.tables.items():
+        for cname, chain in table.chains.items():
+            sketch = chain.sketch()
+            if sketch is None:
+                continue
+            sketched.append(cname)
+            rules = full.tables[tname].chains[cname].rules
+            built = [sketch.rule(at) for at in reversed(range(len(rules)))][::-1]
+            assert built == list(rules)
+            assert [r.origin for r in built] == [r.origin for r in rules]
+            jumps = [r.target.chain if isinstance(r.target, Jump) else "" for r in rules]
+            assert list(sketch.jumps) == jumps
+            ports = [str(m.dport.lo) for r in rules for m in r.matches if isinstance(m, PortMatch)]
+            assert [p for p in sketch.dports if p] == ports
+            index, built_index = (
+                ChainIndex.from_sketch(sketch),
+                ChainIndex.build(Chain(cname, rules)),
+            )
+            assert index.rest == built_index.rest
+            assert index.by_key == {
+                (str(h) if h is not None else None, *rest): v
+                for (h, *rest), v in built_index.by_key.items()
+            }
+            assert type(chain) is LazyChain  # none of it built the chain
+    assert "KUBE-SERVICES" in sketched  # 301 rules

@@ -229,7 +229,8 @@ class Walker:
             at = cands[cursor]
             if at < 0:
                 return (b, Disposition.UNKNOWN, self._hidden(hook.table, chain.name))
-            rule = chain.rules[at]
+            # a sketched chain read on demand builds only the rules walked (``Chain.rule``)
+            rule = chain.rules[at] if type(chain) is Chain else chain.rule(at)
             frames[-1] = (chain, cands, cursor + 1, gotos)
             run.rules += 1
             if run.rules > MAX_RULES:

@@ -103,10 +103,12 @@ def _parse_rules(text: str, path: str, fmt: Format | None, strict: bool, lazy: b
 
         return parse_list(text, path, strict=strict)
     if chosen is Format.NFT:
-        from kpsim.formats.nft.kube_proxy import is_kube_proxy_nft, parse_kube_proxy
+        from kpsim.formats.nft.kube_proxy import is_kube_proxy_nft
 
-        if is_kube_proxy_nft(text):
-            return parse_kube_proxy(text, path, strict=strict)
+        if is_kube_proxy_nft(text):  # kube-proxy's transaction in one pass, or read whole
+            from kpsim.formats.nft.kp_lazy import read_kube_proxy
+
+            return read_kube_proxy(text, path, strict=strict, lazy=lazy)
         from kpsim.formats.nft.iptables_nft import parse_nft
 
         return parse_nft(text, path, strict=strict)

@@ -265,6 +265,11 @@ class RulesetBuilder:
         else:
             self._unlisted += 1
 
+    def all_notes(self) -> tuple[str, ...]:
+        """The notes as the ruleset holds them: past ``NOTES``, how many more."""
+        more = (f"… and {self._unlisted} more note(s)",) if self._unlisted else ()
+        return tuple(self.notes) + more
+
     def freeze(self, diagnostics: list[Diagnostic]) -> Ruleset:
         tables = {
             tname: Table(
@@ -285,7 +290,6 @@ class RulesetBuilder:
             tables=MappingProxyType(tables),
             metadata=MappingProxyType(dict(self.metadata)),
             diagnostics=tuple(diagnostics),
-            notes=tuple(self.notes)
-            + ((f"… and {self._unlisted} more note(s)",) if self._unlisted else ()),
+            notes=self.all_notes(),
         )
         return replace(ruleset, capture=assess(ruleset, self.facts, diagnostics))

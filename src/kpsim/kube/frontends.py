@@ -8,7 +8,7 @@ and the filter-table REJECTs kube-proxy writes for services without endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from socket import inet_ntoa
@@ -101,7 +101,15 @@ def collect_frontends(
         chain = ruleset.chain("nat", chain_name)
         if chain is None:
             continue
-        for rule in chain.rules:
+        sketch = chain.sketch() if only is not None else None
+        rules: Iterable[Rule] = chain.rules if sketch is None else ()
+        if sketch is not None and only is not None:  # read on demand: build only these
+            rules = (
+                sketch.rule(at)
+                for at, to in enumerate(sketch.jumps)
+                if to.startswith(SERVICE_PREFIXES) and hash_part(to) in only
+            )
+        for rule in rules:
             target = rule.target
             # one C call rejects the ~50k KUBE-SEP- jumps
             if not isinstance(target, Jump) or not target.chain.startswith(SERVICE_PREFIXES):

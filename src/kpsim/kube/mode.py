@@ -25,9 +25,17 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from kpsim.formats.nft.kube_proxy import NOTE as KUBE_PROXY_NOTE
 from kpsim.kube.names import SERVICE_PREFIXES
-from kpsim.model import Chain, Format, Jump, Rule, Ruleset, SetMatch, SourceLocation
+from kpsim.model import (
+    Chain,
+    Format,
+    Jump,
+    Rule,
+    Ruleset,
+    RuleSketch,
+    SetMatch,
+    SourceLocation,
+)
 
 
 class ProxyMode(Enum):
@@ -146,6 +154,10 @@ class _Signs:
         if where is not None and where.line > 0 and len(bucket) < _FEW and where not in bucket:
             bucket.append(where)
 
+    def wants(self, *, live: bool = False) -> bool:
+        """Would ``add`` keep one more line?"""
+        return len(self.live if live else self.seen) < _FEW
+
     def add_chain(self, chain: Chain, *, live: bool = False) -> None:
         """``add(chain.origin)``, reading the origin only while it is still wanted (a
         chain read on demand makes its declaration's location when asked)."""
@@ -177,7 +189,7 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
         if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= _NFT_BASE):
             for name in sorted(_NFT_BASE & table.chains.keys()):
                 signs[ProxyMode.NFTABLES].add(table.chains[name].origin, live=True)
-        iptables = signs[ProxyMode.IPTABLES]
+        iptables, nft = signs[ProxyMode.IPTABLES], signs[ProxyMode.NFTABLES]
         for chain in table.chains.values():
             if not nft_table and chain.name.startswith(_IPTABLES_PREFIXES):
                 # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
@@ -185,7 +197,17 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
                 if len(iptables.seen) < _FEW or not iptables.is_seen:
                     iptables.add_chain(chain)
                 continue
+            if len(nft.live) >= _FEW and _NFT_SERVICE_CHAIN.match(chain.name):
+                # service-…, endpoint-…: 61,000 in kube-proxy's table on a big node, holding
+                # its own statements (numgen, dnat, jumps to its chains); past the lines kept
+                # as evidence, one more says nothing new (and their rules, read on demand
+                # by formats/nft/kp_lazy.py, are not built for a trace)
+                continue
             _chain_signs(signs, tname, chain, nft_table)
+            sketch = chain.sketch()
+            if sketch is not None:  # KUBE-SERVICES read on demand: its jumps, few rules built
+                _sketch_signs(signs, tname, sketch)
+                continue
             for rule in chain.rules:
                 _rule_signs(signs, tname, rule)
     _entry_points(signs, ruleset)
@@ -199,7 +221,7 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     live = [m for m in present if signs[m].is_live] or present
     leftovers = tuple(m for m in present if m not in live)
     mode = live[0] if len(live) == 1 else ProxyMode.MIXED
-    read = ruleset.format is Format.NFT and KUBE_PROXY_NOTE in ruleset.notes
+    read = ruleset.format is Format.NFT and _nft_read(ruleset)
     evidence: list[SourceLocation] = []
     for m in live:
         evidence += signs[m].lines(_FEW if len(live) == 1 else 2)
@@ -213,6 +235,14 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
         active=tuple(live),
         leftovers=leftovers,
     )
+
+
+def _nft_read(ruleset: Ruleset) -> bool:
+    """Did kpsim read kube-proxy's nftables table? (Its reader imported only for nft
+    captures: ~6 ms of every iptables trace's start-up.)"""
+    from kpsim.formats.nft.kube_proxy import NOTE
+
+    return NOTE in ruleset.notes
 
 
 def _chain_signs(signs: dict[ProxyMode, _Signs], table: str, chain: Chain, nft: bool) -> None:
@@ -232,16 +262,31 @@ def _chain_signs(signs: dict[ProxyMode, _Signs], table: str, chain: Chain, nft: 
 def _rule_signs(signs: dict[ProxyMode, _Signs], table: str, rule: Rule) -> None:
     """Jumps to chains the capture may not define (a fragment), and IPVS's ipset matches."""
     target = rule.target
-    if isinstance(target, Jump):
-        to = target.chain
-        if to.startswith(_IPTABLES_PREFIXES) or to in _IPTABLES_CHAINS:
-            signs[ProxyMode.IPTABLES].add(rule.origin)
-        elif to in _IPVS_CHAINS or (table == "nat" and to in _IPVS_NAT_CHAINS):
-            signs[ProxyMode.IPVS].add(rule.origin)
-        elif to in _USERSPACE_CHAINS:
-            signs[ProxyMode.USERSPACE].add(rule.origin)
+    if isinstance(target, Jump) and (mode := _jump_mode(table, target.chain)) is not None:
+        signs[mode].add(rule.origin)
     if _ipvs_set(rule):
         signs[ProxyMode.IPVS].add(rule.origin)
+
+
+def _jump_mode(table: str, to: str) -> ProxyMode | None:
+    """The mode a jump to ``to`` is a sign of (``_rule_signs``)."""
+    if to.startswith(_IPTABLES_PREFIXES) or to in _IPTABLES_CHAINS:
+        return ProxyMode.IPTABLES
+    if to in _IPVS_CHAINS or (table == "nat" and to in _IPVS_NAT_CHAINS):
+        return ProxyMode.IPVS
+    if to in _USERSPACE_CHAINS:
+        return ProxyMode.USERSPACE
+    return None
+
+
+def _sketch_signs(signs: dict[ProxyMode, _Signs], table: str, sketch: RuleSketch) -> None:
+    """``_rule_signs`` of every rule of a sketched chain, building only the rules whose
+    line is still wanted as evidence: its rules have no set match, so jumps are all."""
+    for at, to in enumerate(sketch.jumps):
+        mode = _jump_mode(table, to) if to else None
+        if mode is not None:
+            found = signs[mode]
+            found.add(sketch.rule(at).origin if found.wants() else None)
 
 
 def _ipvs_set(rule: Rule) -> bool:
@@ -252,7 +297,17 @@ def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
     """Mark live the modes that hold the entry points, or every mode seen when the
     capture does not show them."""
     services = ruleset.chain("nat", "KUBE-SERVICES")
-    if services is None or not services.rules:
+    sketch = services.sketch() if services is not None else None
+    if sketch is not None:  # read on demand: no set matches, its jumps say it all
+        for at, to in enumerate(sketch.jumps):
+            if to.startswith(_IPTABLES_PREFIXES) or to == "KUBE-NODEPORTS":
+                found = signs[ProxyMode.IPTABLES]
+            elif to in _IPVS_ENTRY:
+                found = signs[ProxyMode.IPVS]
+            else:
+                continue
+            found.add(sketch.rule(at).origin if found.wants(live=True) else None, live=True)
+    elif services is None or not services.rules:
         for mode in (ProxyMode.IPTABLES, ProxyMode.IPVS):
             signs[mode].all_live()
     else:

@@ -149,6 +149,30 @@ def _frontend(rule: Rule, fronts: dict[str, list[Frontend]]) -> None:
     )
 
 
+def offers_node_port(ruleset: Ruleset, port: int) -> bool:
+    """Does ``nft_services(ruleset)`` give a service NodePort ``port`` from the
+    ``services`` chain's @service-nodeports elements? (``trace --port``'s quick yes: the
+    ``services`` chain alone, none of the 60,000 others a big table holds.)"""
+    nat = ruleset.table("nat")
+    chain = nat.chain("services") if nat is not None else None
+    for rule in chain.rules if chain is not None else ():
+        target = rule.target
+        lookups = [m for m in rule.matches if isinstance(m, SetLookup)]
+        if not isinstance(target, Jump) or not lookups or len(lookups[-1].elements) != 1:
+            continue
+        if CHAIN.match(target.chain) is None or not any(
+            target.chain in t.chains for t in ruleset.tables.values()
+        ):
+            continue  # not a service's chain (_frontend reads only those)
+        values = dict(zip(lookups[-1].keys, lookups[-1].elements[0], strict=True))
+        found = values.get("th dport")
+        if "ip daddr" in values or "ip6 daddr" in values or found is None:
+            continue
+        if found.lo == found.hi == port:
+            return True
+    return False
+
+
 def _affinity(chain: Chain | None) -> int | None:
     """The timeout of the affinity sets the service chain checks (``ip saddr @affinity-…``)."""
     for rule in chain.rules if chain is not None else ():

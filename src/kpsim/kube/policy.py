@@ -267,32 +267,44 @@ def _ipt_front(rule: Rule) -> str:
     return f"NodePort {port}" if port else "its node ports"
 
 
+#: kube-proxy's nftables per-service chains (service-H-…, endpoint-H-…): it never puts a
+#: lookup of its maps or sets there, and they are the bulk of a big table (61,000 chains,
+#: 155,000 of 166,000 rules: show 0.1–0.2 s saved reading them twice, measured)
+_NFT_PER_SERVICE = re.compile(r"(?:service|external|local|endpoint|firewall)-[A-Z2-7]{8}-")
+
+
+def _nft_chains(ruleset: Ruleset) -> list[Chain]:
+    """The chains of kube-proxy's nftables table but its per-service ones."""
+    match = _NFT_PER_SERVICE.match
+    return [c for t in ruleset.tables.values() for n, c in t.chains.items() if not match(n)]
+
+
 def _nft_drops(ruleset: Ruleset) -> list[LocalDrop]:
-    cluster_ips = _cluster_ips(ruleset)
+    chains = _nft_chains(ruleset)
+    cluster_ips = _cluster_ips(chains)
     out: list[LocalDrop] = []
-    for table in ruleset.tables.values():
-        for chain in table.chains.values():
-            for rule in chain.rules:
-                lookup = _no_endpoint_element(rule)
-                if lookup is None or no_endpoints_verdict(rule) != "DROP":
-                    continue
-                name = re.search(r'comment "([^"]*)"', lookup.text)
-                if name is None:
-                    continue
-                values = {k: p.text for k, p in zip(lookup.keys, lookup.elements[0], strict=True)}
-                dst = values.get("ip daddr") or values.get("ip6 daddr")
-                port = values.get("th dport")
-                front = (f"{dst}:{port}" if port else dst) if dst else f"NodePort {port}"
-                external = dst is None or dst not in cluster_ips
-                out.append(LocalDrop(name.group(1), rule, external, front))
+    for chain in chains:
+        for rule in chain.rules:
+            lookup = _no_endpoint_element(rule)
+            if lookup is None or no_endpoints_verdict(rule) != "DROP":
+                continue
+            name = re.search(r'comment "([^"]*)"', lookup.text)
+            if name is None:
+                continue
+            values = {k: p.text for k, p in zip(lookup.keys, lookup.elements[0], strict=True)}
+            dst = values.get("ip daddr") or values.get("ip6 daddr")
+            port = values.get("th dport")
+            front = (f"{dst}:{port}" if port else dst) if dst else f"NodePort {port}"
+            external = dst is None or dst not in cluster_ips
+            out.append(LocalDrop(name.group(1), rule, external, front))
     return out
 
 
-def _cluster_ips(ruleset: Ruleset) -> set[str]:
+def _cluster_ips(chains: Iterable[Chain]) -> set[str]:
     """The addresses of @cluster-ips (kube-proxy lists every ClusterIP there, served or
     not), and those @service-ips sends to a service or local chain."""
     out: set[str] = set()
-    rules = (r for t in ruleset.tables.values() for c in t.chains.values() for r in c.rules)
+    rules = (r for c in chains for r in c.rules)
     for rule in rules:
         to_service = (_target(rule) or "").startswith(("service-", "local-"))
         for m in rule.matches:

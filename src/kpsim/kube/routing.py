@@ -15,6 +15,7 @@ An outcome whose destination was routed by an inferred route carries the why
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 
 from kpsim.formats.iproute import has_routing, ip_addresses, node_from_ip
@@ -29,6 +30,9 @@ _UPLINK = frozenset({"eth0", "lo", "ens5"})
 #: skipping them by name keeps a demand-driven trace from building 10,000s of chains it
 #: never enters (formats/iptables/lazy.py: a chain's rules are read when first used).
 _PER_SERVICE = ("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-FW-", "KUBE-XLB-")
+#: The same in kube-proxy's nftables table (service-H-…, endpoint-H-…: formats/nft/kp_lazy.py
+#: reads them on demand too); its interface matches, if any, are negated (``iifname !=``).
+_NFT_PER_SERVICE = re.compile(r"(?:service|external|local|endpoint|firewall)-[A-Z2-7]{8}-")
 
 
 def _ties(ruleset: Ruleset) -> list[tuple[IPNetwork, str, str]]:
@@ -37,7 +41,11 @@ def _ties(ruleset: Ruleset) -> list[tuple[IPNetwork, str, str]]:
     version = 6 if ruleset.family is Family.IPV6 else 4
     for table in ruleset.tables.values():
         for name, chain in table.chains.items():
-            if name.startswith(_PER_SERVICE):
+            if (
+                name.startswith(_PER_SERVICE)
+                or _NFT_PER_SERVICE.match(name)
+                or chain.sketch() is not None  # a sketch's rules have no -i/-o (RuleSketch)
+            ):
                 continue
             for rule in chain.rules:
                 src, dst = rule.source, rule.destination

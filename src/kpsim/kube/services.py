@@ -13,7 +13,7 @@ candidate name is known (``names.py``); endpoint chances from ``chance.py``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -150,8 +150,15 @@ def service_names(ruleset: Ruleset, hashes: Collection[str]) -> dict[str, str]:
 def offers_node_port(ruleset: Ruleset, port: int) -> bool:
     """Does a service of ``services(ruleset)`` have NodePort ``port`` in KUBE-NODEPORTS?
     (A quick yes for ``trace --port``; no means: ask ``services``.)"""
+    if nft_services.is_nft_kube_proxy(ruleset):  # kube-proxy's nftables table
+        return nft_services.offers_node_port(ruleset, port)
     chain = ruleset.chain("nat", "KUBE-NODEPORTS")
-    for rule in chain.rules if chain is not None else ():
+    sketch = chain.sketch() if chain is not None else None
+    rules: Iterable[Rule] = chain.rules if chain is not None and sketch is None else ()
+    if sketch is not None:  # read on demand: only the rules for this --dport are built
+        wanted = str(port)
+        rules = (sketch.rule(at) for at, p in enumerate(sketch.dports) if p == wanted)
+    for rule in rules:
         target = rule.target
         if isinstance(target, Jump) and target.chain.startswith(SERVICE_PREFIXES):
             front, _ = frontend(rule, "node-port")

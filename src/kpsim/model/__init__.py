@@ -35,7 +35,15 @@ from kpsim.model.matches import (
     StatisticMatch,
     StatisticMode,
 )
-from kpsim.model.rules import BUILTIN_CHAINS, Chain, Diagnostic, Rule, Ruleset, Table
+from kpsim.model.rules import (
+    BUILTIN_CHAINS,
+    Chain,
+    Diagnostic,
+    Rule,
+    Ruleset,
+    RuleSketch,
+    Table,
+)
 from kpsim.model.targets import (
     NON_TERMINATING,
     ConnmarkMode,
@@ -123,6 +131,7 @@ __all__ = [
     "Redirect",
     "Reject",
     "Rule",
+    "RuleSketch",
     "Ruleset",
     "SetMatch",
     "Snat",

@@ -13,7 +13,8 @@ particular printer showed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -78,6 +79,36 @@ class Chain:
     policy: Verdict | None = None
     counters: Counters | None = None
     origin: SourceLocation | None = field(default=None, compare=False)
+
+    def sketch(self) -> RuleSketch | None:
+        """Its rules as written, without building them; None: read ``rules`` (only a big
+        chain read on demand has one, ``formats.iptables.sketch``)."""
+        return None
+
+    def rule(self, at: int) -> Rule:
+        """``rules[at]``; a chain read on demand builds that rule alone."""
+        return self.rules[at]
+
+
+class RuleSketch(typing.Protocol):
+    """A chain's rules position by position, as a reader that vouched for every line read
+    them off the text: per rule ``jumps`` (the chain it jumps to, "" for any other
+    target), ``dsts`` (``-d`` as written, "!" first when negated, "" none), ``protos``
+    (``-p``), ``dports`` and ``modules`` (its one ``--dport`` and the match module that
+    reads it), ``stateful`` (a statistic or recent match comes before that port match);
+    "" where the rule has none. ``rule(at)`` builds the rule itself, equal to ``rules[at]``.
+    Its rules have nothing else: no ``-i``/``-o``/``-f``, no counters, no match but a
+    comment, ``-m recent``, ``-m addrtype``, that port match and ``-m statistic``, and a
+    ``-j`` target (a jump, a built-in target or DNAT), never ``-g``."""
+
+    jumps: Sequence[str]
+    dsts: Sequence[str]
+    protos: Sequence[str]
+    dports: Sequence[str]
+    modules: Sequence[str]
+    stateful: Sequence[bool]
+
+    def rule(self, at: int) -> Rule: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,8 +78,9 @@ def key_part(text: str, kind: str | None) -> KeyPart | None:
 
 def element_key(text: str, kinds: tuple[str | None, ...]) -> tuple[KeyPart, ...] | None:
     """``10.0.0.1 . tcp . 80`` (with any ``timeout``/``expires``/``comment`` after it)."""
-    for word in (" timeout ", " expires ", " comment ", " counter "):
-        text = text.split(word, 1)[0]
+    if "timeout" in text or "expires" in text or "comment" in text or "counter" in text:
+        for word in (" timeout ", " expires ", " comment ", " counter "):  # (4 splits
+            text = text.split(word, 1)[0]  # saved on each of 21,000 plain elements)
     parts = [p for p in text.split(" . ")]
     if len(parts) != len(kinds):
         return None

@@ -1,0 +1,388 @@
+"""Read kube-proxy's ``nft -f`` transaction with one cheap pass, each chain's hot-shape rules
+built when first read (``lazy``) or all at the end, without the line-by-line reader.
+
+    text ─ one regex pass ─▶ runs of ``add rule ip kube-proxy NAME <hot shape>`` lines
+         │                   (after their ``add chain``), by chain: offsets and line numbers;
+         │                   an endpoint's whole chain; element lines; comments
+         └ every other line (table, sets, maps, other rules) read now: NftReader
+    kube_proxy.assemble (hook slots, reachability from the jump targets read off the text)
+         ─▶ Ruleset(chains: LazyChain, built by kp_hot.py on first use, or all at the end)
+
+Why: on a 10,000-service table 114,000 of 115,000 rule lines are one of seven shapes
+(kp_fast.py); reading them into drafts line by line and lowering every one cost ~1.3 s of
+a ~2.3 s load, against ~0.9 s for the whole iptables-mode load of the same services. With
+this pass: 0.85 s on demand (what ``trace`` reads), 1.3 s whole (CPU, cold process;
+docs/performance.md, "nftables mode").
+
+Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
+is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
+numgen buckets of digits…; ``ip saddr @set`` only when every such set is a dynamic one),
+so no deferred line can hold a diagnostic. Any input this pass cannot vouch for — a
+diagnostic or note, another table, a listing (``table … {``), a command other than
+``add`` (``flush``/``delete``/``insert`` reorder or remove), ``\\r``, no newline at the end,
+strict reading — gives None, and the caller reads it whole (``tests/test_nft_lazy.py``
+compares the two on every nft input).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
+
+from kpsim.formats.capture import assess
+from kpsim.formats.common import RulesetBuilder, Sink
+from kpsim.formats.iptables.construct import constructor, new_chain, new_location
+from kpsim.formats.iptables.lazy import LazyChain
+from kpsim.formats.nft.kp_commands import NftReader
+from kpsim.formats.nft.kp_hot import endpoint_rules, hot_rules
+from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
+from kpsim.formats.nft.kube_proxy import (
+    KUBE_PROXY_TABLE,
+    LATER,
+    NOTE,
+    _assess,
+    _lower_chain,
+    assemble,
+    jumps_of,
+    parse_kube_proxy,
+)
+from kpsim.model import BUILTIN_CHAINS, Chain, Format, Rule, Ruleset, Table
+
+# ---------------------------------------------------------------- what may be deferred
+
+#: A chain name kube-proxy writes (``endpoint-…-ns/svc/tcp/p__10.0.0.1/80``): no blank,
+#: quote, brace, comma or ``@``; never ``jump``/``goto`` (targets are read off the text).
+_NAME = r"(?!(?:jump|goto) )[A-Za-z0-9_][A-Za-z0-9_./:-]*+"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: A dotted quad as ``kp_values.ipv4`` takes it (no leading zero, each octet ≤ 255).
+_IPV4 = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+_VERDICT = rf"(?:jump|goto) {_NAME}"
+_BUCKET = rf"[0-9]{{1,9}} : {_VERDICT}"
+#: The seven shapes ``kp_fast.fast_lower`` reads (kube-proxy's hot rules), each in the one
+#: spelling kube-proxy writes; ``ip saddr @set`` also needs the set dynamic (checked after).
+_BODY = (
+    rf"(?:{_VERDICT}"
+    rf"|ip saddr (?:{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?|@{_NAME}) {_VERDICT}"
+    rf"|meta l4proto (?:tcp|udp|sctp) dnat to {_IPV4}(?::[0-9]{{1,5}})?"
+    rf"|numgen random mod [1-9][0-9]{{0,8}} vmap \{{ {_BUCKET}(?:, {_BUCKET})*+ \}}"
+    rf"|ct state new jump {_NAME}"
+    rf"|update @{_NAME} \{{ ip saddr \}})"
+)
+_CHAIN = "\nadd chain ip kube-proxy "
+_RULE = "add rule ip kube-proxy "
+_ELEMENT = "add element ip kube-proxy "
+_MASQUERADE = "jump mark-for-masquerade"
+#: An endpoint's chain as kube-proxy writes it (50,000 of a 10,000-service table's 61,000
+#: chains): its ``add chain`` line and its two rules, three lines the scan's loop reads by
+#: position, a run of such chains one match (a service's endpoints are written together).
+#: Then no other rule of the chain follows (else the general form below reads it).
+_ENDPOINT = (
+    rf"(?P<ep>{_NAME})\n{_RULE}(?P=ep) ip saddr {_IPV4} {_MASQUERADE}\n{_RULE}(?P=ep) "
+    rf"meta l4proto (?:tcp|udp|sctp) dnat to {_IPV4}(?::[0-9]{{1,5}})?(?!\n{_RULE}(?P=ep) )"
+)
+#: A run of endpoint chains; a chain's ``add chain`` line and the hot-shape rules right
+#: after it; a run of one chain's hot-shape rules; an ``add element`` line whose list has no
+#: quote or brace (read here as NftReader reads it); comment lines that are no
+#: ``# kpsim:meta`` (nothing to read). Each from the newline before its first line to the
+#: end of its last: the literal "\n" lets ``re`` skip ahead to each line start.
+_SCAN = re.compile(
+    rf"(?P<eps>(?:\nadd chain ip kube-proxy {_ENDPOINT})++)(?=\n)"
+    rf"|\nadd (?:chain ip kube-proxy (?P<chain>{_NAME})(?P<rules>(?:\n{_RULE}(?P=chain) {_BODY})*+)"
+    rf"|rule ip kube-proxy (?P<run>{_NAME}) {_BODY}(?:\n{_RULE}(?P=run) {_BODY})*+"
+    rf"|element ip kube-proxy (?P<set>{_NAME}) \{{(?P<items>[^{{}}\"\n]*+)\}})(?=\n)"
+    r"|(?:\n#(?! kpsim:meta )[^\n]*+)++",
+    re.ASCII,
+)
+#: The targets of deferred lines, in order: each shape's ``jump X``/``goto X``, every
+#: bucket's of a numgen vmap (no chain name on a deferred line is ``jump`` or ``goto``).
+_TARGETS = re.compile(rf" (?:jump|goto) ({_NAME})", re.ASCII)
+#: ``ip saddr @set jump|goto X`` anywhere: kp_fast reads it only for a dynamic set.
+_SET_USE = re.compile(rf" ip saddr @({_NAME}) (?:jump|goto) ", re.ASCII)
+_TABLE = ("ip", KUBE_PROXY_TABLE)
+#: A chain named as a built-in one is lowered at once (its hook slot may reset it).
+_BUILTIN_NAMES = frozenset(n for names in BUILTIN_CHAINS.values() for n in names)
+
+_new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
+_EP_JUMPS = [_MASQUERADE[5:]]  # an endpoint chain's jump targets (shared, never changed)
+
+
+class _NotClean(Exception):
+    """The input holds something only the whole reader answers exactly."""
+
+
+class _Deferred:
+    """The deferred rule lines of kube-proxy's table: where each chain's runs are."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.path = path
+        self.sets: dict[str, NftSet] = {}
+        #: chain → (start, end, number of its first line) of each run of deferred lines,
+        #: ``start`` the offset of the newline before the run
+        self.runs: dict[str, list[tuple[int, int, int]]] = {}
+        #: endpoint chain → (number of its first rule's line, the two rule lines)
+        self.endpoints: dict[str, tuple[int, str, str]] = {}
+
+    def items(self, name: str) -> list[tuple[int, int, str]]:
+        """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
+        cut = len(_RULE) + len(name) + 1
+        out: list[tuple[int, int, str]] = []
+        if name in self.endpoints:
+            at, one, two = self.endpoints[name]
+            out += [(at, cut + 1, one[cut:]), (at + 1, cut + 1, two[cut:])]
+        for start, end, first in self.runs.get(name, ()):
+            lines = self.text[start + 1 : end].split("\n")
+            out += [(number, cut + 1, line[cut:]) for number, line in enumerate(lines, first)]
+        return out
+
+    def jumps(self, name: str) -> list[str]:
+        found = list(_EP_JUMPS) if name in self.endpoints else []
+        for start, end, _ in self.runs.get(name, ()):
+            found += _TARGETS.findall(self.text, start, end)
+        return found
+
+    def build(self, name: str, table: str) -> tuple[Rule, ...]:
+        """The chain's rules, as ``kube_proxy._lower_chain`` builds them from the same lines
+        (every one a hot shape: no statement list, so no helper chain)."""
+        found = self.endpoints.get(name)
+        cut = len(_RULE) + len(name) + 1
+        head: tuple[Rule, ...] = ()
+        if found is not None:
+            number, first, second = found
+            head = endpoint_rules(table, name, number, first[cut:], second[cut:], self.path)
+        if name not in self.runs:
+            return head
+        runs = self.runs[name]
+        return head + hot_rules(table, name, self.text, runs, cut, self.path, self.sets, len(head))
+
+
+class _TableSource:
+    """What a ``LazyChain`` of one table asks for its rules (a chain reached from two hook
+    slots is in two tables, its rules built for each)."""
+
+    __slots__ = ("deferred", "table")
+
+    def __init__(self, deferred: _Deferred, table: str) -> None:
+        self.deferred = deferred
+        self.table = table
+
+    def rules(self, name: str) -> tuple[Rule, ...]:
+        return self.deferred.build(name, self.table)
+
+
+# ---------------------------------------------------------------- the pass
+
+
+def read_kube_proxy(text: str, path: str, *, strict: bool = False, lazy: bool = False) -> Ruleset:
+    """kube-proxy's table: by the one pass when it can vouch for the input, else whole."""
+    if not strict:
+        found = scan_kube_proxy(text, path, lazy=lazy)
+        if found is not None:
+            return found
+    return parse_kube_proxy(text, path, strict=strict)
+
+
+def scan_kube_proxy(text: str, path: str, *, lazy: bool = False) -> Ruleset | None:
+    """The ruleset of a clean ``nft -f`` transaction of kube-proxy's ``ip`` table (its
+    deferred chains built on first use when ``lazy``); None when the whole reader must
+    answer (see the module's docstring)."""
+    if not text.endswith("\n") or "\r" in text:
+        return None
+    try:
+        return _Pass(text, path).run(lazy)
+    except _NotClean:
+        return None
+
+
+class _Pass:
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.path = path
+        self.sink = Sink(path, False)
+        self.reader = NftReader(path, self.sink)
+        self.deferred = _Deferred(text, path)
+
+    def run(self, lazy: bool) -> Ruleset:
+        text, reader = self.text, self.reader
+        runs, endpoints = self.deferred.runs, self.deferred.endpoints
+        done = 0  # the offset up to which the text is read
+        lines = 0  # newlines before ``done``
+        table: NftTable | None = None
+        for m in _SCAN.finditer(text):
+            start, end = m.span()
+            if start != done:
+                self._eager(done, start, lines)
+                lines += text.count("\n", done, start)
+            number = lines + 2  # the line after the newline at ``start``
+            done = end
+            lines += text.count("\n", start, end)
+            eps, _, chain, _, run, set_name, items = m.groups()
+            if eps is not None:  # endpoints' chains, one after the other, each whole
+                if table is None:  # as NftReader makes it on its first ``add chain``
+                    table = reader.table(*_TABLE, number)
+                chains = table.chains
+                # the run's lines split once, three a chain (a service's endpoints are
+                # written together); each chain's rules read from its lines when built
+                lines_ = text[start + 1 : end].split("\n")
+                for i in range(0, len(lines_), 3):
+                    ep = lines_[i][len(_CHAIN) - 1 :]
+                    if ep in chains:
+                        raise _NotClean  # added again: its earlier lines are elsewhere
+                    chains[ep] = NftChain(ep, number, lines_[i])
+                    endpoints[ep] = (number + 1, lines_[i + 1], lines_[i + 2])
+                    number += 3
+                continue
+            if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
+                if table is None:  # as NftReader makes it on its first ``add chain``
+                    table = reader.table(*_TABLE, number)
+                line_end = start + len(_CHAIN) + len(chain)  # its rules' newline, if any
+                if chain not in table.chains:
+                    table.chains[chain] = NftChain(chain, number, text[start + 1 : line_end])
+                start = line_end
+                if start == end:
+                    continue  # no rule after it
+                number += 1
+                run = chain
+            elif run is not None:
+                if table is None or run not in table.chains:
+                    raise _NotClean  # a rule before its chain: the whole reader says so
+            elif set_name is not None:
+                self._elements(set_name, number, items)
+                continue
+            else:
+                continue  # comment lines: nothing to read
+            found = runs.get(run)
+            if found is None:
+                found = runs[run] = []
+            found.append((start, end, number))
+        self._eager(done, len(text), lines)
+        return self._finish(lazy)
+
+    def _elements(self, name: str, number: int, items: str) -> None:
+        """``add element ip kube-proxy SET { a, b }``, as NftReader reads it."""
+        table = self.reader.tables.get(_TABLE)
+        found = None if table is None else table.sets.get(name)
+        if found is None:
+            raise _NotClean  # an element before its set: the whole reader says so
+        col = len(_ELEMENT) + len(name) + 3  # of the first element, as NftReader says
+        found.elements += [(number, col, e) for e in elements(items)]
+
+    def _eager(self, start: int, end: int, lines: int) -> None:
+        """Read ``text[start:end]`` (whole lines, after the newline that ends a run) now."""
+        if start >= end:
+            return
+        chunk = self.text[start:end].split("\n")
+        number = lines + 1
+        if start > 0:  # the newline that ends the last run
+            chunk = chunk[1:]
+            number += 1
+        reader = self.reader
+        for offset, line in enumerate(chunk):
+            if not line.startswith(("add ", "#")) and line.strip():
+                raise _NotClean  # flush, delete, insert, a listing: order and deletions
+            reader.line(number + offset, line)
+        if (
+            self.sink.items
+            or reader.listed
+            or reader._pending is not None
+            or reader._table is not None
+            or reader._chain is not None
+            or reader._set is not None
+        ):
+            raise _NotClean
+
+    def _finish(self, lazy: bool) -> Ruleset:
+        reader, deferred = self.reader, self.deferred
+        if list(reader.tables) != [_TABLE] or reader.notes:
+            raise _NotClean
+        table = reader.tables[_TABLE]
+        deferred.sets = table.sets
+        for name in set(_SET_USE.findall(self.text)):
+            found = table.sets.get(name)
+            if found is None or not found.dynamic:
+                raise _NotClean  # fast_lower leaves it to the general reader
+        builder = RulesetBuilder(self.path, Format.NFT)
+        builder.note(NOTE)
+        builder.metadata.update(reader.metadata)
+        chains = self._lowered(table)
+        if self.sink.items:
+            raise _NotClean
+        # an endpoint's chain jumps to mark-for-masquerade only (one list for 50,000)
+        only = deferred.endpoints.keys() - deferred.runs.keys()
+        jumps = dict.fromkeys(only - {n for n, r in chains.items() if r is not None}, _EP_JUMPS)
+        for name in chains.keys() - jumps.keys():
+            rules = chains[name]
+            jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
+        assemble(builder, table, chains, jumps)
+        return _freeze(builder, table, deferred, jumps, lazy)
+
+    def _lowered(self, table: NftTable) -> dict[str, list[Rule] | None]:
+        """Each chain's model rules, lowered now as the whole reader does, in its order;
+        None for a chain whose every rule is deferred (or that has none: built later, it
+        is as empty). Only the chains with a rule read now are visited (a few hundred of
+        61,000): the rest are None from ``dict.fromkeys``."""
+        deferred = self.deferred
+        now = [c for n, c in table.chains.items() if c.rules or n in _BUILTIN_NAMES]
+        for chain in now:  # rules read now and deferred ones: in line order
+            if chain.name in deferred.runs or chain.name in deferred.endpoints:
+                chain.rules = sorted([*chain.rules, *deferred.items(chain.name)])
+        chains: dict[str, list[Rule] | None] = dict.fromkeys(table.chains)
+        for chain in now:
+            _lower_chain(chain, table, self.sink, chains)
+        if len(chains) == len(table.chains):
+            return chains
+        # a statement list made helper chains (``X#2``): the whole reader has each just
+        # before its chain, here they came last
+        helpers: dict[str, list[str]] = {}
+        for name in list(chains)[len(table.chains) :]:
+            helpers.setdefault(name.rsplit("#", 1)[0], []).append(name)
+        ordered: dict[str, list[Rule] | None] = {}
+        for name in table.chains:
+            for helper in helpers.get(name, ()):
+                ordered[helper] = chains[helper]
+            ordered[name] = chains[name]
+        return ordered
+
+
+def _freeze(
+    builder: RulesetBuilder,
+    table: NftTable,
+    deferred: _Deferred,
+    jumps: dict[str, list[str]],
+    lazy: bool,
+) -> Ruleset:
+    """The model: a deferred chain (draft ``LATER``) a ``LazyChain`` (``lazy``) or built
+    now; the capture's missing chains from the jump targets, without building any."""
+    tables: dict[str, Table] = {}
+    missing: list[tuple[str, str]] = []
+    path = builder.path
+    for tname, drafts in builder.tables.items():
+        source = _TableSource(deferred, tname)
+        chains: dict[str, Chain] = {}
+        targets: set[str] = set()
+        for name, d in drafts.items():
+            if d is not LATER:
+                chains[name] = new_chain(name, tuple(d.rules), d.policy, d.counters, d.origin)
+                targets.update(jumps_of(d.rules))
+                continue
+            nft = table.chains[name]
+            origin = new_location(path, nft.line, nft.text)
+            if lazy:
+                chains[name] = _new_lazy(name, source, None, None, origin)
+            else:
+                chains[name] = new_chain(name, deferred.build(name, tname), None, None, origin)
+            targets.update(jumps[name])
+        missing += ((tname, t) for t in targets - chains.keys())
+        tables[tname] = Table(tname, MappingProxyType(chains))
+    ruleset = Ruleset(
+        path=path,
+        format=builder.format,
+        family=builder.family,
+        tables=MappingProxyType(tables),
+        metadata=MappingProxyType(dict(builder.metadata)),
+        notes=builder.all_notes(),
+    )
+    capture = assess(ruleset, builder.facts, (), missing=sorted(missing))
+    return _assess(replace(ruleset, capture=capture), False)
