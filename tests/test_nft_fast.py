@@ -1,7 +1,8 @@
 """The nft reader's fast paths (kp_fast.fast_lower for kube-proxy's hot rule shapes,
-NftReader.line for its hot commands) give the very rules the general reader gives: on
-every shipped fixture, kube-proxy's own test dump and generated rulesets, whole rulesets
-compared with the fast paths switched off, and rule by rule on generated rule texts."""
+NftReader.line and fast_command for its hot commands) give the very rules the general
+reader (the grammar, grammar.py) gives: on every shipped fixture, kube-proxy's own test
+dumps and generated rulesets, whole rulesets compared with the fast paths switched off,
+and rule by rule on generated rule texts (more in test_nft_grammar.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpsim.formats.common import Sink
-from kpsim.formats.nft import kp_commands, kube_proxy
+from kpsim.formats.nft import kp_commands, kp_text, kube_proxy
 from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_lower import Statement, StatementError
 from kpsim.formats.nft.kp_text import NftSet, NftText
@@ -22,8 +23,8 @@ from kpsim.model import Ruleset
 
 ROOT = Path(__file__).parent.parent
 CAPTURES = [
-    *sorted((ROOT / "fixtures" / "nftables").glob("*/*/ruleset.nft")),
-    ROOT / "tests" / "data" / "kube-proxy-nft" / "overall-nftables-rules.nft",
+    *sorted((ROOT / "fixtures" / "nftables").glob("**/*.nft")),
+    *sorted((ROOT / "tests" / "data" / "kube-proxy-nft").glob("*.nft")),
 ]
 
 
@@ -38,6 +39,8 @@ def _slow(text: str, path: str, monkeypatch: pytest.MonkeyPatch) -> Ruleset:
     with monkeypatch.context() as m:
         m.setattr(kube_proxy, "fast_lower", lambda text, sets: None)
         m.setattr(kp_commands.NftReader, "line", NftText.line)
+        m.setattr(kp_commands, "fast_command", lambda stmt: None)  # the grammar reads all
+        m.setattr(kp_text, "_block", lambda words, stmt: None)
         return kube_proxy.parse_kube_proxy(text, path)
 
 
@@ -74,6 +77,7 @@ _octet = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "1
 _addr = st.one_of(
     st.lists(_octet, min_size=3, max_size=5).map(".".join),
     st.sampled_from(["@aff", "@plain", "@gone", "10.0.0.0/8", "::1", "10.1.1.1,", "{"]),
+    st.sampled_from(["fd00::1", "fd00::/64", "dead", "Fd00::2", "::ffff:10.0.0.1", "a:b"]),
 )
 _port = st.one_of(st.integers(0, 70000).map(str), st.sampled_from(["http", "08", "1-2"]))
 _name = st.sampled_from(["endpoint-X-ns/a/tcp/p__10.0.0.1/80", "mark-for-masquerade", "x;"])
@@ -94,7 +98,8 @@ def _rule(draw: st.DrawFn) -> str:
     if shape == 0:
         return f"{draw(_verb)} {draw(_name)}"
     if shape == 1:
-        return f"ip saddr {draw(_addr)} {draw(_verb)} {draw(_name)}"
+        family = draw(st.sampled_from(["ip", "ip6"]))
+        return f"{family} saddr {draw(_addr)} {draw(_verb)} {draw(_name)}"
     if shape == 2:
         proto = draw(st.sampled_from(["tcp", "udp", "sctp", "TCP", "icmp"]))
         dst = draw(st.sampled_from(["{}:{}", "{} . {}", "[{}]:{}", "{}"]))
