@@ -280,3 +280,34 @@ def test_an_accept_ends_only_its_base_chain_and_a_policy_drop_ends_the_hook() ->
     assert verdicts(80) == {"DROP"}  # x's accept ends a; b's policy drops
     assert verdicts(22) == {"LOCAL"}  # a's end: its policy accept; b accepts
     assert verdicts(81) == {"LOCAL"}  # a's return: its policy; b accepts
+
+
+_WHOLE = (NFT_SET / "ip-10-11-28-53" / "ruleset.nft").read_text().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("cut", range(20, len(_WHOLE), 9))
+def test_a_cut_listing_never_invents_an_answer(cut: int) -> None:
+    """``nft list ruleset`` cut after line ``cut`` (inside a set, a chain, before the base
+    chains): every answer is the whole listing's or UNKNOWN. Before, a listing that ended
+    inside a block counted as showing every table, so a NodePort whose chains came after
+    the cut was LOCAL, and a chain cut short simply ended."""
+    whole = parse_text("".join(_WHOLE), "whole.nft")
+    part = parse_text("".join(_WHOLE[:cut]), "cut.nft")
+    prefix = "".join(_WHOLE[:cut])
+    if prefix.count("{") == prefix.count("}"):  # cut between two tables: nothing is open
+        pytest.skip("the cut falls outside every block")
+    last = len(prefix.rstrip().splitlines())  # the cut is at the last line with text
+    assert part.capture.all_tables is False and part.capture.cut_at == last
+
+    def outcomes(rs: object, port: int) -> set[tuple[object, ...]]:
+        report = trace_nodes([NodeInput("n", rs)], TraceRequest(port=port))  # type: ignore[arg-type]
+        return {(o.outcome.verdict.value, o.outcome.destination, o.outcome.probability,
+                 o.outcome.masquerade) for o in report.nodes[0].outcomes}  # fmt: skip
+
+    for port in (30080, 30081, 30082, 30083):
+        full = outcomes(whole, port)
+        for verdict, dest, p, masq in outcomes(part, port):
+            if verdict == "UNKNOWN":
+                continue
+            assert any((verdict, dest, p) == w[:3] and masq in (None, w[3]) for w in full), (
+                port, verdict, dest, p, masq)  # fmt: skip

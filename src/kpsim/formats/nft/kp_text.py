@@ -108,6 +108,8 @@ class NftText:
         self.metadata: dict[str, object] = {}
         self.notes: list[str] = []
         self.listed = False  # a ``table … {`` block was read (``nft list`` output)
+        #: the text ended inside a block: (its last line, the chain left open, if one)
+        self.cut: tuple[int, str | None] | None = None
         self._table: NftTable | None = None
         self._chain: NftChain | None = None
         self._set: NftSet | None = None
@@ -116,11 +118,14 @@ class NftText:
     def read(self, text: str) -> None:
         for number, raw in enumerate(text.split("\n"), 1):
             self.line(number, raw.removesuffix("\r"))
+        last_line = text.rstrip().count("\n") + 1
         if self._pending is not None:
             line, col, parts, _ = self._pending
             self.sink.report(line, col, "braces opened here are never closed", parts[0])
+            self.cut = (last_line, self._chain.name if self._chain else None)
         block = self._set or self._chain or self._table
         if block is not None:
+            self.cut = (last_line, self._chain.name if self._chain else None)
             self.notes.append("the nft text ends inside a block: it may be cut")
             kind = "set" if block is self._set else "chain" if block is self._chain else "table"
             last = text.rstrip().split("\n")[-1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable
+from types import MappingProxyType
 
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import new_location, new_rule
@@ -32,6 +33,8 @@ from kpsim.model import (
     BUILTIN_CHAINS,
     Family,
     Format,
+    Gap,
+    GapKind,
     HookEntry,
     Jump,
     Match,
@@ -99,22 +102,22 @@ def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
     if table is not None:
         if table.family == "ip6":
             builder.family = Family.IPV6
-        _build(builder, table, sink)
+        _build(builder, table, sink, fill=reader.cut is None)
     diagnostics = list(sink.items)
     if any(t.name != KUBE_PROXY_TABLE for t in others):
         family = "ip6" if table is not None and table.family == "ip6" else "ip"
         diagnostics += merge(builder, read_beside(text, path, strict, family))
         diagnostics.sort(key=lambda d: (d.line, d.col))
     ruleset = builder.freeze(diagnostics)
-    return _assess(ruleset, reader.listed)
+    return _assess(ruleset, reader.listed, reader.cut)
 
 
-def _build(builder: RulesetBuilder, table: NftTable, sink: Sink) -> None:
+def _build(builder: RulesetBuilder, table: NftTable, sink: Sink, *, fill: bool = True) -> None:
     chains: dict[str, list[Rule] | None] = {}
     for chain in table.chains.values():
         _lower_chain(chain, table, sink, chains)
     jumps = {name: jumps_of(rules or ()) for name, rules in chains.items()}
-    assemble(builder, table, chains, jumps)
+    assemble(builder, table, chains, jumps, fill=fill)
 
 
 def jumps_of(rules: Iterable[Rule]) -> list[str]:
@@ -131,10 +134,14 @@ def assemble(
     table: NftTable,
     chains: dict[str, list[Rule] | None],
     jumps: dict[str, list[str]],
+    *,
+    fill: bool = True,
 ) -> None:
     """Base chains into hook slots, then every chain into the table of the slot that
     reaches it (``chains``: each chain's model rules in the order lowered; None for a
-    chain built later by ``kp_lazy``, whose draft is then ``LATER``)."""
+    chain built later by ``kp_lazy``, whose draft is then ``LATER``). ``fill``: the other
+    built-in chains of a slot's table are there, empty (no base chain at that hook); not
+    for a cut text, whose base chains may have come after the cut."""
     slots: dict[tuple[str, str], list[NftChain]] = {}
     for chain in table.chains.values():
         if chain.hook is not None:
@@ -145,8 +152,8 @@ def assemble(
     placed_names: set[str] = set()
     for (tname, hook_chain), bases in sorted(slots.items()):
         bases.sort(key=lambda c: (c.priority or 0, c.name))
-        for name in BUILTIN_CHAINS[tname]:  # no base chain at a hook: the packet goes on
-            if name not in builder.tables.get(tname, {}):
+        for name in BUILTIN_CHAINS[tname] if fill else (hook_chain,):
+            if name not in builder.tables.get(tname, {}):  # no base chain: the packet goes on
                 builder.declare(tname, name, Verdict.ACCEPT, None, None)
         slot_rules = builder.tables[tname][hook_chain]
         slot_rules.origin = SourceLocation(builder.path, bases[0].line, bases[0].text)
@@ -293,8 +300,25 @@ def _alternatives(
     return [((), Jump(sub))]
 
 
-def _assess(ruleset: Ruleset, listed: bool) -> Ruleset:
+def _assess(ruleset: Ruleset, listed: bool, cut: tuple[int, str | None] | None = None) -> Ruleset:
     """A listing (``nft list ruleset``) shows every table: one it lacks is empty on the
-    node. Commands (``nft -f`` input) say nothing of the tables they do not touch."""
-    capture = dataclasses.replace(ruleset.capture, all_tables=listed)
+    node. Commands (``nft -f`` input) say nothing of the tables they do not touch. A text
+    that ends inside a block is cut there: what came after (base chains, chains, the
+    rest of the open chain) is not captured, and a walk that needs it is UNKNOWN."""
+    capture = dataclasses.replace(ruleset.capture, all_tables=listed and cut is None)
+    if cut is not None:
+        line, chain = cut
+        where = [t for t, table in ruleset.tables.items() if chain in table.chains]
+        limits = dict(capture.limits)
+        for tname in where:  # the open chain's rules stop where the text does
+            rules = ruleset.tables[tname].chains[chain or ""].rules
+            limits[(tname, chain or "")] = rules[-1].number if rules else 0
+        gap = Gap(GapKind.TRUNCATED, f"the nft text is cut at line {line} (it ends inside a "
+                  "block): what came after it is not captured", line)  # fmt: skip
+        capture = dataclasses.replace(
+            capture,
+            cut_at=line,
+            limits=MappingProxyType(limits),
+            gaps=(*capture.gaps, gap),
+        )
     return dataclasses.replace(ruleset, capture=capture)
