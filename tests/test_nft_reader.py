@@ -354,3 +354,30 @@ def test_strict_raises_at_a_bad_line_not_at_a_set_body() -> None:
         parse_nft(bad, "bad.nft", strict=True)
     assert (err.value.line, err.value.col) == (46, 2)
     assert "outside a chain" in err.value.message
+
+
+def test_a_listing_cut_inside_a_table_knows_no_other_table_empty() -> None:
+    """Cut inside ``table ip mangle``: a table the text does not show (nat) may have come
+    after the cut, so it is not captured, not empty, and the walk through the cut chain is
+    UNKNOWN with the cut line. Before, filter and mangle (two tables) made every missing
+    table count as empty, and the packet was ACCEPTed."""
+    from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
+
+    text = (
+        "table ip filter {\n\tchain FORWARD {\n"
+        "\t\ttype filter hook forward priority filter; policy accept;\n"
+        "\t\tcounter packets 0 bytes 0 accept\n\t}\n}\n"
+        "table ip mangle {\n\tchain PREROUTING {\n"
+        "\t\ttype filter hook prerouting priority mangle; policy accept;\n"
+        "\t\tcounter packets 0 bytes 0\n"
+    )
+    rs = parse_nft(text, "cut.nft")
+    assert rs.capture.all_tables is False and rs.capture.cut_at == 10
+    assert rs.capture.has_table("nat") is None
+    assert "capture cut off after line 10: table mangle has no closing brace" in [
+        g.message for g in rs.capture.gaps
+    ]
+    report = trace_nodes([NodeInput("n", rs)], TraceRequest(port=30080, dest="10.0.0.5"))
+    (outcome,) = report.nodes[0].outcomes
+    assert outcome.outcome.verdict.value == "UNKNOWN"
+    assert "line 10" in (outcome.outcome.reason or "")

@@ -184,15 +184,17 @@ def _truncation(
         for name in names[start:]:
             _limit(limits, table, name, 0)
         cut = facts.dropped if facts.dropped is not None and facts.dropped > last_line else None
-        gaps.append(_cut_gap(cut or last_line, cut is not None, table))
+        nft = ruleset.format is Format.NFT
+        gaps.append(_cut_gap(cut or last_line, cut is not None, table, nft))
 
 
-def _cut_gap(line: int, dropped: bool, table: str | None) -> Gap:
+def _cut_gap(line: int, dropped: bool, table: str | None, nft: bool = False) -> Gap:
     if dropped:
         where = f"cut off mid-line at line {line} (that line is not used)"
     else:
         where = f"cut off after line {line}"
-    what = f": table {clip(table)} has no COMMIT" if table else ""
+    end = "no closing brace" if nft else "no COMMIT"
+    what = f": table {clip(table)} has {end}" if table else ""
     return Gap(GapKind.TRUNCATED, f"capture {where}{what}", line, table)
 
 

@@ -78,11 +78,13 @@ class _NftParser:
         self.pending: _Pending | None = None
         self.data: dict[str | None, _TableData] = {}
         self.seen: set[tuple[str, str]] = set()
+        self.last_line = 0  # the last line with text: where a text cut inside a block ends
 
     def line(self, number: int, line: str) -> None:
         stripped = line.strip()
         if not stripped:
             return
+        self.last_line = number
         words = _words(stripped)
         if self.block is not None:
             self._data(number, line, words)
@@ -113,6 +115,9 @@ class _NftParser:
             self._unclosed_block(self.block)
         if self.chain is not None or self.table_open:
             self.builder.note(f"{self._open_name()} has no closing brace: the text may be cut")
+            # as a table with no COMMIT: its chains may have lost rules, and a table the
+            # text does not show (it may have come after the cut) is not known empty
+            self.builder.facts.uncommitted.append((self.table or "nat", self.last_line))
         for table, data in self.data.items():
             self.builder.note(data.note(table))
 
