@@ -30,10 +30,12 @@ from kpsim.formats.nft.kube_proxy import _lower_chain, parse_kube_proxy
 from kpsim.inputs import synth
 from kpsim.inputs.synth.nft import render_kube_proxy_nft
 from kpsim.kube import services as kube
-from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
 from kpsim.kube.show import ShowReport, summarize
 from kpsim.model import Rule, Ruleset
-from kpsim.render.json import show_json, trace_json
+from kpsim.render.json import show_json
+from lazy_compare import answer as _answer
+from lazy_compare import model as _model
+from lazy_compare import requests as _requests
 
 
 def _inputs() -> list[Path]:
@@ -47,35 +49,6 @@ def _generated() -> dict[str, str]:
     seed = synth.seed_workshop()
     out.update({f"seed-{n.name}": render_kube_proxy_nft(seed, n) for n in seed.nodes})
     return out
-
-
-def _model(rs: Ruleset) -> object:
-    """Everything a command can read of a ruleset, lines included."""
-    tables = [
-        (tname, [(c, c.origin, [r.origin for r in c.rules]) for c in table.chains.values()])
-        for tname, table in rs.tables.items()
-    ]
-    return (rs.path, rs.format, rs.family, tables, dict(rs.metadata), rs.diagnostics,
-            rs.notes, rs.capture)  # fmt: skip
-
-
-def _requests(rs: Ruleset) -> list[TraceRequest]:
-    try:
-        found = kube.services(rs)
-    except KpsimError:
-        return [TraceRequest(port=30080)]
-    ports = [p for s in found for p in s.node_ports][:2]
-    dests = [(f.address, f.port) for s in found for f in s.frontends if f.kind == "cluster-ip"]
-    out = [TraceRequest(port=p) for p in ports] + [TraceRequest(port=39999)]
-    out += [TraceRequest(port=port, dest=ip) for ip, port in dests[:2] if ip and port]
-    return out
-
-
-def _answer(rs: Ruleset, request: TraceRequest) -> str:
-    try:
-        return trace_json(trace_nodes([NodeInput("node", rs)], request), "x")
-    except KpsimError as exc:  # the same refusal both ways is the same answer; a crash fails
-        return f"{type(exc).__name__}: {exc}"
 
 
 def _show(rs: Ruleset) -> str:

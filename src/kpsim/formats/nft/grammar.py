@@ -46,7 +46,8 @@ _WORD_AT = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[{},;]|' + WORD)
 #: dnat``), so a missing value is reported where it is missing.
 _ACTIONS = ("jump", "goto", "accept", "drop", "return", "continue", "reject", "masquerade",
             "counter", "comment", "log", "notrack")  # fmt: skip
-_TWO = {
+#: Selectors of two words (``ip daddr``, ``th dport``): the grammar's and kp_lower's one list.
+TWO_WORDS = {
     "ip": ("saddr", "daddr", "protocol"),
     "ip6": ("saddr", "daddr", "nexthdr"),
     "meta": ("l4proto", "mark", "iifname", "oifname", "nfproto", "iif", "oif"),
@@ -97,7 +98,7 @@ def _rule_grammar() -> pp.ParserElement:
     element = pp.OneOrMore(quoted | braces | word).set_name("an element")
     braces <<= lbrace - pp.Opt(element + pp.ZeroOrMore(comma - pp.Opt(element))) + rbrace
 
-    pairs = pp.MatchFirst([_kw(head) - _kw(*fields) for head, fields in _TWO.items()])
+    pairs = pp.MatchFirst([_kw(head) - _kw(*fields) for head, fields in TWO_WORDS.items()])
     fib = _kw("fib") - pp.OneOrMore(~_kw("type") + word) + _kw("type")
     numgen = _kw("numgen") - _kw("random") - _kw("mod") - number
     numgen = numgen + pp.Opt(_kw("offset") - number)

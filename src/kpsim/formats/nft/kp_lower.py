@@ -15,7 +15,7 @@ rule is kept with an opaque target, so a trace through it is UNKNOWN, never a gu
 
 from __future__ import annotations
 
-from kpsim.formats.nft.grammar import GrammarError, parse_rule
+from kpsim.formats.nft.grammar import TWO_WORDS, GrammarError, parse_rule
 from kpsim.formats.nft.kp_literal import Lowered, lower_literal
 from kpsim.formats.nft.kp_text import NftSet, elements
 from kpsim.formats.nft.kp_values import element_key, kind_of, nat_range, verdict
@@ -38,16 +38,6 @@ from kpsim.model import (
 )
 from kpsim.model.nft import NumgenMatch, SetLookup
 
-_TWO = {
-    "ip": ("saddr", "daddr", "protocol"),
-    "ip6": ("saddr", "daddr", "nexthdr"),
-    "meta": ("l4proto", "mark", "iifname", "oifname", "nfproto", "iif", "oif"),
-    "th": ("dport", "sport"),
-    "tcp": ("dport", "sport"),
-    "udp": ("dport", "sport"),
-    "sctp": ("dport", "sport"),
-    "ct": ("state", "status", "mark", "direction"),
-}
 _ONE = {"mark": "meta mark", "iifname": "meta iifname", "oifname": "meta oifname",
         "l4proto": "meta l4proto"}  # fmt: skip
 _OPS = {"==": False, "eq": False, "!=": True, "ne": True}
@@ -239,7 +229,7 @@ class Statement:
         params = (0, 0)
         while True:
             tok = self.take()
-            if tok in _TWO and self.peek() in _TWO[tok]:
+            if tok in TWO_WORDS and self.peek() in TWO_WORDS[tok]:
                 keys.append(f"{tok} {self.take()}")
             elif tok in _ONE:
                 keys.append(_ONE[tok])
