@@ -342,5 +342,8 @@ def _entry_policy(frames: list[Frame]) -> Verdict | None:
     """The policy of the nft base chain the walk is in (a HookEntry the hook slot took
     last), or None when the slot's last rule was not one (iptables' plain jumps)."""
     chain, cands, cursor, _ = frames[0]
-    target = chain.rules[cands[cursor - 1]].target if cursor else None
+    if not cursor:
+        return None
+    at = cands[cursor - 1]
+    target = (chain.rules[at] if type(chain) is Chain else chain.rule(at)).target
     return target.policy if isinstance(target, HookEntry) else None
