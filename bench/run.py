@@ -100,6 +100,20 @@ def timed_child(argv: Sequence[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
+#: What any trace that gives the whole reader's answers pays before it walks a rule: the
+#: interpreter, the trace's imports, reading the file and the one pass that vouches for
+#: every line (``formats.iptables.lazy_scan``: a damaged line anywhere must be reported).
+_FLOOR = """
+import sys
+import kpsim.cli.main, kpsim.kube.scenario, kpsim.render.json
+if len(sys.argv) > 1:
+    from collections import deque
+    from kpsim.formats.iptables.lazy_scan import pick, scanner_of
+    text = open(sys.argv[1]).read()
+    deque(scanner_of(pick(text)).finditer(text, text.index("\\n")), maxlen=0)
+"""
+
+
 def commands(
     path: Path, port: int, ns: str | None, baseline: Path | None = None
 ) -> dict[str, list[str]]:
@@ -113,6 +127,8 @@ def commands(
         kpsim = [*env, sys.executable, "-m", "kpsim"]
         out["trace" + label] = [*kpsim, "trace", str(path), "--port", str(port), "-o", "json"]
         out["show" + label] = [*kpsim, "show", str(path), "-o", "json"]
+    out["floor: start, imports"] = [sys.executable, "-c", _FLOOR]
+    out["floor: + read, vouch"] = [sys.executable, "-c", _FLOOR, str(path)]
     if ns is not None:
         # every command runs under ``ip netns exec``, so each carries the same overhead
         out = {name: ["ip", "netns", "exec", ns, *argv] for name, argv in out.items()}
