@@ -103,10 +103,15 @@ def timed_child(argv: Sequence[str]) -> tuple[float, float]:
 #: What any trace that gives the whole reader's answers pays before it walks a rule: the
 #: interpreter, the trace's imports, reading the file and the one pass that vouches for
 #: every line (``formats.iptables.lazy_scan``: a damaged line anywhere must be reported).
+#: Then the trace's whole load (``api.load(lazy=True)``: that pass, the chains' index, the
+#: check that no jump leaves the capture), so the walk's own share is trace minus it.
 _FLOOR = """
 import sys
 import kpsim.cli.main, kpsim.kube.scenario, kpsim.render.json
-if len(sys.argv) > 1:
+if len(sys.argv) > 2:  # the trace's whole load (the index, chains, the jump check)
+    from kpsim import api
+    api.load([sys.argv[1]], lazy=True)
+elif len(sys.argv) > 1:
     from collections import deque
     from kpsim.formats.iptables.lazy_scan import pick, scanner_of
     text = open(sys.argv[1]).read()
@@ -129,6 +134,7 @@ def commands(
         out["show" + label] = [*kpsim, "show", str(path), "-o", "json"]
     out["floor: start, imports"] = [sys.executable, "-c", _FLOOR]
     out["floor: + read, vouch"] = [sys.executable, "-c", _FLOOR, str(path)]
+    out["stage: + lazy load"] = [sys.executable, "-c", _FLOOR, str(path), "load"]
     if ns is not None:
         # every command runs under ``ip netns exec``, so each carries the same overhead
         out = {name: ["ip", "netns", "exec", ns, *argv] for name, argv in out.items()}
