@@ -32,6 +32,7 @@ from kpsim.formats.capture import assess
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.fast import FastRules
+from kpsim.formats.iptables.lazy_places import Places
 from kpsim.formats.iptables.lazy_scan import (
     JUMP_TARGET,
     Lines,
@@ -108,8 +109,6 @@ class LazyChain(Chain):
 
 #: ``new_lazy(name, source, policy, counters, origin)``: a LazyChain, as ``new_chain``
 _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
-#: Declarations found by a search (a trace asks a few); past this many, by one index
-_SEARCHED = 64
 _ZERO = Counters(0, 0)
 
 
@@ -126,9 +125,7 @@ class _Source:
         self.lines: Lines | None = None
         self.order = 0  # the scanner's: 0 kube-proxy's restore input, 1 iptables-save's
         self.sketches: dict[str, Sketch | None] = {}
-        self.asked = 0  # declarations located so far (``origin``)
-        self.positions: dict[str, int] | None = None  # chain → its place in ``declared``
-        self.block_firsts: dict[int, int] = {}  # block → the place of its first chain
+        self.places = Places()  # where each declaration is (``origin``)
 
     def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
         """Items ``lo:hi`` (no special one among them) are runs of this table: first and
@@ -167,26 +164,8 @@ class _Source:
 
     def origin(self, name: str) -> SourceLocation:
         assert self.lines is not None
-        block = self.declared[name]
-        self.asked += 1
-        if self.asked <= _SEARCHED:
-            at = self.lines.at(self.text.index(f"\n:{name} - [0:0]\n", block) + 1)
-        else:  # many chains built (``show``): a search from the block's start per chain
-            # was quadratic, 23 s for 61,000 chains (measured); one index of positions
-            if self.positions is None:
-                self.positions = {n: k for k, n in enumerate(self.declared)}
-                self.block_firsts = {}
-            first = self.block_firsts.get(block)
-            if first is None:
-                first = self.block_firsts[block] = self.positions[name] - self._index_in(
-                    name, block
-                )
-            at = self.lines.at(block + 1) + self.positions[name] - first
+        at = self.places.line(self.text, self.lines, self.declared, name)
         return new_location(self.path, at, f":{name} - [0:0]")
-
-    def _index_in(self, name: str, block: int) -> int:
-        """The position of ``name`` in its block (declarations one a line, in order)."""
-        return self.text.count("\n", block, self.text.index(f"\n:{name} - [0:0]\n", block))
 
     def rules(self, name: str) -> tuple[Rule, ...]:
         """The chain's rules in line order: its deferred runs (built by the fast path,
