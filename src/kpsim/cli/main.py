@@ -164,7 +164,7 @@ def show(
 ) -> None:
     """Load captures and say what they hold: one services table (ports, endpoints, exact
     shares); -v: format, tables, chains and diagnostics of each capture."""
-    loaded = load_inputs(paths, fixtures_dir, fmt, strict, all_files=True)
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict, all_files=True, lazy=True)
     report = keep_until_exit(api.show(loaded))
     if output == "json":
         from kpsim.render.json import write_show_json

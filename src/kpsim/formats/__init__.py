@@ -81,8 +81,9 @@ def _parse_text(text: str, path: str, fmt: Format | None, strict: bool, lazy: bo
     from kpsim.formats.ipset import split_ipset, with_sets
 
     text, sets = split_ipset(text)
-    # with sets, every chain is rewritten (lazy chains are built): ipset captures are small
-    return with_sets(_parse_rules(text, path, fmt, strict, lazy), sets)
+    # with sets, every chain is rewritten (lazy chains would all be built, each slower
+    # than by the whole reader): such captures are read whole
+    return with_sets(_parse_rules(text, path, fmt, strict, lazy and not sets), sets)
 
 
 def _parse_rules(text: str, path: str, fmt: Format | None, strict: bool, lazy: bool) -> Ruleset:

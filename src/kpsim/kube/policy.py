@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from kpsim.formats.iptables.lazy_text import table_text
 from kpsim.formats.iptables.write import render_rule
 from kpsim.kube import nft_services as nft
 from kpsim.kube.chance import endpoint_shares
@@ -238,8 +239,10 @@ _NEVER_DROPS = ("KUBE-SEP-", "KUBE-SVC-")
 def _iptables_drops(ruleset: Ruleset) -> list[LocalDrop]:
     out: list[LocalDrop] = []
     for tname, table in ruleset.tables.items():
+        lazy = table_text(table)  # read on demand: only chains whose lines say so are built
+        wanted = lazy.mentioning(_LOCAL) if lazy is not None else None
         for name, chain in table.chains.items():
-            if name.startswith(_NEVER_DROPS):
+            if name.startswith(_NEVER_DROPS) or (wanted is not None and name not in wanted):
                 continue  # the bulk of a big node's rules, and never a Local drop
             for rule in chain.rules:
                 text = rule.comment or ""

@@ -85,14 +85,17 @@ _new_endpoint: Callable[[str, str | None, Fraction], Endpoint] = constructor(End
 _new_service: Callable[..., Service] = constructor(Service)
 
 
-def services(ruleset: Ruleset) -> tuple[Service, ...]:
-    """Every service port the nat (and filter) table shows, sorted by name."""
+def services(
+    ruleset: Ruleset, builder_of: Callable[..., _ServiceBuilder] | None = None
+) -> tuple[Service, ...]:
+    """Every service port the nat (and filter) table shows, sorted by name. ``builder_of``
+    (nat chains, gaps): another reader of the service chains (``fast_services``)."""
     if nft_services.is_nft_kube_proxy(ruleset):  # kube-proxy's nftables table
         return nft_services.nft_services(ruleset)
     drafts: dict[str, Draft] = {}
     collect_frontends(ruleset, drafts)
     nat_table = ruleset.table("nat")
-    builder = _ServiceBuilder(nat_table.chains if nat_table else {}, _gaps(ruleset))
+    builder = (builder_of or _ServiceBuilder)(nat_table.chains if nat_table else {}, _gaps(ruleset))
     for name in builder.service_chains:
         if (h := hash_part(name)) not in drafts:
             drafts[h] = Draft(h)

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kpsim.kube import services as kube
+from kpsim.kube.fast_services import fast_services
+from kpsim.kube.fast_show import chain_counts
 from kpsim.kube.mode import ModeFinding, ProxyMode, proxy_mode
 from kpsim.kube.policy import with_policies
 from kpsim.model import Capture, Diagnostic, Format, Ruleset, Table
-from kpsim.model.references import references
 
 
 class ChainSummary(NamedTuple):
@@ -51,11 +52,13 @@ class ShowReport:
 
 
 def summarize(ruleset: Ruleset, node: str) -> InputSummary:
-    refs, missing = references(ruleset)
+    """What ``show`` says of one capture; one read on demand (``formats.iptables.lazy``)
+    is counted and its services read off its text, its chains not built (``fast_show``)."""
+    refs, missing, sizes = chain_counts(ruleset)
     chains: list[ChainSummary] = []
     tables: dict[str, tuple[int, int]] = {}  # table → (chains, rules)
     for tname, table in ruleset.tables.items():
-        rows = _chain_rows(tname, table, refs[tname])
+        rows = _chain_rows(tname, table, refs[tname], sizes[tname])
         tables[tname] = (len(rows), sum([row.rules for row in rows]))
         chains += rows
     mode = proxy_mode(ruleset)
@@ -71,7 +74,7 @@ def summarize(ruleset: Ruleset, node: str) -> InputSummary:
         tables=tables,
         chains=tuple(chains),
         missing_chains=tuple(missing),
-        services=with_policies(ruleset, kube.services(ruleset)),
+        services=with_policies(ruleset, fast_services(ruleset)),
         ipvs=ipvs,
         notes=notes,
         diagnostics=ruleset.diagnostics,
@@ -80,17 +83,19 @@ def summarize(ruleset: Ruleset, node: str) -> InputSummary:
     )
 
 
-def _chain_rows(tname: str, table: Table, refs: Mapping[str, int]) -> list[ChainSummary]:
+def _chain_rows(
+    tname: str, table: Table, refs: Mapping[str, int], sizes: Mapping[str, int]
+) -> list[ChainSummary]:
     """One row per chain, in the table's order.
 
     Built as ``tuple.__new__(ChainSummary, …)``: the named tuple's own ``__new__`` is
     Python code; with the per-table counts, 0.043 s → 0.031 s for 61,000 chains
     (measured)."""
-    count = refs.get
+    count, size = refs.get, sizes.get
     return [
         tuple.__new__(
             ChainSummary,
-            (tname, name, c.policy.value if c.policy else None, len(c.rules), count(name, 0)),
+            (tname, name, c.policy.value if c.policy else None, size(name, 0), count(name, 0)),
         )
         for name, c in table.chains.items()
     ]

@@ -32,6 +32,7 @@ from kpsim.formats.capture import assess
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.fast import FastRules
+from kpsim.formats.iptables.lazy_places import Places
 from kpsim.formats.iptables.lazy_scan import (
     JUMP_TARGET,
     Lines,
@@ -124,6 +125,7 @@ class _Source:
         self.lines: Lines | None = None
         self.order = 0  # the scanner's: 0 kube-proxy's restore input, 1 iptables-save's
         self.sketches: dict[str, Sketch | None] = {}
+        self.places = Places()  # where each declaration is (``origin``)
 
     def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
         """Items ``lo:hi`` (no special one among them) are runs of this table: first and
@@ -162,9 +164,8 @@ class _Source:
 
     def origin(self, name: str) -> SourceLocation:
         assert self.lines is not None
-        block = self.declared[name]
-        at = self.text.index(f"\n:{name} - [0:0]\n", block) + 1
-        return new_location(self.path, self.lines.at(at), f":{name} - [0:0]")
+        at = self.places.line(self.text, self.lines, self.declared, name)
+        return new_location(self.path, at, f":{name} - [0:0]")
 
     def rules(self, name: str) -> tuple[Rule, ...]:
         """The chain's rules in line order: its deferred runs (built by the fast path,

@@ -1,0 +1,127 @@
+"""``show`` of a capture read on demand (chain counts, references and endpoints read off the
+text: ``formats.iptables.lazy_text``, ``kube.fast_show``, ``kube.fast_services``) says what
+the whole reader's ``show`` says, byte for byte, in JSON and in text.
+
+``tests/test_lazy_load.py`` compares the JSON over every shipped capture, corpus dump and
+generated dump; here: the text output too, generated dumps with affinity and Local
+services, service chains with a line only the whole reader reads (the chain is read from
+its rules), a Local drop read at once, and inputs that must be read whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _paths import REPO
+from kpsim.formats import parse_captures
+from kpsim.formats.iptables.lazy import LazyChain
+from kpsim.formats.iptables.lazy_text import table_text
+from kpsim.inputs import synth
+from kpsim.kube.show import ShowReport, summarize
+from kpsim.model import Ruleset
+from kpsim.render.json import show_json
+from kpsim.render.text import show_text
+
+
+def _both(text: str) -> tuple[str, str]:
+    """(JSON + text of ``show``) from a lazy read and from the whole reader."""
+
+    def render(rulesets: tuple[Ruleset, ...]) -> str:
+        report = ShowReport("set", "origin", tuple(summarize(rs, "n") for rs in rulesets))
+        words = show_text(report, color=False, chains=True, details=True)
+        return show_json(report) + words
+
+    return render(parse_captures(text, "p", lazy=True)), render(parse_captures(text, "p"))
+
+
+def _lazy(text: str) -> bool:
+    rs = parse_captures(text, "p", lazy=True)[0]
+    nat = rs.table("nat")
+    return nat is not None and table_text(nat) is not None
+
+
+def _dump(services: int = 120, endpoints: int = 3, seed: int = 3) -> str:
+    cluster = synth.synth_large(services, endpoints, seed=seed)
+    return synth.render_restore(cluster, cluster.nodes[0])
+
+
+def test_generated_dumps_show_the_same() -> None:
+    for seed in (1, 2, 5):
+        text = _dump(seed=seed)
+        assert _lazy(text)
+        fast, whole = _both(text)
+        assert fast == whole
+
+
+def test_shipped_saves_show_the_same_in_text() -> None:
+    roots = [REPO / "fixtures" / "iptables", REPO / "tests" / "data" / "kube-proxy"]
+    paths = [p for r in roots if r.is_dir() for p in sorted(r.rglob("*.txt"))]
+    assert paths
+    for path in paths:
+        fast, whole = _both(Path(path).read_text(encoding="utf-8", errors="replace"))
+        assert fast == whole, path
+
+
+def _edit(text: str, prefix: str, extra: str) -> str:
+    """``extra`` inserted after the first line starting with ``prefix``."""
+    at = text.index("\n" + prefix) + 1
+    end = text.index("\n", at) + 1
+    return text[:end] + extra + text[end:]
+
+
+@pytest.mark.parametrize(
+    "prefix, make",
+    [
+        # a service chain's line only the whole reader reads (a -g jump): from its rules
+        ("-A KUBE-SVC-", lambda chain: f"-A {chain} -m mark --mark 0x1 -j KUBE-MARK-MASQ\n"),
+        # an endpoint chain's DNAT read at once (a port range)
+        (
+            "-A KUBE-SEP-",
+            lambda chain: f"-A {chain} -p tcp -j DNAT --to-destination 1.2.3.4:80-81\n",
+        ),
+        # a Local drop read at once in a filter chain
+        (
+            "-A KUBE-EXTERNAL-SERVICES",
+            lambda chain: (
+                f'-A {chain} -m comment --comment "a/b:p has no local endpoints" '
+                "-m addrtype --dst-type LOCAL -m tcp -p tcp --dport 31000 "
+                "-m mark ! --mark 0x2 -j DROP\n"
+            ),
+        ),
+    ],
+)
+def test_lines_read_at_once_show_the_same(prefix: str, make: object) -> None:
+    text = _dump()
+    line = text[text.index("\n" + prefix) + 1 :].split("\n", 1)[0]
+    chain = line.split()[1]
+    edited = _edit(text, prefix, make(chain))  # type: ignore[operator]
+    assert _lazy(edited)  # still read on demand, that line at once
+    fast, whole = _both(edited)
+    assert fast == whole
+
+
+def test_affinity_and_local_services_show_the_same() -> None:
+    # the 10,000-service generator's shapes at a small size: affinity (-m recent) and
+    # Local policies with and without local endpoints
+    cluster = synth.synth_large(400, 2, seed=11)
+    for node in cluster.nodes[:2]:
+        text = synth.render_restore(cluster, node)
+        fast, whole = _both(text)
+        assert fast == whole
+
+
+def test_an_ipset_capture_is_read_whole() -> None:
+    text = "create KUBE-X hash:ip family inet\nadd KUBE-X 10.0.0.1\n" + _dump(30)
+    rs = parse_captures(text, "p", lazy=True)[0]
+    assert not any(type(c) is LazyChain for t in rs.tables.values() for c in t.chains.values())
+    fast, whole = _both(text)
+    assert fast == whole
+
+
+def test_a_damaged_capture_falls_back_and_shows_the_same() -> None:
+    text = _dump(30).replace("--probability 0.", "--probability 7.", 1)
+    assert not _lazy(text)
+    fast, whole = _both(text)
+    assert fast == whole
