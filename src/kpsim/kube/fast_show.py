@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 
 from kpsim.formats.iptables.lazy_text import table_text
-from kpsim.model import Jump, Ruleset
+from kpsim.model import Ruleset
+from kpsim.model.references import jump_counts
 
 ChainKey = tuple[str, str]
 
@@ -29,10 +30,7 @@ def chain_counts(
         if text is not None:
             refs[tname], sizes[tname] = text.jumps(), text.counts()
         else:
-            chains = table.chains.values()
-            refs[tname] = Counter(
-                [t.chain for c in chains for r in c.rules if isinstance(t := r.target, Jump)]
-            )
-            sizes[tname] = Counter({c.name: len(c.rules) for c in chains})
+            refs[tname] = jump_counts(table)
+            sizes[tname] = Counter({c.name: len(c.rules) for c in table.chains.values()})
         missing += ((tname, name) for name in refs[tname].keys() - table.chains.keys())
     return refs, sorted(missing), sizes

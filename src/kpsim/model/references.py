@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from kpsim.model.rules import Ruleset
+from kpsim.model.rules import Ruleset, Table
 from kpsim.model.targets import Jump
 
 ChainKey = tuple[str, str]
@@ -25,15 +25,20 @@ def references(ruleset: Ruleset) -> tuple[dict[str, Counter[str]], list[ChainKey
     refs: dict[str, Counter[str]] = {}
     missing: list[ChainKey] = []
     for tname, table in ruleset.tables.items():
-        # Counter's C loop over a list, one Counter per table and no (table, chain) keys:
-        # 0.052 s → 0.036 s on the 226,000 rules of a 10,000-service dump (measured)
-        refs[tname] = jumps = Counter(
-            [
-                target.chain
-                for chain in table.chains.values()
-                for rule in chain.rules
-                if isinstance(target := rule.target, Jump)
-            ]
-        )
+        refs[tname] = jumps = jump_counts(table)
         missing += ((tname, name) for name in jumps.keys() - table.chains.keys())
     return refs, sorted(missing)
+
+
+def jump_counts(table: Table) -> Counter[str]:
+    """How many of the table's rules jump to each chain."""
+    # Counter's C loop over a list, one Counter per table and no (table, chain) keys:
+    # 0.052 s → 0.036 s on the 226,000 rules of a 10,000-service dump (measured)
+    return Counter(
+        [
+            target.chain
+            for chain in table.chains.values()
+            for rule in chain.rules
+            if isinstance(target := rule.target, Jump)
+        ]
+    )
