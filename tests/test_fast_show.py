@@ -74,7 +74,7 @@ def _edit(text: str, prefix: str, extra: str) -> str:
 @pytest.mark.parametrize(
     "prefix, make",
     [
-        # a service chain's line only the whole reader reads (a -g jump): from its rules
+        # a service chain's line only the whole reader reads (a mark match): from its rules
         ("-A KUBE-SVC-", lambda chain: f"-A {chain} -m mark --mark 0x1 -j KUBE-MARK-MASQ\n"),
         # an endpoint chain's DNAT read at once (a port range)
         (
@@ -98,6 +98,18 @@ def test_lines_read_at_once_show_the_same(prefix: str, make: object) -> None:
     chain = line.split()[1]
     edited = _edit(text, prefix, make(chain))  # type: ignore[operator]
     assert _lazy(edited)  # still read on demand, that line at once
+    fast, whole = _both(edited)
+    assert fast == whole
+
+
+@pytest.mark.parametrize("extra", [" -s 10.9.9.9/32", " ! -d 10.9.9.0/24"])
+def test_endpoint_jumps_with_more_matches_show_the_same(extra: str) -> None:
+    # an endpoint jump with an address match before its statistic is still a deferred
+    # line, read off the text: the shares must be what its rules give
+    text = _dump()
+    at = text.index(" -m statistic --mode random", text.index("\n-A KUBE-SVC-"))
+    edited = text[:at] + extra + text[at:]
+    assert _lazy(edited)
     fast, whole = _both(edited)
     assert fast == whole
 
