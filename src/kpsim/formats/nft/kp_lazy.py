@@ -93,10 +93,10 @@ _TABLE = ("ip", KUBE_PROXY_TABLE)
 #: A chain named as a built-in one is lowered at once (its hook slot may reset it).
 _BUILTIN_NAMES = frozenset(n for names in BUILTIN_CHAINS.values() for n in names)
 
-#: ``NftChain(name, line, text)`` positionally (construct.py), for 50,000 endpoint chains;
-#: ``_NO_SPEC`` their kind, hook, priority, policy and comment
+#: ``NftChain(name, line, text, kind, hook, priority, policy, comment, rules)``
+#: positionally (construct.py), for 50,000 endpoint chains
 _new_nft_chain: Callable[..., NftChain] = constructor(NftChain)
-_NO_SPEC = (None, None, None, None, None)
+_NAME_AT = len(_CHAIN) - 1  # where the name starts in an ``add chain`` line
 
 
 class _NotClean(Exception):
@@ -156,13 +156,13 @@ class _Pass:
                     table = reader.table(*_TABLE, number)
                 chains = table.chains
                 # the run's lines split once, three a chain (a service's endpoints together)
-                lines_ = text[start + 1 : end].split("\n")
-                for i in range(0, len(lines_), 3):
-                    ep = lines_[i][len(_CHAIN) - 1 :]
+                three = iter(text[start + 1 : end].split("\n"))
+                for head, one, two in zip(three, three, three, strict=True):
+                    ep = head[_NAME_AT:]
                     if ep in chains:
                         raise _NotClean  # added again: its earlier lines are elsewhere
-                    chains[ep] = _new_nft_chain(ep, number, lines_[i], *_NO_SPEC, [])
-                    endpoints[ep] = (number + 1, lines_[i + 1], lines_[i + 2])
+                    chains[ep] = _new_nft_chain(ep, number, head, None, None, None, None, None, [])
+                    endpoints[ep] = (number + 1, one, two)
                     number += 3
                 continue
             if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
