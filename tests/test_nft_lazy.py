@@ -284,3 +284,18 @@ def test_the_nodeport_quick_yes_is_what_services_say() -> None:
         offered = {p for p in range(30000, 30100) if kube.offers_node_port(rs, p)}
         assert served and offered <= ports, name  # (no endpoints: a reject, not offered)
         assert offered >= served, name
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("name", ["cluster-ips", "no-such-set"])
+def test_a_set_not_dynamic_as_affinity_state_is_refused_whole_or_lazily(
+    name: str, lazy: bool
+) -> None:
+    """A whole load checks each ``ip saddr @set`` as hot_rules builds it, a lazy one by a
+    turn over the text first: both leave the input to the whole reader."""
+    clean = _generated()["seed-" + synth.SEED_NODES[0].name]
+    pattern = rf"(\nadd rule ip kube-proxy ({_CHAIN}) )ip saddr \S+ jump"
+    damaged = re.sub(pattern, rf"\1ip saddr @{name} goto", clean, count=1)
+    assert damaged != clean
+    assert kp_lazy.scan_kube_proxy(damaged, "d", lazy=lazy) is None
+    _compare(damaged, "d")
