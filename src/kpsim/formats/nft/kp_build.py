@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cache
 from types import MappingProxyType
 
 from kpsim.formats.capture import assess
 from kpsim.formats.common import RulesetBuilder
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
-from kpsim.formats.iptables.lazy import LazyChain
 from kpsim.formats.nft.kp_hot import endpoint_rules, hot_rules
 from kpsim.formats.nft.kp_text import NftSet, NftTable
 from kpsim.formats.nft.kube_proxy import LATER, _assess, jumps_of
@@ -33,7 +33,16 @@ MASQUERADE = "jump mark-for-masquerade"
 _TARGETS = re.compile(rf" (?:jump|goto) ({NAME})", re.ASCII)
 EP_JUMPS = [MASQUERADE[5:]]  # an endpoint chain's jump targets (shared, never changed)
 
-_new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
+
+@cache
+def _new_lazy() -> Callable[..., Chain]:
+    """``LazyChain(name, source, policy, counters, origin)`` positionally (construct.py).
+    Made on first use: iptables/lazy.py brings the iptables reader with it (~12 ms to
+    import, measured), which a whole load of kube-proxy's nft table never needs."""
+    from kpsim.formats.iptables.lazy import LazyChain
+
+    new: Callable[..., Chain] = constructor(Chain, LazyChain)
+    return new
 
 
 class Deferred:
@@ -131,6 +140,7 @@ def freeze(
     # plain for speed: a turn per chain, 61,000 of them: ~0.1 s of a ~1.2 s load (measured)
     for tname, drafts in builder.tables.items():
         source = _TableSource(deferred, tname)
+        new_lazy = _new_lazy() if lazy else new_chain
         built = deferred.built if tname == "nat" else {}  # prebuild's, for nat
         chains: dict[str, Chain] = {}
         targets: set[str] = set()
@@ -142,7 +152,7 @@ def freeze(
             nft = nft_chains[name]
             origin = new_location(path, nft.line, nft.text)
             if lazy:
-                chains[name] = _new_lazy(name, source, None, None, origin)
+                chains[name] = new_lazy(name, source, None, None, origin)
                 continue
             rules = built.get(name)
             if rules is None:

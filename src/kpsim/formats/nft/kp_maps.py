@@ -17,9 +17,9 @@ the same model or the same diagnostic. tests/test_nft_maps.py checks both agree.
 from __future__ import annotations
 
 import re
+from _socket import inet_aton  # socket's own: ``socket`` itself costs ~3 ms to import
 from collections.abc import Callable
 from functools import lru_cache
-from socket import inet_aton
 from typing import Any, cast
 
 from kpsim.formats.iptables.construct import constructor

@@ -15,6 +15,7 @@ columns). tests/test_nft_plain.py checks both agree, on generated texts too.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from kpsim.formats.nft.blocks import ChainSpec, SetItem
 
@@ -46,6 +47,7 @@ def plain_chain_spec(text: str) -> ChainSpec | None:
     return ChainSpec(kind, hook, prio, m.start(3), policy)
 
 
+@lru_cache(maxsize=256)  # bounded: kube-proxy's 1,000 affinity sets share one body
 def plain_set_body(text: str) -> tuple[SetItem, ...] | None:
     """``parse_set_body``'s answer for items in kube-proxy's spelling (``;`` between
     them, blanks around), or None."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import cast
 
 from kpsim.formats.common import Sink, classify_noise, read_meta
@@ -320,6 +321,7 @@ def elements(body: str) -> list[str]:
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+@lru_cache(maxsize=256)  # every affinity set of kube-proxy's says ``timeout 10800s``
 def duration(text: str) -> int | None:
     """nft's ``3h``, ``10800s``, ``2h59m30s`` in seconds (milliseconds dropped)."""
     parts = re.findall(r"(\d+)(ms|[dhms])", text)

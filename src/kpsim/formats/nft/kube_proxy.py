@@ -23,7 +23,6 @@ from types import MappingProxyType
 
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import new_location, new_rule
-from kpsim.formats.nft.beside import merge, read_beside
 from kpsim.formats.nft.kp_commands import NftReader
 from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_literal import Lowered
@@ -105,6 +104,10 @@ def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
         _build(builder, table, sink, fill=reader.cut is None)
     diagnostics = list(sink.items)
     if any(t.name != KUBE_PROXY_TABLE for t in others):
+        # imported here: the iptables-nft reader (beside.py and its grammar, ~5 ms to
+        # import) is for tables beside kube-proxy's, which its own transaction never has
+        from kpsim.formats.nft.beside import merge, read_beside
+
         family = "ip6" if table is not None and table.family == "ip6" else "ip"
         diagnostics += merge(builder, read_beside(text, path, strict, family))
         diagnostics.sort(key=lambda d: (d.line, d.col))
