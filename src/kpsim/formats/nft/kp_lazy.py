@@ -150,14 +150,16 @@ class _Pass:
                 lines += text.count("\n", done, start)
             number = lines + 2  # the line after the newline at ``start``
             done = end
-            lines += text.count("\n", start, end)
             eps, _, chain, _, run, set_name, items = m.groups()
             if eps is not None:  # endpoints' chains, one after the other, each whole
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
                 chains = table.chains
-                # the run's lines split once, three a chain (a service's endpoints together)
-                three = iter(text[start + 1 : end].split("\n"))
+                # the run's lines split once, three a chain (a service's endpoints together);
+                # their number is the newlines from ``start`` on (16 MB not counted again)
+                run_lines = text[start + 1 : end].split("\n")
+                lines += len(run_lines)
+                three = iter(run_lines)
                 for head, one, two in zip(three, three, three, strict=True):
                     ep = head[_NAME_AT:]
                     if ep in chains:
@@ -166,6 +168,10 @@ class _Pass:
                     endpoints[ep] = (number + 1, one, two)
                     number += 3
                 continue
+            if set_name is None:  # one line (an element's) needs no count
+                lines += text.count("\n", start, end)
+            else:
+                lines += 1
             if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
