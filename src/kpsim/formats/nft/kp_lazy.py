@@ -252,12 +252,12 @@ class _Pass:
         builder = RulesetBuilder(self.path, Format.NFT)
         builder.note(NOTE)
         builder.metadata.update(reader.metadata)
-        chains = self._lowered(table)
+        chains, lowered = self._lowered(table)
         if self.sink.items:
             raise _NotClean
         # an endpoint's chain jumps to mark-for-masquerade only (one list for 50,000)
         only = deferred.endpoints.keys() - deferred.runs.keys()
-        jumps = dict.fromkeys(only - {n for n, r in chains.items() if r is not None}, EP_JUMPS)
+        jumps = dict.fromkeys(only - lowered, EP_JUMPS)
         if not lazy:
             try:
                 deferred.prebuild([n for n in deferred.runs if chains[n] is None])
@@ -269,11 +269,12 @@ class _Pass:
         assemble(builder, table, chains, jumps)
         return freeze(builder, table, deferred, jumps, lazy)
 
-    def _lowered(self, table: NftTable) -> dict[str, list[Rule] | None]:
+    def _lowered(self, table: NftTable) -> tuple[dict[str, list[Rule] | None], set[str]]:
         """Each chain's model rules, lowered now as the whole reader does, in its order;
         None for a chain whose every rule is deferred (or that has none: built later, it
         is as empty). Only the chains with a rule read now are visited (a few hundred of
-        61,000): the rest are None from ``dict.fromkeys``."""
+        61,000): the rest are None from ``dict.fromkeys``. And the names of those lowered
+        (helper chains too): the chains not None, without a turn over 61,000."""
         deferred = self.deferred
         now = [c for n, c in table.chains.items() if c.rules or n in _BUILTIN_NAMES]
         for chain in now:  # rules read now and deferred ones: in line order
@@ -282,16 +283,18 @@ class _Pass:
         chains: dict[str, list[Rule] | None] = dict.fromkeys(table.chains)
         for chain in now:
             _lower_chain(chain, table, self.sink, chains)
+        lowered = {c.name for c in now}
         if len(chains) == len(table.chains):
-            return chains
+            return chains, lowered
         # a statement list made helper chains (``X#2``): the whole reader has each just
         # before its chain, here they came last
         helpers: dict[str, list[str]] = {}
         for name in list(chains)[len(table.chains) :]:
             helpers.setdefault(name.rsplit("#", 1)[0], []).append(name)
+            lowered.add(name)
         ordered: dict[str, list[Rule] | None] = {}
         for name in table.chains:
             for helper in helpers.get(name, ()):
                 ordered[helper] = chains[helper]
             ordered[name] = chains[name]
-        return ordered
+        return ordered, lowered

@@ -266,6 +266,9 @@ def _lower_chain(
             bad = OpaqueTarget("nft", text=f"not read: {text}")
             rules.append(Rule("nat", chain.name, len(rules) + 1, bad, origin=origin))
             continue
+        if low.branches is not None:  # a map's rule per element, as _alternatives has them
+            _branches(low, chain.name, origin, rules)  # (10,000 of the services chain's)
+            continue
         for extra, target in _alternatives(low, chain.name, len(rules), chains, origin):
             rules.append(  # new_rule: Rule(…) positionally, 5× as fast (construct.py)
                 new_rule(
@@ -285,6 +288,18 @@ def _lower_chain(
                 )
             )
     chains[chain.name] = rules
+
+
+def _branches(low: Lowered, chain: str, origin: SourceLocation, rules: list[Rule]) -> None:
+    """A rule per branch, each its match after the statement's: what ``_lower_chain`` makes
+    of ``_alternatives``' answer for a map, without the list of pairs between."""
+    head, n, add = tuple(low.matches), len(rules), rules.append
+    src, dst, proto, iin, out = (low.source, low.destination, low.protocol, low.in_interface,
+                                 low.out_interface)  # fmt: skip
+    for match, target in low.branches or ():
+        n += 1
+        add(new_rule("nat", chain, n, target, src, dst, proto, iin, out, None, (*head, match),
+                     None, origin))  # fmt: skip
 
 
 def _alternatives(
