@@ -13,11 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kpsim.formats.common import Sink
 from kpsim.formats.nft import grammar, kp_shapes
 from kpsim.formats.nft.blocks import _set_body, parse_chain_spec, parse_command
 from kpsim.formats.nft.grammar import GrammarError
-from kpsim.formats.nft.kp_commands import fast_command
+from kpsim.formats.nft.kp_commands import NftReader, fast_command
 from kpsim.formats.nft.kp_plain import plain_chain_spec, plain_set_body
+from kpsim.formats.nft.kp_text import NftText
 
 ROOT = Path(__file__).parent.parent
 
@@ -136,3 +138,27 @@ def test_a_kube_proxy_table_is_read_without_pyparsing() -> None:
     out = subprocess.run([sys.executable, "-c", _NO_PYPARSING], capture_output=True, text=True,
                          check=True, cwd=ROOT)  # fmt: skip
     assert out.stdout.strip() == "False", out.stderr
+
+
+_add_set_body = st.sampled_from([
+    "{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }",
+    '{ type ipv4_addr . inet_proto . inet_service : verdict ; comment "a" ; }',
+    "{ type ipv4_addr ; frob ; }", "{ typo x ; }", "{ a", "{ a }}", "",
+    '{ comment "x\\"" ; }', "{ timeout banana ; }", "  ",
+])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["set", "map"]), st.sampled_from(["ip", "ip6", "inet", "bogus"]),
+       _word, _word, _add_set_body)  # fmt: skip
+def test_reading_an_add_set_line_by_split_is_the_command_path(
+    what: str, family: str, table: str, name: str, body: str
+) -> None:
+    """NftReader.line's ``add set|map`` shortcut: the very tables and diagnostics the
+    command path (fast_command or the grammar, then _command) gives."""
+    line = f"add {what} {family} {table} {name} {body}"
+    fast, slow = NftReader("x", Sink("x", False)), NftReader("x", Sink("x", False))
+    fast.line(3, line)
+    NftText.line(slow, 3, line)
+    assert fast.tables == slow.tables
+    assert fast.sink.items == slow.sink.items
