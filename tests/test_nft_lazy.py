@@ -299,3 +299,23 @@ def test_a_set_not_dynamic_as_affinity_state_is_refused_whole_or_lazily(
     assert damaged != clean
     assert kp_lazy.scan_kube_proxy(damaged, "d", lazy=lazy) is None
     _compare(damaged, "d")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "add rule ip kube-proxy {ep} jump mark-for-masquerade",  # a deferred third rule
+        "add rule ip kube-proxy {ep} counter",  # one read now
+        "add chain ip kube-proxy {ep} {{ type nat hook output priority 0 ; }}",  # a hook
+    ],
+)
+def test_an_endpoint_chain_added_to_later_is_not_the_scans_two_rules(extra: str) -> None:
+    """A whole load makes each endpoint's nat chain as it reads its two lines; one more
+    line for it later in the text (a rule, deferred or read now, a hook) leaves it to
+    freeze: the model is still the whole reader's."""
+    clean = _generated()["seed-" + synth.SEED_NODES[0].name]
+    ep = re.search(r"\nadd chain ip kube-proxy (endpoint-\S+)\n", clean)
+    assert ep is not None
+    text = clean + extra.format(ep=ep.group(1)) + "\n"
+    assert kp_lazy.scan_kube_proxy(text, "e") is not None  # the one pass takes it
+    _compare(text, "e")

@@ -59,6 +59,8 @@ class Deferred:
         self.endpoints: dict[str, tuple[int, str, str]] = {}
         #: chain → its rules for the ``nat`` table, built before ``assemble`` (``prebuild``)
         self.built: dict[str, tuple[Rule, ...]] = {}
+        #: endpoint chain → its nat Chain, made by a whole load's scan (its two rules only)
+        self.ready: dict[str, Chain] = {}
 
     def items(self, name: str) -> list[tuple[int, int, str]]:
         """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
@@ -142,12 +144,17 @@ def freeze(
         source = _TableSource(deferred, tname)
         new_lazy = _new_lazy() if lazy else new_chain
         built = deferred.built if tname == "nat" else {}  # prebuild's, for nat
+        ready = deferred.ready if tname == "nat" else {}  # the scan's, for nat
         chains: dict[str, Chain] = {}
         targets: set[str] = set()
         for name, d in drafts.items():
             if d is not LATER:
                 chains[name] = new_chain(name, tuple(d.rules), d.policy, d.counters, d.origin)
                 targets.update(jumps_of(d.rules))
+                continue
+            done = ready.get(name)
+            if done is not None:
+                chains[name] = done
                 continue
             nft = nft_chains[name]
             origin = new_location(path, nft.line, nft.text)

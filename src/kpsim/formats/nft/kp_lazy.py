@@ -30,10 +30,10 @@ import re
 from collections.abc import Callable
 
 from kpsim.formats.common import RulesetBuilder, Sink
-from kpsim.formats.iptables.construct import constructor
+from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.nft.kp_build import EP_JUMPS, MASQUERADE, NAME, RULE, Deferred, freeze
 from kpsim.formats.nft.kp_commands import NftReader
-from kpsim.formats.nft.kp_hot import NotHot
+from kpsim.formats.nft.kp_hot import NotHot, endpoint_rules
 from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
 from kpsim.formats.nft.kube_proxy import (
     KUBE_PROXY_TABLE,
@@ -137,8 +137,11 @@ class _Pass:
         self.deferred = Deferred(text, path)
 
     def run(self, lazy: bool) -> Ruleset:
-        text, reader = self.text, self.reader
+        text, reader, path = self.text, self.reader, self.path
         runs, endpoints = self.deferred.runs, self.deferred.endpoints
+        # a whole load builds each endpoint's chain for nat as it reads its lines (freeze
+        # takes it if nothing else is added to it): 50,000 chains' lookups saved there
+        ready = None if lazy else self.deferred.ready
         done = 0  # the offset up to which the text is read
         lines = 0  # newlines before ``done``
         table: NftTable | None = None
@@ -166,6 +169,11 @@ class _Pass:
                         raise _NotClean  # added again: its earlier lines are elsewhere
                     chains[ep] = _new_nft_chain(ep, number, head, None, None, None, None, None, [])
                     endpoints[ep] = (number + 1, one, two)
+                    if ready is not None:  # a whole load: its nat chain now (freeze's)
+                        rules = endpoint_rules("nat", ep, number + 1, one, two, path)
+                        ready[ep] = new_chain(
+                            ep, rules, None, None, new_location(path, number, head)
+                        )
                     number += 3
                 continue
             if set_name is None:  # one line (an element's) needs no count
@@ -263,6 +271,8 @@ class _Pass:
                 deferred.prebuild([n for n in deferred.runs if chains[n] is None])
             except NotHot:
                 raise _NotClean from None
+            for name in deferred.ready.keys() & (deferred.runs.keys() | lowered):
+                del deferred.ready[name]  # more rules than its two: built by freeze
         for name in chains.keys() - jumps.keys():
             rules = chains[name]
             jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
