@@ -12,7 +12,11 @@ Why: on a 10,000-service table 114,000 of 115,000 rule lines are one of seven sh
 (kp_fast.py); reading them into drafts line by line and lowering every one cost ~1.3 s of
 a ~2.3 s load, against ~0.9 s for the whole iptables-mode load of the same services. With
 this pass: 0.85 s on demand (what ``trace`` reads), 1.3 s whole (CPU, cold process;
-docs/performance.md, "nftables mode").
+docs/performance.md, "nftables mode"). A whole load (not ``lazy``) also makes each
+endpoint's nat chain as it reads its lines and every other deferred chain before
+``assemble`` (kp_build.py), and no line of kube-proxy's needs pyparsing (kp_maps.py,
+kp_plain.py, kp_shapes.py): bench/nft.py, 2026-12-06 21:22 UTC, load average 1.6-2.6,
+best of 7: 1.205 s against the iptables-mode load's 1.208 s (1.00×; median 0.94×).
 
 Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
 is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
