@@ -1,6 +1,7 @@
 """The nft reader's fast paths (kp_fast.fast_lower for kube-proxy's hot rule shapes,
-NftReader.line and fast_command for its hot commands) give the very rules the general
-reader (the grammar, grammar.py) gives: on every shipped fixture, kube-proxy's own test
+NftReader.line and fast_command for its hot commands, kp_maps for its maps' and sets'
+plain elements, kp_plain and kp_shapes for the rest of its lines) give the very rules the
+general reader (the grammar, grammar.py) gives: on every shipped fixture, kube-proxy's own test
 dumps and generated rulesets, whole rulesets compared with the fast paths switched off,
 and rule by rule on generated rule texts (more in test_nft_grammar.py)."""
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpsim.formats.common import Sink
-from kpsim.formats.nft import kp_commands, kp_text, kube_proxy
+from kpsim.formats.nft import grammar, kp_commands, kp_lower, kp_text, kube_proxy
 from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_lower import Statement, StatementError
 from kpsim.formats.nft.kp_text import NftSet, NftText
@@ -41,6 +42,11 @@ def _slow(text: str, path: str, monkeypatch: pytest.MonkeyPatch) -> Ruleset:
         m.setattr(kp_commands.NftReader, "line", NftText.line)
         m.setattr(kp_commands, "fast_command", lambda stmt: None)  # the grammar reads all
         m.setattr(kp_text, "_block", lambda words, stmt: None)
+        m.setattr(kp_lower, "map_branches", lambda found, keys, name: None)
+        m.setattr(kp_lower, "set_elements", lambda found, keys: None)
+        m.setattr(kp_text, "plain_chain_spec", lambda text: None)
+        m.setattr(kp_text, "plain_set_body", lambda text: None)
+        m.setattr(grammar, "SHAPES", {})  # every rule shape parsed by the grammar
         return kube_proxy.parse_kube_proxy(text, path)
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from kpsim.cli.main import main as cli
 from kpsim.formats import load_file, parse_text
+from kpsim.formats.nft.kube_proxy import is_kube_proxy_nft
 from kpsim.kube import services as kube
 from kpsim.kube.mode import ProxyMode, proxy_mode
 from kpsim.kube.scenario import NodeInput, TraceRequest, trace_nodes
@@ -311,3 +312,19 @@ def test_a_cut_listing_never_invents_an_answer(cut: int) -> None:
                 continue
             assert any((verdict, dest, p) == w[:3] and masq in (None, w[3]) for w in full), (
                 port, verdict, dest, p, masq)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("add table ip kube-proxy\nadd table ip nat\n", True),  # found first: no more read
+        ("add table ip nat\nadd table ip kube-proxy\n", True),
+        ("table ip nat {\n}\n", False),
+        ("# table ip kube-proxy\ntable ip nat {\n}\n", False),  # not a line's head
+        ("table ip filter {\n}\n  table inet kube-proxy {\n}\n", True),
+        ("add rule ip kube-proxy x jump y\n", True),  # no table line: named in a command
+        ("add rule ip filter x jump y\n", False),
+    ],
+)
+def test_kube_proxys_table_is_told_from_the_tables_named(text: str, expected: bool) -> None:
+    assert is_kube_proxy_nft(text) is expected

@@ -284,3 +284,38 @@ def test_the_nodeport_quick_yes_is_what_services_say() -> None:
         offered = {p for p in range(30000, 30100) if kube.offers_node_port(rs, p)}
         assert served and offered <= ports, name  # (no endpoints: a reject, not offered)
         assert offered >= served, name
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("name", ["cluster-ips", "no-such-set"])
+def test_a_set_not_dynamic_as_affinity_state_is_refused_whole_or_lazily(
+    name: str, lazy: bool
+) -> None:
+    """A whole load checks each ``ip saddr @set`` as hot_rules builds it, a lazy one by a
+    turn over the text first: both leave the input to the whole reader."""
+    clean = _generated()["seed-" + synth.SEED_NODES[0].name]
+    pattern = rf"(\nadd rule ip kube-proxy ({_CHAIN}) )ip saddr \S+ jump"
+    damaged = re.sub(pattern, rf"\1ip saddr @{name} goto", clean, count=1)
+    assert damaged != clean
+    assert kp_lazy.scan_kube_proxy(damaged, "d", lazy=lazy) is None
+    _compare(damaged, "d")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "add rule ip kube-proxy {ep} jump mark-for-masquerade",  # a deferred third rule
+        "add rule ip kube-proxy {ep} counter",  # one read now
+        "add chain ip kube-proxy {ep} {{ type nat hook output priority 0 ; }}",  # a hook
+    ],
+)
+def test_an_endpoint_chain_added_to_later_is_not_the_scans_two_rules(extra: str) -> None:
+    """A whole load makes each endpoint's nat chain as it reads its two lines; one more
+    line for it later in the text (a rule, deferred or read now, a hook) leaves it to
+    freeze: the model is still the whole reader's."""
+    clean = _generated()["seed-" + synth.SEED_NODES[0].name]
+    ep = re.search(r"\nadd chain ip kube-proxy (endpoint-\S+)\n", clean)
+    assert ep is not None
+    text = clean + extra.format(ep=ep.group(1)) + "\n"
+    assert kp_lazy.scan_kube_proxy(text, "e") is not None  # the one pass takes it
+    _compare(text, "e")

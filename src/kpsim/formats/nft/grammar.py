@@ -33,6 +33,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from kpsim.formats.nft.kp_shapes import KEYWORDS, SHAPES
+
 if TYPE_CHECKING:
     import pyparsing as pp
 
@@ -156,15 +158,15 @@ def parse_rule(text: str) -> list[Parsed]:
     keywords, a number, an ``@name``, a quoted string or any other word; so a rule parses
     as its shape does, the shape being its words with every non-keyword replaced by one
     of its class (``ip daddr w tcp dport 0 …``). A shape that does not parse, or text
-    the word split cannot vouch for, is parsed as it is (errors are always the text's)."""
-    grammar = _rule_grammar()
+    the word split cannot vouch for, is parsed as it is (errors are always the text's).
+    kube-proxy's shapes are answered from kp_shapes.py: no grammar built, no pyparsing."""
     words = _words(text)
     if words is not None:
         shape = tuple(_class(w) for w, _ in words)
-        counts = _SHAPES.get(shape)
+        counts = SHAPES.get(" ".join(shape)) or _SHAPES.get(shape)
         if counts is None and len(_SHAPES) < _MAX_SHAPES:
             try:
-                parsed = parse(grammar, " ".join(shape), "statement")
+                parsed = parse(_rule_grammar(), " ".join(shape), "statement")
                 counts = _SHAPES[shape] = tuple((k, len(ws)) for k, ws in parsed)
             except GrammarError:
                 counts = _SHAPES[shape] = ()  # parse the text itself: its error
@@ -174,7 +176,7 @@ def parse_rule(text: str) -> list[Parsed]:
                 out.append((kind, tuple(words[i : i + n])))
                 i += n
             return out
-    return list(parse(grammar, text, "statement"))
+    return list(parse(_rule_grammar(), text, "statement"))
 
 
 _KEYWORDS: set[str] = set()  # every word the rule grammar names (filled as it is built)
@@ -199,7 +201,7 @@ def _words(text: str) -> list[tuple[str, int]] | None:
 def _class(word: str) -> str:
     """The word itself if the grammar tells it apart (a keyword, a brace, a comma), else
     a stand-in every terminal takes or refuses as it does the word."""
-    if word in _KEYWORDS or word in _PUNCTUATION:
+    if word in KEYWORDS or word in _PUNCTUATION:  # KEYWORDS: _KEYWORDS, written out
         return word
     if word[0] == '"':
         return '"q"'

@@ -16,9 +16,9 @@ input, and line by line (hypothesis) on generated ones.
 
 from __future__ import annotations
 
+from _socket import inet_aton  # socket's own: ``socket`` itself costs ~3 ms to import
 from collections.abc import Callable
 from functools import lru_cache
-from socket import inet_aton
 
 from kpsim.formats.iptables.construct import constructor, new_location, new_rule
 from kpsim.formats.iptables.lazynet import LazyIPv4Network
@@ -48,10 +48,10 @@ _NEW = (ConntrackMatch(("NEW",), False),)
 
 
 @lru_cache(maxsize=1024)
-def _cascade(modulus: int, buckets: tuple[int, ...]) -> tuple[NumgenMatch, ...]:
-    """Each bucket's NumgenMatch, the buckets before it in ``before``: every service with
-    N endpoints has the same cascade."""
-    return tuple(NumgenMatch(modulus, b, buckets[:i], 0) for i, b in enumerate(buckets))
+def _cascade(modulus: int, buckets: tuple[int, ...]) -> tuple[tuple[NumgenMatch], ...]:
+    """Each bucket's matches (its NumgenMatch, the buckets before it in ``before``): every
+    service with N endpoints has the same cascade."""
+    return tuple((NumgenMatch(modulus, b, buckets[:i], 0),) for i, b in enumerate(buckets))
 
 
 def _source(value: str) -> Address | None:
@@ -71,6 +71,11 @@ def _dnat(to: str) -> Dnat:
 
 
 _MASQUERADE = Jump("mark-for-masquerade")
+
+
+class NotHot(ValueError):
+    """A deferred line ``hot_rules`` cannot build as ``fast_lower`` would: ``ip saddr
+    @set`` of a set not dynamic (or not there)."""
 
 
 def endpoint_rules(
@@ -116,20 +121,22 @@ def hot_rules(
         for number, line in enumerate(text[start + 1 : end].split("\n"), first):
             stmt = line[cut:]
             origin = new_location(path, number, stmt)
-            w = stmt.split(" ")
-            head = w[0]
-            if head == "numgen":  # numgen random mod N vmap { 0 : goto A, 1 : goto B }
+            if stmt[0] == "n":  # numgen random mod N vmap { 0 : goto A, 1 : goto B }
+                brace = stmt.index("{")  # (its words not split: 20 of them, one wanted)
                 keys, targets = [], []
-                for item in stmt[stmt.index("{") + 2 : -2].split(", "):
+                for item in stmt[brace + 2 : -2].split(", "):
                     key, _, verdict = item.partition(" : ")
                     verb, _, name = verdict.partition(" ")
                     keys.append(int(key))
                     targets.append(_new_jump(name, verb == "goto"))
-                for match, target in zip(_cascade(int(w[3]), tuple(keys)), targets, strict=True):
+                cascade = _cascade(int(stmt[18 : brace - 6]), tuple(keys))  # "… mod " N " vmap {"
+                for matches, target in zip(cascade, targets, strict=True):
                     n += 1
                     add(new_rule(table, chain, n, target, None, None, None, None, None, None,
-                                 (match,), None, origin))  # fmt: skip
+                                 matches, None, origin))  # fmt: skip
                 continue
+            w = stmt.split(" ")
+            head = w[0]
             n += 1
             if head == "meta":  # meta l4proto tcp dnat to A:P
                 add(new_rule(table, chain, n, _dnat(w[5]), None, None, _PROTOCOLS[w[2]], None,
@@ -138,7 +145,9 @@ def hot_rules(
                 target = _new_jump(w[4], w[3] == "goto")
                 value = w[2]
                 if value[0] == "@":
-                    found = sets[value[1:]]
+                    found = sets.get(value[1:])
+                    if found is None or not found.dynamic:  # kp_fast leaves it to the
+                        raise NotHot(value)  # general reader (a whole load asks here)
                     recent = RecentMatch(RecentCommand.RCHECK, found.name, found.timeout, reap=True)
                     add(new_rule(table, chain, n, target, None, None, None, None, None, None,
                                  (recent,), None, origin))  # fmt: skip

@@ -12,7 +12,11 @@ Why: on a 10,000-service table 114,000 of 115,000 rule lines are one of seven sh
 (kp_fast.py); reading them into drafts line by line and lowering every one cost ~1.3 s of
 a ~2.3 s load, against ~0.9 s for the whole iptables-mode load of the same services. With
 this pass: 0.85 s on demand (what ``trace`` reads), 1.3 s whole (CPU, cold process;
-docs/performance.md, "nftables mode").
+docs/performance.md, "nftables mode"). A whole load (not ``lazy``) also makes each
+endpoint's nat chain as it reads its lines and every other deferred chain before
+``assemble`` (kp_build.py), and no line of kube-proxy's needs pyparsing (kp_maps.py,
+kp_plain.py, kp_shapes.py): bench/nft.py, 2026-12-06 21:22 UTC, load average 1.6-2.6,
+best of 7: 1.205 s against the iptables-mode load's 1.208 s (1.00×; median 0.94×).
 
 Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
 is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
@@ -28,33 +32,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import replace
-from types import MappingProxyType
 
-from kpsim.formats.capture import assess
 from kpsim.formats.common import RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
-from kpsim.formats.iptables.lazy import LazyChain
+from kpsim.formats.nft.kp_build import EP_JUMPS, MASQUERADE, NAME, RULE, Deferred, freeze
 from kpsim.formats.nft.kp_commands import NftReader
-from kpsim.formats.nft.kp_hot import endpoint_rules, hot_rules
+from kpsim.formats.nft.kp_hot import NotHot, endpoint_rules
 from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
 from kpsim.formats.nft.kube_proxy import (
     KUBE_PROXY_TABLE,
-    LATER,
     NOTE,
-    _assess,
     _lower_chain,
     assemble,
     jumps_of,
     parse_kube_proxy,
 )
-from kpsim.model import BUILTIN_CHAINS, Chain, Format, Rule, Ruleset, Table
+from kpsim.model import BUILTIN_CHAINS, Format, Rule, Ruleset
 
 # ---------------------------------------------------------------- what may be deferred
 
-#: A chain name kube-proxy writes (``endpoint-…-ns/svc/tcp/p__10.0.0.1/80``): no blank,
-#: quote, brace, comma or ``@``; never ``jump``/``goto`` (targets are read off the text).
-_NAME = r"(?!(?:jump|goto) )[A-Za-z0-9_][A-Za-z0-9_./:-]*+"
+_NAME = NAME  # a chain name kube-proxy writes (kp_build.py)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 #: A dotted quad as ``kp_values.ipv4`` takes it (no leading zero, each octet ≤ 255).
 _IPV4 = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
@@ -71,9 +68,9 @@ _BODY = (
     rf"|update @{_NAME} \{{ ip saddr \}})"
 )
 _CHAIN = "\nadd chain ip kube-proxy "
-_RULE = "add rule ip kube-proxy "
+_RULE = RULE
 _ELEMENT = "add element ip kube-proxy "
-_MASQUERADE = "jump mark-for-masquerade"
+_MASQUERADE = MASQUERADE
 #: An endpoint's chain as kube-proxy writes it (50,000 of a 10,000-service table's 61,000
 #: chains): its ``add chain`` line and its two rules, three lines the scan's loop reads by
 #: position, a run of such chains one match (a service's endpoints are written together).
@@ -95,83 +92,20 @@ _SCAN = re.compile(
     r"|(?:\n#(?! kpsim:meta )[^\n]*+)++",
     re.ASCII,
 )
-#: The targets of deferred lines, in order: each shape's ``jump X``/``goto X``, every
-#: bucket's of a numgen vmap (no chain name on a deferred line is ``jump`` or ``goto``).
-_TARGETS = re.compile(rf" (?:jump|goto) ({_NAME})", re.ASCII)
 #: ``ip saddr @set jump|goto X`` anywhere: kp_fast reads it only for a dynamic set.
 _SET_USE = re.compile(rf" ip saddr @({_NAME}) (?:jump|goto) ", re.ASCII)
 _TABLE = ("ip", KUBE_PROXY_TABLE)
 #: A chain named as a built-in one is lowered at once (its hook slot may reset it).
 _BUILTIN_NAMES = frozenset(n for names in BUILTIN_CHAINS.values() for n in names)
 
-_new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
-#: ``NftChain(name, line, text)`` positionally (construct.py), for 50,000 endpoint chains;
-#: ``_NO_SPEC`` their kind, hook, priority, policy and comment
+#: ``NftChain(name, line, text, kind, hook, priority, policy, comment, rules)``
+#: positionally (construct.py), for 50,000 endpoint chains
 _new_nft_chain: Callable[..., NftChain] = constructor(NftChain)
-_NO_SPEC = (None, None, None, None, None)
-_EP_JUMPS = [_MASQUERADE[5:]]  # an endpoint chain's jump targets (shared, never changed)
+_NAME_AT = len(_CHAIN) - 1  # where the name starts in an ``add chain`` line
 
 
 class _NotClean(Exception):
     """The input holds something only the whole reader answers exactly."""
-
-
-class _Deferred:
-    """The deferred rule lines of kube-proxy's table: where each chain's runs are."""
-
-    def __init__(self, text: str, path: str) -> None:
-        self.text = text
-        self.path = path
-        self.sets: dict[str, NftSet] = {}
-        #: chain → (start, end, number of its first line) of each run of deferred lines,
-        #: ``start`` the offset of the newline before the run
-        self.runs: dict[str, list[tuple[int, int, int]]] = {}
-        #: endpoint chain → (number of its first rule's line, the two rule lines)
-        self.endpoints: dict[str, tuple[int, str, str]] = {}
-
-    def items(self, name: str) -> list[tuple[int, int, str]]:
-        """The chain's deferred lines as the line reader keeps them: (line, col, text)."""
-        cut = len(_RULE) + len(name) + 1
-        out: list[tuple[int, int, str]] = []
-        if name in self.endpoints:
-            at, one, two = self.endpoints[name]
-            out += [(at, cut + 1, one[cut:]), (at + 1, cut + 1, two[cut:])]
-        for start, end, first in self.runs.get(name, ()):
-            lines = self.text[start + 1 : end].split("\n")
-            out += [(number, cut + 1, line[cut:]) for number, line in enumerate(lines, first)]
-        return out
-
-    def jumps(self, name: str) -> list[str]:
-        found = list(_EP_JUMPS) if name in self.endpoints else []
-        for start, end, _ in self.runs.get(name, ()):
-            found += _TARGETS.findall(self.text, start, end)
-        return found
-
-    def build(self, name: str, table: str) -> tuple[Rule, ...]:
-        """The chain's rules, as ``kube_proxy._lower_chain`` builds them from the same lines
-        (every one a hot shape: no statement list, so no helper chain)."""
-        found = self.endpoints.get(name)
-        head: tuple[Rule, ...] = ()
-        if found is not None:
-            head = endpoint_rules(table, name, *found, self.path)
-        if name not in self.runs:
-            return head
-        runs, cut = self.runs[name], len(_RULE) + len(name) + 1
-        return head + hot_rules(table, name, self.text, runs, cut, self.path, self.sets, len(head))
-
-
-class _TableSource:
-    """What a ``LazyChain`` of one table asks for its rules (a chain reached from two hook
-    slots is in two tables, its rules built for each)."""
-
-    __slots__ = ("deferred", "table")
-
-    def __init__(self, deferred: _Deferred, table: str) -> None:
-        self.deferred = deferred
-        self.table = table
-
-    def rules(self, name: str) -> tuple[Rule, ...]:
-        return self.deferred.build(name, self.table)
 
 
 # ---------------------------------------------------------------- the pass
@@ -204,14 +138,18 @@ class _Pass:
         self.path = path
         self.sink = Sink(path, False)
         self.reader = NftReader(path, self.sink)
-        self.deferred = _Deferred(text, path)
+        self.deferred = Deferred(text, path)
 
     def run(self, lazy: bool) -> Ruleset:
-        text, reader = self.text, self.reader
+        text, reader, path = self.text, self.reader, self.path
         runs, endpoints = self.deferred.runs, self.deferred.endpoints
+        # a whole load builds each endpoint's chain for nat as it reads its lines (freeze
+        # takes it if nothing else is added to it): 50,000 chains' lookups saved there
+        ready = None if lazy else self.deferred.ready
         done = 0  # the offset up to which the text is read
         lines = 0  # newlines before ``done``
         table: NftTable | None = None
+        sets: dict[str, NftSet] | None = None  # the table's, once an element is read
         for m in _SCAN.finditer(text):
             start, end = m.span()
             if start != done:
@@ -219,22 +157,33 @@ class _Pass:
                 lines += text.count("\n", done, start)
             number = lines + 2  # the line after the newline at ``start``
             done = end
-            lines += text.count("\n", start, end)
             eps, _, chain, _, run, set_name, items = m.groups()
             if eps is not None:  # endpoints' chains, one after the other, each whole
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
                 chains = table.chains
-                # the run's lines split once, three a chain (a service's endpoints together)
-                lines_ = text[start + 1 : end].split("\n")
-                for i in range(0, len(lines_), 3):
-                    ep = lines_[i][len(_CHAIN) - 1 :]
+                # the run's lines split once, three a chain (a service's endpoints together);
+                # their number is the newlines from ``start`` on (16 MB not counted again)
+                run_lines = text[start + 1 : end].split("\n")
+                lines += len(run_lines)
+                three = iter(run_lines)
+                for head, one, two in zip(three, three, three, strict=True):
+                    ep = head[_NAME_AT:]
                     if ep in chains:
                         raise _NotClean  # added again: its earlier lines are elsewhere
-                    chains[ep] = _new_nft_chain(ep, number, lines_[i], *_NO_SPEC, [])
-                    endpoints[ep] = (number + 1, lines_[i + 1], lines_[i + 2])
+                    chains[ep] = _new_nft_chain(ep, number, head, None, None, None, None, None, [])
+                    endpoints[ep] = (number + 1, one, two)
+                    if ready is not None:  # a whole load: its nat chain now (freeze's)
+                        rules = endpoint_rules("nat", ep, number + 1, one, two, path)
+                        ready[ep] = new_chain(
+                            ep, rules, None, None, new_location(path, number, head)
+                        )
                     number += 3
                 continue
+            if set_name is None:  # one line (an element's) needs no count
+                lines += text.count("\n", start, end)
+            else:
+                lines += 1
             if chain is not None:  # ``add chain``, as NftReader reads it, then its rules
                 if table is None:  # as NftReader makes it on its first ``add chain``
                     table = reader.table(*_TABLE, number)
@@ -249,8 +198,18 @@ class _Pass:
             elif run is not None:
                 if table is None or run not in table.chains:
                     raise _NotClean  # a rule before its chain: the whole reader says so
-            elif set_name is not None:
-                self._elements(set_name, number, items)
+            elif set_name is not None:  # ``add element ip kube-proxy SET { a, b }``
+                found_set = sets.get(set_name) if sets is not None else None
+                if found_set is None:
+                    sets = self._sets()
+                    found_set = sets.get(set_name)
+                    if found_set is None:
+                        raise _NotClean  # an element before its set: the whole reader says so
+                col = len(_ELEMENT) + len(set_name) + 3  # of the first element, as NftReader
+                if "," in items:
+                    found_set.elements += [(number, col, e) for e in elements(items)]
+                elif item := items.strip():  # one element (nearly every line): as elements()
+                    found_set.elements.append((number, col, item))
                 continue
             else:
                 continue  # comment lines: nothing to read
@@ -261,14 +220,10 @@ class _Pass:
         self._eager(done, len(text), lines)
         return self._finish(lazy)
 
-    def _elements(self, name: str, number: int, items: str) -> None:
-        """``add element ip kube-proxy SET { a, b }``, as NftReader reads it."""
+    def _sets(self) -> dict[str, NftSet]:
+        """The table's sets so far (the element lines' inlined reading looks them up)."""
         table = self.reader.tables.get(_TABLE)
-        found = None if table is None else table.sets.get(name)
-        if found is None:
-            raise _NotClean  # an element before its set: the whole reader says so
-        col = len(_ELEMENT) + len(name) + 3  # of the first element, as NftReader says
-        found.elements += [(number, col, e) for e in elements(items)]
+        return {} if table is None else table.sets
 
     def _eager(self, start: int, end: int, lines: int) -> None:
         """Read ``text[start:end]`` (whole lines, after the newline that ends a run) now."""
@@ -300,30 +255,40 @@ class _Pass:
             raise _NotClean
         table = reader.tables[_TABLE]
         deferred.sets = table.sets
-        for name in set(_SET_USE.findall(self.text)):
+        # a whole load builds every deferred line below, hot_rules checking each set there
+        # (this turn over the whole text: 0.014 s, measured)
+        for name in set(_SET_USE.findall(self.text)) if lazy else ():
             found = table.sets.get(name)
             if found is None or not found.dynamic:
                 raise _NotClean  # fast_lower leaves it to the general reader
         builder = RulesetBuilder(self.path, Format.NFT)
         builder.note(NOTE)
         builder.metadata.update(reader.metadata)
-        chains = self._lowered(table)
+        chains, lowered = self._lowered(table)
         if self.sink.items:
             raise _NotClean
         # an endpoint's chain jumps to mark-for-masquerade only (one list for 50,000)
         only = deferred.endpoints.keys() - deferred.runs.keys()
-        jumps = dict.fromkeys(only - {n for n, r in chains.items() if r is not None}, _EP_JUMPS)
+        jumps = dict.fromkeys(only - lowered, EP_JUMPS)
+        if not lazy:
+            try:
+                deferred.prebuild([n for n in deferred.runs if chains[n] is None])
+            except NotHot:
+                raise _NotClean from None
+            for name in deferred.ready.keys() & (deferred.runs.keys() | lowered):
+                del deferred.ready[name]  # more rules than its two: built by freeze
         for name in chains.keys() - jumps.keys():
             rules = chains[name]
             jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
         assemble(builder, table, chains, jumps)
-        return _freeze(builder, table, deferred, jumps, lazy)
+        return freeze(builder, table, deferred, jumps, lazy)
 
-    def _lowered(self, table: NftTable) -> dict[str, list[Rule] | None]:
+    def _lowered(self, table: NftTable) -> tuple[dict[str, list[Rule] | None], set[str]]:
         """Each chain's model rules, lowered now as the whole reader does, in its order;
         None for a chain whose every rule is deferred (or that has none: built later, it
         is as empty). Only the chains with a rule read now are visited (a few hundred of
-        61,000): the rest are None from ``dict.fromkeys``."""
+        61,000): the rest are None from ``dict.fromkeys``. And the names of those lowered
+        (helper chains too): the chains not None, without a turn over 61,000."""
         deferred = self.deferred
         now = [c for n, c in table.chains.items() if c.rules or n in _BUILTIN_NAMES]
         for chain in now:  # rules read now and deferred ones: in line order
@@ -332,69 +297,18 @@ class _Pass:
         chains: dict[str, list[Rule] | None] = dict.fromkeys(table.chains)
         for chain in now:
             _lower_chain(chain, table, self.sink, chains)
+        lowered = {c.name for c in now}
         if len(chains) == len(table.chains):
-            return chains
+            return chains, lowered
         # a statement list made helper chains (``X#2``): the whole reader has each just
         # before its chain, here they came last
         helpers: dict[str, list[str]] = {}
         for name in list(chains)[len(table.chains) :]:
             helpers.setdefault(name.rsplit("#", 1)[0], []).append(name)
+            lowered.add(name)
         ordered: dict[str, list[Rule] | None] = {}
         for name in table.chains:
             for helper in helpers.get(name, ()):
                 ordered[helper] = chains[helper]
             ordered[name] = chains[name]
-        return ordered
-
-
-def _freeze(
-    builder: RulesetBuilder,
-    table: NftTable,
-    deferred: _Deferred,
-    jumps: dict[str, list[str]],
-    lazy: bool,
-) -> Ruleset:
-    """The model: a deferred chain (draft ``LATER``) a ``LazyChain`` (``lazy``) or built
-    now; the capture's missing chains from the jump targets, without building any."""
-    tables: dict[str, Table] = {}
-    missing: list[tuple[str, str]] = []
-    path = builder.path
-    nft_chains, endpoints, runs = table.chains, deferred.endpoints, deferred.runs
-    # plain for speed: a turn per chain, 61,000 of them: ~0.2 s of a ~1.2 s load (measured)
-    for tname, drafts in builder.tables.items():
-        source = _TableSource(deferred, tname)
-        chains: dict[str, Chain] = {}
-        targets: set[str] = set()
-        shared = False  # a chain with the shared _EP_JUMPS
-        for name, d in drafts.items():
-            if d is not LATER:
-                chains[name] = new_chain(name, tuple(d.rules), d.policy, d.counters, d.origin)
-                targets.update(jumps_of(d.rules))
-                continue
-            nft = nft_chains[name]
-            origin = new_location(path, nft.line, nft.text)
-            if lazy:
-                chains[name] = _new_lazy(name, source, None, None, origin)
-            elif name in runs or name not in endpoints:
-                chains[name] = new_chain(name, deferred.build(name, tname), None, None, origin)
-            else:  # an endpoint's chain, two rules
-                rules = endpoint_rules(tname, name, *endpoints[name], path)
-                chains[name] = new_chain(name, rules, None, None, origin)
-            found = jumps[name]
-            shared = shared or found is _EP_JUMPS
-            if found is not _EP_JUMPS:
-                targets.update(found)
-        if shared:
-            targets.update(_EP_JUMPS)
-        missing += ((tname, t) for t in targets - chains.keys())
-        tables[tname] = Table(tname, MappingProxyType(chains))
-    ruleset = Ruleset(
-        path=path,
-        format=builder.format,
-        family=builder.family,
-        tables=MappingProxyType(tables),
-        metadata=MappingProxyType(dict(builder.metadata)),
-        notes=builder.all_notes(),
-    )
-    capture = assess(ruleset, builder.facts, (), missing=sorted(missing))
-    return _assess(replace(ruleset, capture=capture), False)
+        return ordered, lowered

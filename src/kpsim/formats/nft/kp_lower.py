@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from kpsim.formats.nft.grammar import TWO_WORDS, GrammarError, parse_rule
 from kpsim.formats.nft.kp_literal import Lowered, lower_literal
+from kpsim.formats.nft.kp_maps import map_branches, set_elements
 from kpsim.formats.nft.kp_text import NftSet, elements
 from kpsim.formats.nft.kp_values import element_key, kind_of, nat_range, verdict
 from kpsim.model import (
@@ -312,6 +313,10 @@ class Statement:
         return self.set_match(keys, found, name, negated)
 
     def set_match(self, keys: tuple[str, ...], found: NftSet, name: str, neg: bool) -> SetLookup:
+        fast = set_elements(found, keys)  # kube-proxy's plain elements (kp_maps.py)
+        if fast is not None:
+            label = " . ".join(keys) + (" != " if neg else " ") + name
+            return SetLookup(name, keys, fast, neg, found.dynamic, label)
         kinds = tuple(kind_of(k) for k in keys)
         elements = []
         for _, _, text in found.elements:
@@ -336,6 +341,10 @@ class Statement:
             if got is None:
                 raise self.fail(f"map {name} is not in the capture")
             found = got
+            fast = map_branches(found, keys, name)  # kube-proxy's plain elements (kp_maps.py)
+            if fast is not None:
+                self.out.branches = fast
+                return
         kinds = tuple(kind_of(k) for k in keys)
         branches: list[tuple[Match, Target]] = []
         for _, _, text in found.elements:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import cast
 
 from kpsim.formats.common import Sink, classify_noise, read_meta
 from kpsim.formats.nft.blocks import Block, parse_block, parse_chain_spec, parse_set_body
 from kpsim.formats.nft.grammar import FAMILIES, GrammarError
+from kpsim.formats.nft.kp_plain import plain_chain_spec, plain_set_body
 
 #: A token of nft's syntax: a quoted string, a brace, comma or semicolon, or a word.
 TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{},;]|[^\s{},;"]+')
@@ -267,9 +269,9 @@ def _block(words: list[str], stmt: str) -> Block | None:
 
 def hook_spec(chain: NftChain, stmt: str, sink: Sink, number: int, col: int) -> None:
     """``type nat hook prerouting priority dstnat; policy accept;`` (either form), read
-    by the grammar (grammar.parse_chain_spec)."""
+    by the grammar (grammar.parse_chain_spec) unless kp_plain.py vouches for it."""
     try:
-        spec = parse_chain_spec(stmt)
+        spec = plain_chain_spec(stmt) or parse_chain_spec(stmt)
     except GrammarError as exc:
         sink.report(number, col + exc.offset, f"base chain header: {exc}", stmt)
         return
@@ -284,9 +286,11 @@ def hook_spec(chain: NftChain, stmt: str, sink: Sink, number: int, col: int) -> 
 
 def set_attributes(found: NftSet, number: int, col: int, stmt: str, sink: Sink) -> None:
     """The statements of a set or map block, or of ``add set … { … ; … }``, read by the
-    grammar (grammar.parse_set_body); ``col`` is the column of ``stmt``'s first character."""
+    grammar (grammar.parse_set_body) unless kp_plain.py vouches for them; ``col`` is the
+    column of ``stmt``'s first character."""
     try:
-        items = parse_set_body(stmt)
+        items = plain_set_body(stmt)
+        items = parse_set_body(stmt) if items is None else items
     except GrammarError as exc:
         sink.report(number, col + exc.offset, f"set {found.name}: {exc}", stmt)
         return
@@ -317,6 +321,7 @@ def elements(body: str) -> list[str]:
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+@lru_cache(maxsize=256)  # every affinity set of kube-proxy's says ``timeout 10800s``
 def duration(text: str) -> int | None:
     """nft's ``3h``, ``10800s``, ``2h59m30s`` in seconds (milliseconds dropped)."""
     parts = re.findall(r"(\d+)(ms|[dhms])", text)

@@ -23,7 +23,6 @@ from types import MappingProxyType
 
 from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import new_location, new_rule
-from kpsim.formats.nft.beside import merge, read_beside
 from kpsim.formats.nft.kp_commands import NftReader
 from kpsim.formats.nft.kp_fast import fast_lower
 from kpsim.formats.nft.kp_literal import Lowered
@@ -72,13 +71,14 @@ _LINE_HEAD = re.compile(r"[^\S\n]*(?:add |create )?")
 def is_kube_proxy_nft(text: str) -> bool:
     """Does the text hold kube-proxy's nftables table (other tables beside it are read
     by the iptables-nft reader, beside.py)?"""
-    names = {
-        m.group(1)
-        for m in _TABLES.finditer(text)
-        if _LINE_HEAD.fullmatch(text, text.rfind("\n", 0, m.start()) + 1, m.start())
-    }
+    names = set()
+    for m in _TABLES.finditer(text):
+        if _LINE_HEAD.fullmatch(text, text.rfind("\n", 0, m.start()) + 1, m.start()):
+            if m.group(1) == KUBE_PROXY_TABLE:
+                return True  # the rest of the text need not be searched (kube-proxy's
+            names.add(m.group(1))  # table is its first line: 0.012 s of 26 MB saved)
     if names:
-        return KUBE_PROXY_TABLE in names
+        return False
     head = text[: 1 << 20]
     return " ip kube-proxy " in head or " ip6 kube-proxy " in head or " inet kube-proxy " in head
 
@@ -105,6 +105,10 @@ def parse_kube_proxy(text: str, path: str, *, strict: bool = False) -> Ruleset:
         _build(builder, table, sink, fill=reader.cut is None)
     diagnostics = list(sink.items)
     if any(t.name != KUBE_PROXY_TABLE for t in others):
+        # imported here: the iptables-nft reader (beside.py and its grammar, ~5 ms to
+        # import) is for tables beside kube-proxy's, which its own transaction never has
+        from kpsim.formats.nft.beside import merge, read_beside
+
         family = "ip6" if table is not None and table.family == "ip6" else "ip"
         diagnostics += merge(builder, read_beside(text, path, strict, family))
         diagnostics.sort(key=lambda d: (d.line, d.col))
@@ -169,16 +173,18 @@ def assemble(
         # again would set the same draft to the same rules, so the walk stops there (nat
         # PREROUTING and OUTPUT both reach all 61,000 chains of a 10,000-service table).
         # A chain named as a built-in one is placed again (its slot may have reset it).
-        for name in _reachable((b.name for b in bases), jumps, done):
+        reached = _reachable((b.name for b in bases), jumps, done)
+        for name in reached:
             if chains[name] is None and name not in drafts:  # built later: 61,000 of them
                 drafts[name] = LATER
             else:
                 _place(builder, tname, name, table, chains)
-            placed_names.add(name)
-            if name not in builtin:
-                done.add(name)
-    for name in chains:  # chains no hook reaches: shown in nat, as kube-proxy's
-        if name not in placed_names:
+        placed_names.update(reached)  # whole sets at once: 61,000 names
+        done.update(reached)
+        done.difference_update(builtin)  # never in it before: placed again each time
+    unreached = chains.keys() - placed_names
+    for name in chains if unreached else ():  # chains no hook reaches: shown in nat, as
+        if name in unreached:  # kube-proxy's
             _place(builder, "nat", name, table, chains)
 
 
@@ -207,12 +213,19 @@ def _reachable(starts: Iterable[str], jumps: dict[str, list[str]], done: set[str
     """The chains reached from ``starts``, depth first, none of ``done`` walked through."""
     seen: dict[str, None] = {}  # ordered, and a set's lookups: 40,000 chains in a big table
     todo = list(starts)
+    pop, push, extend, targets_of = todo.pop, todo.append, todo.extend, jumps.get
     while todo:
-        name = todo.pop()
-        if name in seen or name in done or name not in jumps:
+        name = pop()
+        if name in seen or name in done:
+            continue
+        targets = targets_of(name)
+        if targets is None:
             continue
         seen[name] = None
-        todo.extend(jumps[name])
+        if len(targets) != 1:
+            extend(targets)
+        elif targets[0] not in seen:  # a seen one would be passed over when popped: an
+            push(targets[0])  # endpoint chain's mark-for-masquerade, 50,000 times
     return list(seen)
 
 
@@ -253,6 +266,9 @@ def _lower_chain(
             bad = OpaqueTarget("nft", text=f"not read: {text}")
             rules.append(Rule("nat", chain.name, len(rules) + 1, bad, origin=origin))
             continue
+        if low.branches is not None:  # a map's rule per element, as _alternatives has them
+            _branches(low, chain.name, origin, rules)  # (10,000 of the services chain's)
+            continue
         for extra, target in _alternatives(low, chain.name, len(rules), chains, origin):
             rules.append(  # new_rule: Rule(…) positionally, 5× as fast (construct.py)
                 new_rule(
@@ -272,6 +288,18 @@ def _lower_chain(
                 )
             )
     chains[chain.name] = rules
+
+
+def _branches(low: Lowered, chain: str, origin: SourceLocation, rules: list[Rule]) -> None:
+    """A rule per branch, each its match after the statement's: what ``_lower_chain`` makes
+    of ``_alternatives``' answer for a map, without the list of pairs between."""
+    head, n, add = tuple(low.matches), len(rules), rules.append
+    src, dst, proto, iin, out = (low.source, low.destination, low.protocol, low.in_interface,
+                                 low.out_interface)  # fmt: skip
+    for match, target in low.branches or ():
+        n += 1
+        add(new_rule("nat", chain, n, target, src, dst, proto, iin, out, None, (*head, match),
+                     None, origin))  # fmt: skip
 
 
 def _alternatives(
