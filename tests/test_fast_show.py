@@ -19,6 +19,9 @@ from kpsim.formats import parse_captures
 from kpsim.formats.iptables.lazy import LazyChain
 from kpsim.formats.iptables.lazy_text import table_text
 from kpsim.inputs import synth
+from kpsim.kube.fast_services import fast_services
+from kpsim.kube.frontends import RuleAt
+from kpsim.kube.services import services
 from kpsim.kube.show import ShowReport, summarize
 from kpsim.model import Ruleset
 from kpsim.render.json import show_json
@@ -137,3 +140,36 @@ def test_a_damaged_capture_falls_back_and_shows_the_same() -> None:
     assert not _lazy(text)
     fast, whole = _both(text)
     assert fast == whole
+
+
+def test_frontends_read_off_the_sketch_show_the_same() -> None:
+    # KUBE-SERVICES read on demand is sketched and its frontends read off the sketch: odd
+    # destinations (a prefix, /32, negated), comments without a name, unquoted or none,
+    # no protocol; each frontend's rule, built when asked for, is the whole reader's
+    text = _dump()
+    chains = [w.split()[0] for w in text.split("-j KUBE-SVC-")[1:4]]
+    h1, h2, h3 = chains
+    lines = [
+        f'-m comment --comment "ns/x:p external IP" -m tcp -p tcp -d 10.9.0.0/16 --dport 80 '
+        f"-j KUBE-SVC-{h1}",
+        f"-m comment --comment ns/y:q -m udp -p udp -d 10.9.9.9/32 --dport 53 -j KUBE-SVC-{h2}",
+        f'-m comment --comment "no name here" ! -d 10.9.9.8/32 -j KUBE-SVC-{h3}',
+        f"-d 10.9.9.7 -j KUBE-SVC-{h1}",
+        f'-m comment --comment "" -m sctp -p sctp --dport 9 -j KUBE-SVC-{h2}',
+        f"-d 10.9.0.0/0 -j KUBE-SVC-{h3}",
+    ]
+    edited = _edit(text, "-A KUBE-SERVICES ", "".join(f"-A KUBE-SERVICES {w}\n" for w in lines))
+    assert _lazy(edited)
+    rs = parse_captures(edited, "p", lazy=True)[0]
+    whole = parse_captures(edited, "p")[0]
+    assert rs.chain("nat", "KUBE-SERVICES").sketch() is not None  # type: ignore[union-attr]
+    fast_svcs, whole_svcs = fast_services(rs), services(whole)
+    assert fast_svcs == whole_svcs
+    sketched = 0
+    for fast_svc, whole_svc in zip(fast_svcs, whole_svcs, strict=True):
+        for f, w in zip(fast_svc.frontends, whole_svc.frontends, strict=True):
+            sketched += isinstance(f.source, RuleAt)
+            assert (f.rule, f.rule.origin, f.jump) == (w.rule, w.rule.origin, w.jump)
+    assert sketched > 100
+    fast, whole_text = _both(edited)
+    assert fast == whole_text

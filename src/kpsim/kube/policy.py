@@ -140,7 +140,7 @@ def policy(layout: Layout, svc: Service, dropped: set[bool], masq: bool = True) 
         _external_local(c, local, cluster) for c in layout.chains(svc, "external")
     )
     internal = False in dropped or any(
-        f.kind == "cluster-ip" and _target(f.rule) in local for f in svc.frontends
+        f.kind == "cluster-ip" and f.jump in local for f in svc.frontends
     )
     return Policy(external, internal, masquerade(layout, svc) if masq else frozenset())
 
