@@ -22,6 +22,7 @@ from itertools import chain, compress, repeat
 from operator import itemgetter, truth
 from typing import cast
 
+from kpsim.formats.iptables import fast
 from kpsim.formats.iptables.lazy import _RULES_SLOT, LazyChain, _Source
 from kpsim.formats.iptables.lazy_scan import JUMP_TARGET
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
@@ -38,6 +39,9 @@ _SEP_JUMP = re.compile(
 #: A DNAT (the target ends the line: its destination is the line's end).
 _DNAT = re.compile(r" -j DNAT --to-destination ([0-9.:]++)\n", re.ASCII)
 _SERVICE_CHAINS = ("KUBE-SVC-", "KUBE-SVL-")
+#: The groups of ``fast._RESTORE_RE`` and ``fast._SAVE_RE`` (numbered from 1): sneg, src,
+#: addrtype, jump.
+_SOURCE_FIELDS = {fast._RESTORE_RE: (12, 13, 6, 17), fast._SAVE_RE: (2, 3, 11, 17)}
 
 
 class TableText:
@@ -119,6 +123,28 @@ class TableText:
     def deferred_only(self, name: str) -> bool:
         """Is every rule of ``name`` a deferred line (its text says all about it)?"""
         return name not in self.eager
+
+    def local_sources(self, name: str) -> list[tuple[str, bool]] | None:
+        """Per rule of a chain whose every rule is a deferred line: the chain it jumps to
+        ("" for a target keyword or DNAT) and whether only node-local or pod sources take
+        it (``-s`` not negated, or ``-m addrtype --src-type LOCAL``); else None.
+
+        Why: ``show`` asks it of a 10,000-service dump's 1,000 KUBE-EXT chains (the policy
+        Local or not); building their rules took ~0.04 s of it (measured)."""
+        if not self.deferred_only(name):
+            return None
+        text, out = self.source.text, []
+        first, second = fast._RESTORE_RE.fullmatch, fast._SAVE_RE.fullmatch
+        for start, end in self.source.spans(name):
+            for line in text[start + 1 : end].split("\n"):
+                m = first(line) or second(line)
+                if m is None:  # never for a vouched line: the rules answer
+                    return None
+                sneg, src, local, jump = _SOURCE_FIELDS[m.re]
+                target = m[jump] or ""
+                local_only = (m[src] is not None and m[sneg] is None) or m[local] == "src"
+                out.append(("" if target in TARGET_KEYWORDS else target, local_only))
+        return out
 
     def sep_jumps(self) -> dict[str, tuple[list[str], list[str]]]:
         """Per service chain without affinity: the probability ("" for none) and the
