@@ -292,3 +292,26 @@ def test_external_chains_in_iptables_save_order_show_the_same(rule: str, local: 
     assert shown.traffic_policy_local == local
     fast, whole = _both(text)
     assert fast == whole
+
+
+def test_chains_in_several_runs_show_the_same() -> None:
+    # a service chain and an endpoint chain cut in two runs by another chain's line: the
+    # endpoint jumps of both runs count, in order, and an endpoint chain's first DNAT wins
+    # (here in a run before its own lines)
+    text = _dump()
+    seps = re.findall(r"\n-A (KUBE-SEP-\w+) [^\n]*-j DNAT", text)
+    sep, later = seps[0], seps[1]
+    edited = _edit(
+        text, f"-A {sep} ", f"-A {later} -m tcp -p tcp -j DNAT --to-destination 9.9.9.9:99\n"
+    )
+    svc = re.search(r"\n-A (KUBE-SVC-\w+) -m comment [^\n]* -m statistic", text)
+    assert svc is not None
+    edited = _edit(edited, f"-A {svc[1]} ", f"-A {later} -j KUBE-MARK-MASQ\n")
+    assert _lazy(edited)
+    rs = parse_captures(edited, "p", lazy=True)[0]
+    nat = table_text(rs.table("nat"))  # type: ignore[arg-type]
+    assert nat is not None and nat.dnat()[later] == "9.9.9.9:99"
+    assert len(nat.sep_jumps()[svc[1]][1]) > 1
+    assert fast_services(rs) == services(parse_captures(edited, "p")[0])
+    fast, whole = _both(edited)
+    assert fast == whole

@@ -27,7 +27,7 @@ from kpsim.formats.iptables.write import render_rule
 from kpsim.kube import nft_services as nft
 from kpsim.kube.chance import endpoint_shares
 from kpsim.kube.frontends import address
-from kpsim.kube.names import clean_name
+from kpsim.kube.names import clean_name, hash_part
 from kpsim.kube.services import Service
 from kpsim.model import (
     AddrTypeMatch,
@@ -91,6 +91,7 @@ class Layout:
         self._nat = nat.chains if nat is not None and not self.nft else {}
         # a nat table read on demand: the external chains' rules are read off its text
         self.text = table_text(nat) if nat is not None and not self.nft else None
+        self._owners: set[str] | None = None
         if self.nft:
             for table in ruleset.tables.values():
                 for name, chain in table.chains.items():
@@ -105,6 +106,15 @@ class Layout:
             return self._index.get(svc.hash, {}).get(kind, []) if svc.hash else []
         nat = self._nat
         return [c for p in _IPT[kind] if (c := nat.get(p + svc.hash)) is not None]
+
+    def has_local_or_external(self, svc: Service) -> bool:
+        """Has the service a chain of kind local or external (always yes in nftables)?"""
+        if self.nft:
+            return True
+        if self._owners is None:  # the hashes of such chains, found in one pass
+            kinds = (*_IPT["local"], *_IPT["external"])
+            self._owners = {hash_part(n) for n in self._nat if n.startswith(kinds)}
+        return svc.hash in self._owners
 
     def chain_names(self, svc: Service, kind: str) -> set[str]:
         return {c.name for c in self.chains(svc, kind)}
@@ -138,14 +148,17 @@ def policies(
 
 
 def policy(layout: Layout, svc: Service, dropped: set[bool], masq: bool = True) -> Policy:
-    local = layout.chain_names(svc, "local")
-    cluster = layout.chain_names(svc, "cluster")
-    external = True in dropped or any(
-        _external_local(c, local, cluster, layout.text) for c in layout.chains(svc, "external")
-    )
-    internal = False in dropped or any(
-        f.kind == "cluster-ip" and f.jump in local for f in svc.frontends
-    )
+    # each chain looked up only when its answer is needed, none for a service without a
+    # local or external chain: ``show`` asks of 10,000 services (0.1 s → 0.03 s, measured)
+    external, internal = True in dropped, False in dropped
+    if layout.has_local_or_external(svc):
+        local = layout.chain_names(svc, "local")
+        if not external and (ext := layout.chains(svc, "external")):
+            cluster = layout.chain_names(svc, "cluster")
+            external = any(_external_local(c, local, cluster, layout.text) for c in ext)
+        internal = internal or (
+            bool(local) and any(f.kind == "cluster-ip" and f.jump in local for f in svc.frontends)
+        )
     return Policy(external, internal, masquerade(layout, svc) if masq else frozenset())
 
 
@@ -252,9 +265,11 @@ def _iptables_drops(ruleset: Ruleset) -> list[LocalDrop]:
     for tname, table in ruleset.tables.items():
         lazy = table_text(table)  # read on demand: only chains whose lines say so are built
         wanted = lazy.mentioning(_LOCAL) if lazy is not None else None
-        for name, chain in table.chains.items():
-            if name.startswith(_NEVER_DROPS) or (wanted is not None and name not in wanted):
+        names = table.chains if wanted is None else [n for n in table.chains if n in wanted]
+        for name in names:
+            if name.startswith(_NEVER_DROPS):
                 continue  # the bulk of a big node's rules, and never a Local drop
+            chain = table.chains[name]
             for rule in chain.rules:
                 text = rule.comment or ""
                 if not text.endswith(_LOCAL):

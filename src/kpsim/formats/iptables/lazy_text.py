@@ -16,10 +16,9 @@ answered from its rules (``TableText.deferred_only``), never from its text.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections import Counter
 from itertools import chain, compress, repeat
-from operator import itemgetter, truth
+from operator import truth
 from typing import cast
 
 from kpsim.formats.iptables import fast
@@ -150,37 +149,44 @@ class TableText:
         """Per service chain without affinity: the probability ("" for none) and the
         endpoint chain of each of its endpoint jumps, in order."""
         if self._sep_jumps is None:
-            found = list(_SEP_JUMP.finditer(self.source.text, self.lo, self.hi))
-            jumps: dict[str, tuple[list[str], list[str]]] = {}
-            for name, m in zip(self._chains_at(found), found, strict=True):
-                if name is not None and name.startswith(_SERVICE_CHAINS):
-                    probabilities, chains = jumps.get(name) or jumps.setdefault(name, ([], []))
-                    probabilities.append(m[1] or "")
-                    chains.append(m[2])
-            for name in self.mentioning(" -m recent "):  # session affinity: from its rules
-                jumps.pop(name, None)
-            self._sep_jumps = jumps
+            self._read_service_runs()
+        assert self._sep_jumps is not None
         return self._sep_jumps
 
     def dnat(self) -> dict[str, str]:
-        """Each endpoint chain's first DNAT destination, as ``str(NatRange)`` writes it
-        (a deferred one is ``IP`` or ``IP:PORT``, the port without leading zeros)."""
+        """Each endpoint chain's (KUBE-SEP-…) first DNAT destination, as ``str(NatRange)``
+        writes it (a deferred one is ``IP`` or ``IP:PORT``, the port without leading
+        zeros)."""
         if self._dnat is None:
-            found = list(_DNAT.finditer(self.source.text, self.lo, self.hi))
-            pairs = zip(self._chains_at(found), map(itemgetter(1), found), strict=True)
-            # the first of a chain's wins; a line read at once (None) is in ``eager``
-            self._dnat = {k: v for k, v in reversed(list(pairs)) if k is not None}
+            self._read_service_runs()
+        assert self._dnat is not None
         return self._dnat
 
-    def _chains_at(self, found: list[re.Match[str]]) -> list[str | None]:
-        """The chain of each match's line (None: a line read at once), by a bisection of
-        the runs' ends in C: the scan's runs say whose each line is."""
-        runs = self.source.runs
-        if runs is None:
-            return [None] * len(found)
-        names, offsets = runs.names, runs.offsets
-        items = map(bisect_right, repeat(offsets), map(re.Match.start, found))
-        return [names[i - 1] for i in items]
+    def _read_service_runs(self) -> None:
+        """``sep_jumps`` and ``dnat``, each run of a service or endpoint chain searched on
+        its own: a search of the whole table found each hit's chain by a bisection of the
+        runs and a Python loop over its 100,000 hits, 0.14 s against 0.09 s (measured)."""
+        text, runs = self.source.text, self.source.runs
+        jumps: dict[str, tuple[list[str], list[str]]] = {}
+        dests: dict[str, str] = {}
+        if runs is not None and self.items:
+            lo, hi = self.items[0], self.items[-1] + 1
+            offsets = runs.offsets
+            items = zip(runs.names[lo:hi], offsets[lo:hi], offsets[lo + 1 : hi + 1], strict=True)
+            jumps_in, dnat_in = _SEP_JUMP.findall, _DNAT.search
+            for name, start, end in items:  # each run from the newline before its first line
+                if name is None:  # lines read at once: in ``eager``
+                    continue
+                if name.startswith("KUBE-SEP-"):
+                    if name not in dests and (m := dnat_in(text, start, end + 1)) is not None:
+                        dests[name] = m[1]  # the first of a chain's wins
+                elif name.startswith(_SERVICE_CHAINS) and (rows := jumps_in(text, start, end + 1)):
+                    found = jumps.get(name) or jumps.setdefault(name, ([], []))
+                    found[0].extend([p for p, _ in rows])
+                    found[1].extend([c for _, c in rows])
+        for name in self.mentioning(" -m recent "):  # session affinity: from its rules
+            jumps.pop(name, None)
+        self._sep_jumps, self._dnat = jumps, dests
 
 
 def table_text(table: Table) -> TableText | None:
