@@ -33,13 +33,7 @@ from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
-from kpsim.formats.iptables.lazy_scan import (
-    JUMP_TARGET,
-    Lines,
-    Runs,
-    pick,
-    scanner_of,
-)
+from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, pick, scanner_of
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declared_keywords, detect_save_format
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
@@ -126,6 +120,7 @@ class _Source:
         self.order = 0  # the scanner's: 0 kube-proxy's restore input, 1 iptables-save's
         self.sketches: dict[str, Sketch | None] = {}
         self.places = Places()  # where each declaration is (``origin``)
+        self.targets: list[str] = []  # each deferred line's ``-j NAME`` (``_no_missing``)
 
     def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
         """Items ``lo:hi`` (no special one among them) are runs of this table: first and
@@ -386,7 +381,8 @@ class _Pass:
                 offsets = source.runs.offsets
                 lo = offsets[min(source.first.values())]
                 hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
-                targets = set(JUMP_TARGET.findall(self.text, lo, hi))
+                source.targets = JUMP_TARGET.findall(self.text, lo, hi)  # show counts them
+                targets = set(source.targets)
                 targets -= TARGET_KEYWORDS
                 # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against
                 # ``targets <= chains.keys()`` on a mapping proxy's keys (measured)
