@@ -388,3 +388,13 @@ def test_service_chains_with_affinity_in_iptables_save_order_show_the_same() -> 
     assert _same((svc,), services(parse_captures(_SAVE_AFFINITY, "p")[0]))
     fast, whole = _both(_SAVE_AFFINITY)
     assert _same(fast, whole)
+
+
+def test_a_table_read_on_demand_gives_one_text_view() -> None:
+    # ``table_text`` is asked by every part of ``show``: made once, its readings shared
+    rs = parse_captures(_dump(30), "p", lazy=True)[0]
+    nat = rs.table("nat")
+    assert nat is not None
+    view = table_text(nat)
+    assert view is not None and view is table_text(nat)
+    assert view.sep_jumps() is table_text(nat).sep_jumps()  # type: ignore[union-attr]

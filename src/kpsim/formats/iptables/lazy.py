@@ -121,6 +121,7 @@ class _Source:
         self.sketches: dict[str, Sketch | None] = {}
         self.places = Places()  # where each declaration is (``origin``)
         self.targets: list[str] = []  # each deferred line's ``-j NAME`` (``_no_missing``)
+        self.view: object = None  # ``lazy_text.table_text``'s answer, made once
 
     def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
         """Items ``lo:hi`` (no special one among them) are runs of this table: first and

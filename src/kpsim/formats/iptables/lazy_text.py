@@ -223,5 +223,10 @@ def table_text(table: Table) -> TableText | None:
     for found in table.chains.values():
         if type(found) is LazyChain:
             source = _RULES_SLOT.__get__(found, Chain)
-            return TableText(table, source) if isinstance(source, _Source) else None
+            if not isinstance(source, _Source):
+                return None
+            # made once per table: ``show`` asks 5 times, each a scan of 61,000 chains
+            if not isinstance(source.view, TableText) or source.view.table is not table:
+                source.view = TableText(table, source)
+            return source.view
     return None
