@@ -175,16 +175,16 @@ def _sketch_frontends(
     for at, (jump, dst, dport, proto, text) in enumerate(fields):
         if not jump.startswith(prefixes):
             continue
-        h = hash_part(jump)
+        h = jump[jump.index("-", 5) + 1 :]  # hash_part, inline here and below: 10,000 calls
         d = drafts.get(h) or drafts.setdefault(h, Draft(h))
         if "/" in dst and not dst.endswith("/32"):
             front, name = frontend(chain.rule(at), kind_default)
         else:
             # a vouched address is a dotted quad as ``address`` prints it
             where = dst.removesuffix("/32") if dst and dst[0] != "!" else None
-            source = RuleAt(chain, at, jump)
-            front = new(kind_of(text, kind_default), where, int(dport) if dport else None,
-                        proto or None, source)  # fmt: skip
+            source = tuple.__new__(RuleAt, (chain, at, jump))  # RuleAt's __new__ is Python
+            kind = "cluster-ip" if text.endswith(" cluster IP") else kind_of(text, kind_default)
+            front = new(kind, where, int(dport) if dport else None, proto or None, source)
             name = clean_name(text) if "/" in text else None
         d.protocol = d.protocol or front.protocol
         d.frontends.append(front)

@@ -192,26 +192,31 @@ class TableText:
 
     def _read_service_runs(self) -> None:
         """``sep_jumps`` and ``dnat``, each run of a service or endpoint chain searched on
-        its own: a search of the whole table found each hit's chain by a bisection of the
-        runs and a Python loop over its 100,000 hits, 0.14 s against 0.09 s (measured)."""
+        its own, the runs picked and searched by ``map`` in C: a search of the whole table
+        found each hit's chain by a bisection of the runs and a Python loop over its
+        100,000 hits, 0.14 s against 0.07 s (measured)."""
         text, runs = self.source.text, self.source.runs
         jumps: dict[str, tuple[list[str], list[str]]] = {}
         dests: dict[str, str] = {}
         if runs is not None and self.items:
             lo, hi = self.items[0], self.items[-1] + 1
-            offsets = runs.offsets
-            items = zip(runs.names[lo:hi], offsets[lo:hi], offsets[lo + 1 : hi + 1], strict=True)
-            jumps_in, dnat_in = _SEP_JUMP.findall, _DNAT.search
-            for name, start, end in items:  # each run from the newline before its first line
-                if name is None:  # lines read at once: in ``eager``
-                    continue
-                if name.startswith("KUBE-SEP-"):
-                    if name not in dests and (m := dnat_in(text, start, end + 1)) is not None:
-                        dests[name] = m[1]  # the first of a chain's wins
-                elif name.startswith(_SERVICE_CHAINS) and (rows := jumps_in(text, start, end + 1)):
-                    found = jumps.get(name) or jumps.setdefault(name, ([], []))
-                    found[0].extend([p for p, _ in rows])
-                    found[1].extend([c for _, c in rows])
+            # each run from the newline before its first line to the one after its last;
+            # lines read at once (no name) are in ``eager``
+            names = [name or "" for name in runs.names[lo:hi]]
+            starts, ends = runs.offsets[lo:hi], [end + 1 for end in runs.offsets[lo + 1 : hi + 1]]
+            seps = list(map(str.startswith, names, repeat("KUBE-SEP-")))
+            found = map(_DNAT.search, repeat(text), compress(starts, seps), compress(ends, seps))
+            # the first of a chain's wins: written last
+            pairs = list(zip(compress(names, seps), found, strict=True))
+            dests = {name: m[1] for name, m in reversed(pairs) if m is not None}
+            services = list(map(str.startswith, names, repeat(_SERVICE_CHAINS)))
+            rows = map(_SEP_JUMP.findall, repeat(text), compress(starts, services),
+                       compress(ends, services))  # fmt: skip
+            for name, hits in zip(compress(names, services), rows, strict=True):
+                if hits:
+                    chains = jumps.get(name) or jumps.setdefault(name, ([], []))
+                    chains[0].extend([p for p, _ in hits])
+                    chains[1].extend([c for _, c in hits])
         for name in self.mentioning(" -m recent "):  # session affinity: from its rules
             jumps.pop(name, None)
         self._sep_jumps, self._dnat = jumps, dests
