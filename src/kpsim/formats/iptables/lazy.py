@@ -35,7 +35,7 @@ from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
 from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, pick, scanner_of
 from kpsim.formats.iptables.save import _SaveParser
-from kpsim.formats.iptables.save_detect import declared_keywords, detect_save_format
+from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
 from kpsim.model import Chain, Counters, Format, Jump, Rule, Ruleset, SourceLocation, Table
@@ -206,7 +206,8 @@ def lazy_save(text: str, path: str) -> Ruleset | None:
     whole reader must answer (see the module's docstring)."""
     if not text.endswith("\n") or "\r" in text or "\n*" not in text or text.startswith("-"):
         return None
-    if detect_save_format(text) is not Format.SAVE or declared_keywords(text):
+    # target keywords declared as chains: looked for by the pass (a search took 20 ms)
+    if detect_save_format(text) is not Format.SAVE:
         return None
     parser = _SaveParser(path, Format.SAVE, Sink(path, False))
     try:
@@ -282,6 +283,8 @@ class _Pass:
         order = self.order[source.table]
         if len(fresh) != len(names) or not fresh.keys().isdisjoint(order):
             raise _NotClean  # declared twice, or after its rules: as the whole reader says
+        if not TARGET_KEYWORDS.isdisjoint(fresh):
+            raise _NotClean  # a target keyword declared: ``-j`` it is a jump
         source.declared = {**source.declared, **fresh} if source.declared else fresh
         order.update(fresh)
 
@@ -301,9 +304,9 @@ class _Pass:
             if head == ":" and parser.table in self.ruled:
                 raise _NotClean  # a declaration after rules (``_declared_first``)
             if (head == "-" and not line.startswith("-A ")) or (
-                head == "*" and line[1:] in self.order
+                (head == "*" and line[1:] in self.order) or declares_keyword(line)
             ):
-                raise _NotClean  # -I -N -X -F -P: order and deletions; a table read twice
+                raise _NotClean  # -I -N -X -F -P; a table read twice; -j KEYWORD a jump
             parser.line(number + offset, line)
             if parser.sink.items or self.builder.notes:
                 raise _NotClean
