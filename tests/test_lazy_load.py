@@ -112,6 +112,12 @@ _DAMAGE = [
     (r"(\n-A KUBE-SEP-\S+ [^\n]*-j KUBE-MARK-MASQ\n)", r"\g<1>-A KUBE-NEW -j KUBE-MARK-MASQ\n"),
     # a chain declared after rules
     (r"\nCOMMIT\n$", r"\n:KUBE-LATE - [0:0]\nCOMMIT\n"),
+    # a target keyword declared as a chain (then -j DNAT is a jump): in a block of
+    # declarations, on a line of its own read at once, in the filter table
+    (r"(\*nat\n)", r"\g<1>:DNAT - [0:0]\n"),
+    (r"(\*nat\n)", r"\g<1> :MASQUERADE - [0:0]\n"),
+    (r"(\*nat\n)", r"\g<1>:DNAT[0:0]\n"),
+    (r"(\*filter\n)", r"\g<1>:REJECT ACCEPT [0:0]\n"),
     # cut: no COMMIT, no newline at the end
     (r"COMMIT\n$", r""),
     (r"\n$", r""),

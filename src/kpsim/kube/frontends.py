@@ -12,6 +12,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from socket import inet_ntoa
+from typing import NamedTuple
 
 from kpsim.formats.iptables.construct import constructor
 from kpsim.kube.names import (
@@ -21,19 +22,51 @@ from kpsim.kube.names import (
     comment_name,
     hash_part,
 )
-from kpsim.model import Address, CommentMatch, Jump, PortMatch, Reject, Rule, Ruleset
+from kpsim.model import (
+    Address,
+    Chain,
+    CommentMatch,
+    Jump,
+    PortMatch,
+    Reject,
+    Rule,
+    Ruleset,
+    RuleSketch,
+)
+
+
+class RuleAt(NamedTuple):
+    """A frontend's rule not built yet: ``chain.rule(at)``, which jumps to ``jump``."""
+
+    chain: Chain
+    at: int
+    jump: str
 
 
 @dataclass(frozen=True, slots=True)
 class Frontend:
     """An address:port a client can use: ``kind`` is cluster-ip, node-port,
-    external-ip or load-balancer."""
+    external-ip or load-balancer; ``source`` its rule, or where it is (``RuleAt``: read
+    off a sketch, its rule built when asked for)."""
 
     kind: str
     address: str | None
     port: int | None
     protocol: str | None
-    rule: Rule = field(compare=False)
+    source: Rule | RuleAt = field(compare=False)
+
+    @property
+    def rule(self) -> Rule:
+        source = self.source
+        return source if isinstance(source, Rule) else source.chain.rule(source.at)
+
+    @property
+    def jump(self) -> str | None:
+        """The chain its rule jumps to (None: another target)."""
+        source = self.source
+        if isinstance(source, RuleAt):
+            return source.jump
+        return source.target.chain if isinstance(source.target, Jump) else None
 
 
 _new_frontend: Callable[..., Frontend] = constructor(Frontend)
@@ -101,7 +134,10 @@ def collect_frontends(
         chain = ruleset.chain("nat", chain_name)
         if chain is None:
             continue
-        sketch = chain.sketch() if only is not None else None
+        sketch = chain.sketch()
+        if sketch is not None and only is None:  # read on demand: no rule built
+            _sketch_frontends(chain, sketch, kind_default, drafts)
+            continue
         rules: Iterable[Rule] = chain.rules if sketch is None else ()
         if sketch is not None and only is not None:  # read on demand: build only these
             rules = (
@@ -123,6 +159,37 @@ def collect_frontends(
             d.frontends.append(front)
             if name is not None:
                 d.names.append(name)
+
+
+def _sketch_frontends(
+    chain: Chain, sketch: RuleSketch, kind_default: str, drafts: dict[str, Draft]
+) -> None:
+    """``frontend`` of each rule of a sketched chain (``formats.iptables.sketch``) that
+    jumps to a service chain, read off the sketch: building KUBE-SERVICES' 10,001 rules
+    took ~0.2 s of ``show`` on a 10,000-service dump, this ~0.03 s (measured). A vouched
+    line has at most one comment and one port match; a ``-d`` with a prefix (its network
+    address is computed) is read from its rule."""
+    lists = (sketch.jumps, sketch.dsts, sketch.dports, sketch.protos, sketch.comments)
+    fields = zip(*lists, strict=True)
+    prefixes, kind_of, new = SERVICE_PREFIXES, _frontend_kind, _new_frontend
+    for at, (jump, dst, dport, proto, text) in enumerate(fields):
+        if not jump.startswith(prefixes):
+            continue
+        h = jump[jump.index("-", 5) + 1 :]  # hash_part, inline here and below: 10,000 calls
+        d = drafts.get(h) or drafts.setdefault(h, Draft(h))
+        if "/" in dst and not dst.endswith("/32"):
+            front, name = frontend(chain.rule(at), kind_default)
+        else:
+            # a vouched address is a dotted quad as ``address`` prints it
+            where = dst.removesuffix("/32") if dst and dst[0] != "!" else None
+            source = tuple.__new__(RuleAt, (chain, at, jump))  # RuleAt's __new__ is Python
+            kind = "cluster-ip" if text.endswith(" cluster IP") else kind_of(text, kind_default)
+            front = new(kind, where, int(dport) if dport else None, proto or None, source)
+            name = clean_name(text) if "/" in text else None
+        d.protocol = d.protocol or front.protocol
+        d.frontends.append(front)
+        if name is not None:
+            d.names.append(name)
 
 
 def collect_rejects(ruleset: Ruleset) -> dict[str, list[Rule]]:

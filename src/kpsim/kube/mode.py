@@ -282,11 +282,15 @@ def _jump_mode(table: str, to: str) -> ProxyMode | None:
 def _sketch_signs(signs: dict[ProxyMode, _Signs], table: str, sketch: RuleSketch) -> None:
     """``_rule_signs`` of every rule of a sketched chain, building only the rules whose
     line is still wanted as evidence: its rules have no set match, so jumps are all."""
+    iptables = signs[ProxyMode.IPTABLES]  # nearly every jump's: no enum hashed per rule
     for at, to in enumerate(sketch.jumps):
-        mode = _jump_mode(table, to) if to else None
-        if mode is not None:
+        if to.startswith(_IPTABLES_PREFIXES):  # _jump_mode's first answer
+            found = iptables
+        elif (mode := _jump_mode(table, to) if to else None) is not None:
             found = signs[mode]
-            found.add(sketch.rule(at).origin if found.wants() else None)
+        else:
+            continue
+        found.add(sketch.rule(at).origin if found.wants() else None)
 
 
 def _ipvs_set(rule: Rule) -> bool:
@@ -299,11 +303,12 @@ def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
     services = ruleset.chain("nat", "KUBE-SERVICES")
     sketch = services.sketch() if services is not None else None
     if sketch is not None:  # read on demand: no set matches, its jumps say it all
+        iptables, ipvs = signs[ProxyMode.IPTABLES], signs[ProxyMode.IPVS]
         for at, to in enumerate(sketch.jumps):
             if to.startswith(_IPTABLES_PREFIXES) or to == "KUBE-NODEPORTS":
-                found = signs[ProxyMode.IPTABLES]
+                found = iptables
             elif to in _IPVS_ENTRY:
-                found = signs[ProxyMode.IPVS]
+                found = ipvs
             else:
                 continue
             found.add(sketch.rule(at).origin if found.wants(live=True) else None, live=True)

@@ -95,8 +95,9 @@ class RuleSketch(typing.Protocol):
     them off the text: per rule ``jumps`` (the chain it jumps to, "" for any other
     target), ``dsts`` (``-d`` as written, "!" first when negated, "" none), ``protos``
     (``-p``), ``dports`` and ``modules`` (its one ``--dport`` and the match module that
-    reads it), ``stateful`` (a statistic or recent match comes before that port match);
-    "" where the rule has none. ``rule(at)`` builds the rule itself, equal to ``rules[at]``.
+    reads it), ``stateful`` (a statistic or recent match comes before that port match),
+    ``comments`` (its one comment's text); "" where the rule has none. ``rule(at)`` builds
+    the rule itself, equal to ``rules[at]``.
     Its rules have nothing else: no ``-i``/``-o``/``-f``, no counters, no match but a
     comment, ``-m recent``, ``-m addrtype``, that port match and ``-m statistic``, and a
     ``-j`` target (a jump, a built-in target or DNAT), never ``-g``."""
@@ -107,6 +108,7 @@ class RuleSketch(typing.Protocol):
     dports: Sequence[str]
     modules: Sequence[str]
     stateful: Sequence[bool]
+    comments: Sequence[str]
 
     def rule(self, at: int) -> Rule: ...
 

@@ -33,15 +33,9 @@ from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
-from kpsim.formats.iptables.lazy_scan import (
-    JUMP_TARGET,
-    Lines,
-    Runs,
-    pick,
-    scanner_of,
-)
+from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, pick, scanner_of
 from kpsim.formats.iptables.save import _SaveParser
-from kpsim.formats.iptables.save_detect import declared_keywords, detect_save_format
+from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
 from kpsim.model import Chain, Counters, Format, Jump, Rule, Ruleset, SourceLocation, Table
@@ -126,6 +120,8 @@ class _Source:
         self.order = 0  # the scanner's: 0 kube-proxy's restore input, 1 iptables-save's
         self.sketches: dict[str, Sketch | None] = {}
         self.places = Places()  # where each declaration is (``origin``)
+        self.targets: list[str] = []  # each deferred line's ``-j NAME`` (``_no_missing``)
+        self.view: object = None  # ``lazy_text.table_text``'s answer, made once
 
     def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
         """Items ``lo:hi`` (no special one among them) are runs of this table: first and
@@ -210,7 +206,8 @@ def lazy_save(text: str, path: str) -> Ruleset | None:
     whole reader must answer (see the module's docstring)."""
     if not text.endswith("\n") or "\r" in text or "\n*" not in text or text.startswith("-"):
         return None
-    if detect_save_format(text) is not Format.SAVE or declared_keywords(text):
+    # target keywords declared as chains: looked for by the pass (a search took 20 ms)
+    if detect_save_format(text) is not Format.SAVE:
         return None
     parser = _SaveParser(path, Format.SAVE, Sink(path, False))
     try:
@@ -286,6 +283,8 @@ class _Pass:
         order = self.order[source.table]
         if len(fresh) != len(names) or not fresh.keys().isdisjoint(order):
             raise _NotClean  # declared twice, or after its rules: as the whole reader says
+        if not TARGET_KEYWORDS.isdisjoint(fresh):
+            raise _NotClean  # a target keyword declared: ``-j`` it is a jump
         source.declared = {**source.declared, **fresh} if source.declared else fresh
         order.update(fresh)
 
@@ -305,9 +304,9 @@ class _Pass:
             if head == ":" and parser.table in self.ruled:
                 raise _NotClean  # a declaration after rules (``_declared_first``)
             if (head == "-" and not line.startswith("-A ")) or (
-                head == "*" and line[1:] in self.order
+                (head == "*" and line[1:] in self.order) or declares_keyword(line)
             ):
-                raise _NotClean  # -I -N -X -F -P: order and deletions; a table read twice
+                raise _NotClean  # -I -N -X -F -P; a table read twice; -j KEYWORD a jump
             parser.line(number + offset, line)
             if parser.sink.items or self.builder.notes:
                 raise _NotClean
@@ -386,7 +385,8 @@ class _Pass:
                 offsets = source.runs.offsets
                 lo = offsets[min(source.first.values())]
                 hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
-                targets = set(JUMP_TARGET.findall(self.text, lo, hi))
+                source.targets = JUMP_TARGET.findall(self.text, lo, hi)  # show counts them
+                targets = set(source.targets)
                 targets -= TARGET_KEYWORDS
                 # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against
                 # ``targets <= chains.keys()`` on a mapping proxy's keys (measured)

@@ -53,6 +53,12 @@ def declared_keywords(text: str) -> frozenset[str]:
     return frozenset(_NL_DECLARE_RE.findall(text) + ([first[1]] if first else []))
 
 
+def declares_keyword(line: str) -> bool:
+    """Does this one line declare a target keyword as a chain (``declared_keywords``, for
+    a reader that sees every declaration line itself)?"""
+    return _DECLARE_RE.match(line) is not None
+
+
 def prompt_table(line: str) -> str | None:
     """The table a pasted ``iptables -t NAME …`` command (or its comment) names, if any."""
     tool = _PROMPT_TOOL_RE.search(line)

@@ -31,9 +31,9 @@ from kpsim.model import Rule
 SKETCH_MIN_RULES = 32
 #: The group of each field in ``fast._RESTORE_RE`` and ``fast._SAVE_RE`` (their orders).
 _FIELDS = {
-    # dneg, dst, proto, module, dport, recent, jump
-    0: (8, 9, 7, 6, 10, 3, 16),
-    1: (3, 4, 5, 11, 12, 7, 16),
+    # dneg, dst, proto, module, dport, recent, jump, comment
+    0: (8, 9, 7, 6, 10, 3, 16, 1),
+    1: (3, 4, 5, 11, 12, 7, 16, 6),
 }
 
 
@@ -47,14 +47,15 @@ def _lines_re(order: int) -> re.Pattern[str]:
 class Sketch:
     """``model.RuleSketch`` of one chain's lines; ``build(line, number)`` builds one rule."""
 
-    __slots__ = ("_build", "_built", "_firsts", "_lines", "_numbers", "dports", "dsts", "jumps",
-                 "modules", "protos", "stateful")  # fmt: skip
+    __slots__ = ("_build", "_built", "_firsts", "_lines", "_numbers", "comments", "dports",
+                 "dsts", "jumps", "modules", "protos", "stateful")  # fmt: skip
     jumps: Sequence[str]
     dsts: Sequence[str]
     protos: Sequence[str]
     dports: Sequence[str]
     modules: Sequence[str]
     stateful: Sequence[bool]
+    comments: Sequence[str]
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class Sketch:
         found = _lines_re(order).findall("\n".join(lines))
         if len(found) != len(lines):  # not one match a line: the caller builds the rules
             raise ValueError("a line the sketch cannot read")
-        dneg, dst, proto, module, dport, recent, jump = _FIELDS[order]
+        dneg, dst, proto, module, dport, recent, jump, comment = _FIELDS[order]
         keywords = TARGET_KEYWORDS
         self.jumps = [g[jump] if g[jump] not in keywords else "" for g in found]
         self.dsts = [("!" + g[dst] if g[dneg] else g[dst]) for g in found]
@@ -79,6 +80,8 @@ class Sketch:
         # the fast path's matches, in either order: comment, recent, addrtype, port,
         # statistic; so only a recent match comes before the port match
         self.stateful = [bool(g[recent]) for g in found]
+        # a vouched comment has no escapes: its text is the word, without its quotes
+        self.comments = [g[comment].strip('"') for g in found]
         self._lines, self._firsts, self._numbers, self._build = lines, firsts, numbers, build
         self._built: dict[int, Rule] = {}
 
