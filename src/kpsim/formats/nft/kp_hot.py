@@ -17,15 +17,16 @@ input, and line by line (hypothesis) on generated ones.
 from __future__ import annotations
 
 from _socket import inet_aton  # socket's own: ``socket`` itself costs ~3 ms to import
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
-from kpsim.formats.iptables.construct import constructor, new_location, new_rule
+from kpsim.formats.iptables.construct import constructor, new_chain, new_location, new_rule
 from kpsim.formats.iptables.lazynet import LazyIPv4Network
 from kpsim.formats.nft.kp_literal import address
-from kpsim.formats.nft.kp_text import NftSet
+from kpsim.formats.nft.kp_text import NftChain, NftSet
 from kpsim.model import (
     Address,
+    Chain,
     ConntrackMatch,
     Dnat,
     Jump,
@@ -44,6 +45,10 @@ _new_dnat: Callable[..., Dnat] = constructor(Dnat)
 _new_range: Callable[..., NatRange] = constructor(NatRange)
 _new_address: Callable[..., Address] = constructor(Address)
 _PROTOCOLS = {p: Protocol(p) for p in ("tcp", "udp", "sctp")}
+#: A dnat line's protocol by its first letter (the scan vouched tcp, udp or sctp) and where
+#: its address starts: ``meta l4proto tcp dnat to A:P`` cut, not split (~4 ms, measured)
+_L4 = {p[0]: (_PROTOCOLS[p], len(f"meta l4proto {p} dnat to ")) for p in _PROTOCOLS}
+_from_bytes = int.from_bytes  # big-endian by default (3.11); bound once: ~3 ms (measured)
 _NEW = (ConntrackMatch(("NEW",), False),)
 
 
@@ -100,6 +105,45 @@ def endpoint_rules(
         new_rule(table, chain, 2, dnat, None, None, _PROTOCOLS[protocol], None, None, None,
                  (), None, new_location(path, number + 1, two)),
     )  # fmt: skip
+
+
+def endpoint_chains(
+    lines: Iterator[str],
+    number: int,
+    chains: dict[str, NftChain],
+    endpoints: dict[str, tuple[int, str, str]],
+    ready: dict[str, Chain],
+    path: str,
+    new_nft_chain: Callable[..., NftChain],
+) -> int:
+    """A whole load's run of endpoint chains (kp_lazy's ``_ENDPOINT``: ``add chain``, then
+    ``ip saddr A jump mark-for-masquerade`` and ``meta l4proto P dnat to A:P``, three
+    ``lines`` a chain from line ``number``): each one's NftChain, its rule lines (kept for
+    ``Deferred``) and its nat Chain, ``endpoint_rules`` inlined (49,000 chains: ~15 ms
+    less, measured). The number of the line after the run; NotHot for a chain added again
+    (its earlier lines are elsewhere)."""
+    for head, first, second in zip(lines, lines, lines, strict=True):
+        ep = head[24:]  # len("add chain ip kube-proxy ")
+        if ep in chains:
+            raise NotHot(ep)
+        chains[ep] = new_nft_chain(ep, number, head, None, None, None, None, None, [])
+        endpoints[ep] = (number + 1, first, second)
+        cut = 24 + len(ep)  # len("add rule ip kube-proxy ") + the name + " "
+        one, two = first[cut:], second[cut:]
+        protocol, start = _L4[two[13]]  # "meta l4proto " P " dnat to " A:P
+        addr, _, port = two[start:].partition(":")
+        at = int(port) if port else None
+        dnat = _new_dnat((_new_range(addr, addr, at, at),), False, False)
+        source = LazyIPv4Network(_from_bytes(inet_aton(one[9:-25])))  # big-endian
+        rules = (
+            new_rule("nat", ep, 1, _MASQUERADE, _new_address(source, False, None), None, None,
+                     None, None, None, (), None, new_location(path, number + 1, one)),
+            new_rule("nat", ep, 2, dnat, None, None, protocol, None, None, None,
+                     (), None, new_location(path, number + 2, two)),
+        )  # fmt: skip
+        ready[ep] = new_chain(ep, rules, None, None, new_location(path, number, head))
+        number += 3
+    return number
 
 
 def hot_rules(

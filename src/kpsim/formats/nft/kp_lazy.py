@@ -34,10 +34,10 @@ import re
 from collections.abc import Callable
 
 from kpsim.formats.common import RulesetBuilder, Sink
-from kpsim.formats.iptables.construct import constructor, new_chain, new_location
+from kpsim.formats.iptables.construct import constructor
 from kpsim.formats.nft.kp_build import EP_JUMPS, MASQUERADE, NAME, RULE, Deferred, freeze
 from kpsim.formats.nft.kp_commands import NftReader
-from kpsim.formats.nft.kp_hot import NotHot, endpoint_rules
+from kpsim.formats.nft.kp_hot import NotHot, endpoint_chains
 from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
 from kpsim.formats.nft.kube_proxy import (
     KUBE_PROXY_TABLE,
@@ -167,17 +167,20 @@ class _Pass:
                 run_lines = text[start + 1 : end].split("\n")
                 lines += len(run_lines)
                 three = iter(run_lines)
+                if ready is not None:  # a whole load: each one's nat chain now (freeze's)
+                    try:
+                        number = endpoint_chains(
+                            three, number, chains, endpoints, ready, path, _new_nft_chain
+                        )
+                    except NotHot:
+                        raise _NotClean from None  # a chain added again
+                    continue
                 for head, one, two in zip(three, three, three, strict=True):
                     ep = head[_NAME_AT:]
                     if ep in chains:
                         raise _NotClean  # added again: its earlier lines are elsewhere
                     chains[ep] = _new_nft_chain(ep, number, head, None, None, None, None, None, [])
                     endpoints[ep] = (number + 1, one, two)
-                    if ready is not None:  # a whole load: its nat chain now (freeze's)
-                        rules = endpoint_rules("nat", ep, number + 1, one, two, path)
-                        ready[ep] = new_chain(
-                            ep, rules, None, None, new_location(path, number, head)
-                        )
                     number += 3
                 continue
             if set_name is None:  # one line (an element's) needs no count

@@ -1,0 +1,60 @@
+"""A whole load's endpoint chains, made as the scan reads their three lines
+(``kp_hot.endpoint_chains``: the dnat line cut at known places, not split), are the whole
+reader's: every protocol kube-proxy writes, with and without a port; an endpoint chain
+added twice is left to the whole reader."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kpsim.formats.nft import kp_lazy
+from kpsim.formats.nft.kube_proxy import parse_kube_proxy
+from kpsim.inputs import synth
+from kpsim.inputs.synth.nft import render_kube_proxy_nft
+from lazy_compare import model as _model
+
+_DNAT = r"(\nadd rule ip kube-proxy endpoint-\S+ meta l4proto )tcp dnat to ([0-9.]+):[0-9]+\n"
+
+
+def _clean() -> str:
+    seed = synth.seed_workshop()
+    return render_kube_proxy_nft(seed, seed.nodes[0])
+
+
+def _same(text: str) -> None:
+    """The whole load's model is the whole reader's, and the one pass took the input."""
+    built = kp_lazy.scan_kube_proxy(text, "e")
+    assert built is not None
+    assert _model(built) == _model(parse_kube_proxy(text, "e"))
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        r"\1udp dnat to \2:53\n",
+        r"\1sctp dnat to \2:9\n",
+        r"\1tcp dnat to \2\n",  # no port
+        r"\1sctp dnat to \2\n",
+        r"\1udp dnat to \2:65535\n",
+    ],
+)
+def test_an_endpoint_chains_dnat_in_each_spelling_is_the_whole_readers(replacement: str) -> None:
+    clean = _clean()
+    text, n = re.subn(_DNAT, replacement, clean, count=3)
+    assert n == 3
+    _same(text)
+
+
+def test_an_endpoint_chain_added_twice_is_read_whole() -> None:
+    """Its second ``add chain`` and two rules are another run of the scan's: the chain's
+    earlier lines are in the first, so the whole reader answers."""
+    clean = _clean()
+    found = re.search(r"\n(add chain ip kube-proxy endpoint-\S+\n(?:add rule [^\n]*\n){2})", clean)
+    assert found is not None
+    text = clean + found.group(1)
+    assert kp_lazy.scan_kube_proxy(text, "e") is None
+    assert kp_lazy.scan_kube_proxy(text, "e", lazy=True) is None
+    rs = kp_lazy.read_kube_proxy(text, "e")
+    assert _model(rs) == _model(parse_kube_proxy(text, "e"))
