@@ -58,3 +58,37 @@ def test_an_endpoint_chain_added_twice_is_read_whole() -> None:
     assert kp_lazy.scan_kube_proxy(text, "e", lazy=True) is None
     rs = kp_lazy.read_kube_proxy(text, "e")
     assert _model(rs) == _model(parse_kube_proxy(text, "e"))
+
+
+def _first_endpoint(text: str) -> str:
+    found = re.search(r"\nadd chain ip kube-proxy (endpoint-\S+)\n", text)
+    assert found is not None
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "add rule ip kube-proxy filter-forward jump {ep}",  # reached in filter too
+        "add rule ip kube-proxy {ep} jump mark-for-masquerade",  # a deferred third rule
+        "add rule ip kube-proxy {ep} counter",  # a rule read now: the pass runs again
+        'add chain ip kube-proxy {ep} {{ comment "x" ; }}',  # so does a comment
+    ],
+)
+def test_the_endpoint_chains_stand_in_is_never_seen(extra: str) -> None:
+    """A whole load gives the endpoint chains one NftChain: a chain reached outside nat,
+    read past its two lines or changed by a line read now has its own line and text."""
+    clean = _clean()
+    text = clean + extra.format(ep=_first_endpoint(clean)) + "\n"
+    _same(text)
+
+
+def test_an_endpoint_chain_named_as_a_built_in_one_is_lowered_as_its_own() -> None:
+    """A chain named INPUT in the endpoint shape is lowered now (its hook slot may reset
+    it): with its own name, line and text, not the stand-in's."""
+    rule = "add rule ip kube-proxy INPUT"
+    text = _clean() + (
+        f"add chain ip kube-proxy INPUT\n{rule} ip saddr 10.9.0.1 jump mark-for-masquerade\n"
+        f"{rule} meta l4proto tcp dnat to 10.9.0.1:80\n"
+    )
+    _same(text)

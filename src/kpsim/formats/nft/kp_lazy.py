@@ -108,6 +108,11 @@ class _NotClean(Exception):
     """The input holds something only the whole reader answers exactly."""
 
 
+class _StandInChanged(_NotClean):
+    """A line read now changed the endpoint chains' shared NftChain: the pass is run
+    again with each chain's own."""
+
+
 # ---------------------------------------------------------------- the pass
 
 
@@ -127,18 +132,23 @@ def scan_kube_proxy(text: str, path: str, *, lazy: bool = False) -> Ruleset | No
     if not text.endswith("\n") or "\r" in text:
         return None
     try:
-        return _Pass(text, path).run(lazy)
+        try:
+            return _Pass(text, path, stand_in=not lazy).run(lazy)
+        except _StandInChanged:  # (no kube-proxy table has it: a rule read later, a hook)
+            return _Pass(text, path, stand_in=False).run(lazy)
     except _NotClean:
         return None
 
 
 class _Pass:
-    def __init__(self, text: str, path: str) -> None:
+    def __init__(self, text: str, path: str, *, stand_in: bool) -> None:
         self.text = text
         self.path = path
         self.sink = Sink(path, False)
         self.reader = NftReader(path, self.sink)
         self.deferred = Deferred(text, path)
+        if stand_in:  # a whole load's one NftChain for the endpoint chains (kp_hot.py)
+            self.deferred.stand_in = NftChain("", 0, "")
 
     def run(self, lazy: bool) -> Ruleset:
         text, reader, path = self.text, self.reader, self.path
@@ -146,6 +156,7 @@ class _Pass:
         # a whole load builds each endpoint's chain for nat as it reads its lines (freeze
         # takes it if nothing else is added to it): 50,000 chains' lookups saved there
         ready = None if lazy else self.deferred.ready
+        stand_in = self.deferred.stand_in
         done = 0  # the offset up to which the text is read
         lines = 0  # newlines before ``done``
         table: NftTable | None = None
@@ -167,10 +178,10 @@ class _Pass:
                 run_lines = text[start + 1 : end].split("\n")
                 lines += len(run_lines)
                 three = iter(run_lines)
-                if ready is not None:  # a whole load: each one's nat chain now (freeze's)
-                    try:
+                if ready is not None and stand_in is not None:  # a whole load: each one's
+                    try:  # nat chain now (freeze's)
                         number = endpoint_chains(
-                            three, number, chains, endpoints, ready, path, _new_nft_chain
+                            three, number, chains, endpoints, ready, path, stand_in
                         )
                     except NotHot:
                         raise _NotClean from None  # a chain added again
@@ -258,6 +269,8 @@ class _Pass:
             raise _NotClean
         table = reader.tables[_TABLE]
         deferred.sets = table.sets
+        if deferred.stand_in is not None:
+            self._own_chains(table)
         # a whole load builds every deferred line below, hot_rules checking each set there
         # (this turn over the whole text: 0.014 s, measured)
         for name in set(_SET_USE.findall(self.text)) if lazy else ():
@@ -285,6 +298,19 @@ class _Pass:
             jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
         assemble(builder, table, chains, jumps)
         return freeze(builder, table, deferred, jumps, lazy)
+
+    def _own_chains(self, table: NftTable) -> None:
+        """An endpoint chain named as a built-in one given its own NftChain back
+        (``_lowered`` lowers it now), as the scan makes it (freeze gives any other its
+        line); _StandInChanged when a line read now changed the stand-in."""
+        deferred = self.deferred
+        if deferred.stand_in != NftChain("", 0, ""):
+            raise _StandInChanged
+        endpoints, chains = deferred.endpoints, table.chains
+        for name in endpoints.keys() & _BUILTIN_NAMES:
+            chains[name] = _new_nft_chain(
+                name, endpoints[name][0] - 1, _CHAIN[1:] + name, None, None, None, None, None, []
+            )
 
     def _lowered(self, table: NftTable) -> tuple[dict[str, list[Rule] | None], set[str]]:
         """Each chain's model rules, lowered now as the whole reader does, in its order;
