@@ -92,3 +92,21 @@ def test_an_endpoint_chain_named_as_a_built_in_one_is_lowered_as_its_own() -> No
         f"{rule} meta l4proto tcp dnat to 10.9.0.1:80\n"
     )
     _same(text)
+
+
+def test_mark_for_masquerade_not_captured_is_a_gap_of_the_endpoint_chains() -> None:
+    """The endpoint chains made by the scan jump to it: their targets count (freeze adds
+    them once for all) when the capture lacks it and only they jump there."""
+    rule = "add rule ip kube-proxy"
+    text = (
+        "add table ip kube-proxy\n"
+        f"add chain ip kube-proxy services\n{rule} services jump endpoint-a\n"
+        "add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }\n"
+        f"{rule} nat-prerouting jump services\n"
+        "add chain ip kube-proxy endpoint-a\n"
+        f"{rule} endpoint-a ip saddr 10.0.0.1 jump mark-for-masquerade\n"
+        f"{rule} endpoint-a meta l4proto tcp dnat to 10.0.0.1:80\n"
+    )
+    _same(text)
+    built = kp_lazy.scan_kube_proxy(text, "e")
+    assert built is not None and ("nat", "mark-for-masquerade") in built.capture.missing
