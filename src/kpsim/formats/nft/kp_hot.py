@@ -59,6 +59,12 @@ def _cascade(modulus: int, buckets: tuple[int, ...]) -> tuple[tuple[NumgenMatch]
     return tuple((NumgenMatch(modulus, b, buckets[:i], 0),) for i, b in enumerate(buckets))
 
 
+@lru_cache(maxsize=1024)
+def _cascade_of(modulus: str, keys: tuple[str, ...]) -> tuple[tuple[NumgenMatch], ...]:
+    """``_cascade`` of a vmap's modulus and keys as the line spells them."""
+    return _cascade(int(modulus), tuple(map(int, keys)))
+
+
 def _source(value: str) -> Address | None:
     """``kp_literal.address(value, False)`` for the scan's dotted quad (``inet_aton`` reads
     it as ``kp_values.ipv4`` does: no leading zeros, octets ≤ 255, vouched by the scan):
@@ -168,16 +174,14 @@ def hot_rules(
             stmt = line[cut:]
             origin = new_location(path, number, stmt)
             if stmt[0] == "n":  # numgen random mod N vmap { 0 : goto A, 1 : goto B }
-                brace = stmt.index("{")  # (its words not split: 20 of them, one wanted)
-                keys, targets = [], []
-                for item in stmt[brace + 2 : -2].split(", "):
-                    key, _, verdict = item.partition(" : ")
-                    verb, _, name = verdict.partition(" ")
-                    keys.append(int(key))
-                    targets.append(_new_jump(name, verb == "goto"))
-                cascade = _cascade(int(stmt[18 : brace - 6]), tuple(keys))  # "… mod " N " vmap {"
-                for matches, target in zip(cascade, targets, strict=True):
+                brace = stmt.index("{")  # "… mod " N " vmap {"
+                # keys and verdicts by one split of the items (no blank in a NAME): 10,000
+                # lines' 50,000 buckets ~6 ms less than two partitions each (measured)
+                parts = stmt[brace + 2 : -2].replace(", ", " : ").split(" : ")
+                cascade = _cascade_of(stmt[18 : brace - 6], tuple(parts[0::2]))
+                for matches, verdict in zip(cascade, parts[1::2], strict=True):
                     n += 1
+                    target = _new_jump(verdict[5:], verdict[0] == "g")  # "jump X", "goto X"
                     add(new_rule(table, chain, n, target, None, None, None, None, None, None,
                                  matches, None, origin))  # fmt: skip
                 continue
