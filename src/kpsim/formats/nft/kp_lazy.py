@@ -15,8 +15,9 @@ this pass: 0.85 s on demand (what ``trace`` reads), 1.3 s whole (CPU, cold proce
 docs/performance.md, "nftables mode"). A whole load (not ``lazy``) also makes each
 endpoint's nat chain as it reads its lines and every other deferred chain before
 ``assemble`` (kp_build.py), and no line of kube-proxy's needs pyparsing (kp_maps.py,
-kp_plain.py, kp_shapes.py): bench/nft.py, 2026-12-06 21:22 UTC, load average 1.6-2.6,
-best of 7: 1.205 s against the iptables-mode load's 1.208 s (1.00×; median 0.94×).
+kp_plain.py, kp_shapes.py), the endpoint chains with one stand-in NftChain (kp_hot.py):
+bench/nft.py, 2026-12-06 22:14 UTC, load average 1.8-1.9, best of 5: 1.169 s against the
+iptables-mode load's 1.214 s (0.96×; median 1.26 s against 1.39 s; 9f47e9c's 1.266 s).
 
 Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
 is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
