@@ -15,8 +15,9 @@ this pass: 0.85 s on demand (what ``trace`` reads), 1.3 s whole (CPU, cold proce
 docs/performance.md, "nftables mode"). A whole load (not ``lazy``) also makes each
 endpoint's nat chain as it reads its lines and every other deferred chain before
 ``assemble`` (kp_build.py), and no line of kube-proxy's needs pyparsing (kp_maps.py,
-kp_plain.py, kp_shapes.py): bench/nft.py, 2026-12-06 21:22 UTC, load average 1.6-2.6,
-best of 7: 1.205 s against the iptables-mode load's 1.208 s (1.00×; median 0.94×).
+kp_plain.py, kp_shapes.py), the endpoint chains with one stand-in NftChain (kp_hot.py):
+bench/nft.py, 2026-12-06 22:14 UTC, load average 1.8-1.9, best of 5: 1.169 s against the
+iptables-mode load's 1.214 s (0.96×; median 1.26 s against 1.39 s; 9f47e9c's 1.266 s).
 
 Same answers as ``kube_proxy.parse_kube_proxy``, or none: a line is deferred only when it
 is in a shape ``fast_lower`` lowers without a doubt (``_BODY``: no quotes, dotted quads,
@@ -34,10 +35,10 @@ import re
 from collections.abc import Callable
 
 from kpsim.formats.common import RulesetBuilder, Sink
-from kpsim.formats.iptables.construct import constructor, new_chain, new_location
+from kpsim.formats.iptables.construct import constructor
 from kpsim.formats.nft.kp_build import EP_JUMPS, MASQUERADE, NAME, RULE, Deferred, freeze
 from kpsim.formats.nft.kp_commands import NftReader
-from kpsim.formats.nft.kp_hot import NotHot, endpoint_rules
+from kpsim.formats.nft.kp_hot import NotHot, endpoint_chains
 from kpsim.formats.nft.kp_text import NftChain, NftSet, NftTable, elements
 from kpsim.formats.nft.kube_proxy import (
     KUBE_PROXY_TABLE,
@@ -108,6 +109,11 @@ class _NotClean(Exception):
     """The input holds something only the whole reader answers exactly."""
 
 
+class _StandInChanged(_NotClean):
+    """A line read now changed the endpoint chains' shared NftChain: the pass is run
+    again with each chain's own."""
+
+
 # ---------------------------------------------------------------- the pass
 
 
@@ -127,18 +133,23 @@ def scan_kube_proxy(text: str, path: str, *, lazy: bool = False) -> Ruleset | No
     if not text.endswith("\n") or "\r" in text:
         return None
     try:
-        return _Pass(text, path).run(lazy)
+        try:
+            return _Pass(text, path, stand_in=not lazy).run(lazy)
+        except _StandInChanged:  # (no kube-proxy table has it: a rule read later, a hook)
+            return _Pass(text, path, stand_in=False).run(lazy)
     except _NotClean:
         return None
 
 
 class _Pass:
-    def __init__(self, text: str, path: str) -> None:
+    def __init__(self, text: str, path: str, *, stand_in: bool) -> None:
         self.text = text
         self.path = path
         self.sink = Sink(path, False)
         self.reader = NftReader(path, self.sink)
         self.deferred = Deferred(text, path)
+        if stand_in:  # a whole load's one NftChain for the endpoint chains (kp_hot.py)
+            self.deferred.stand_in = NftChain("", 0, "")
 
     def run(self, lazy: bool) -> Ruleset:
         text, reader, path = self.text, self.reader, self.path
@@ -146,6 +157,7 @@ class _Pass:
         # a whole load builds each endpoint's chain for nat as it reads its lines (freeze
         # takes it if nothing else is added to it): 50,000 chains' lookups saved there
         ready = None if lazy else self.deferred.ready
+        stand_in = self.deferred.stand_in
         done = 0  # the offset up to which the text is read
         lines = 0  # newlines before ``done``
         table: NftTable | None = None
@@ -167,17 +179,20 @@ class _Pass:
                 run_lines = text[start + 1 : end].split("\n")
                 lines += len(run_lines)
                 three = iter(run_lines)
+                if ready is not None and stand_in is not None:  # a whole load: each one's
+                    try:  # nat chain now (freeze's)
+                        number = endpoint_chains(
+                            three, number, chains, endpoints, ready, path, stand_in
+                        )
+                    except NotHot:
+                        raise _NotClean from None  # a chain added again
+                    continue
                 for head, one, two in zip(three, three, three, strict=True):
                     ep = head[_NAME_AT:]
                     if ep in chains:
                         raise _NotClean  # added again: its earlier lines are elsewhere
                     chains[ep] = _new_nft_chain(ep, number, head, None, None, None, None, None, [])
                     endpoints[ep] = (number + 1, one, two)
-                    if ready is not None:  # a whole load: its nat chain now (freeze's)
-                        rules = endpoint_rules("nat", ep, number + 1, one, two, path)
-                        ready[ep] = new_chain(
-                            ep, rules, None, None, new_location(path, number, head)
-                        )
                     number += 3
                 continue
             if set_name is None:  # one line (an element's) needs no count
@@ -255,6 +270,8 @@ class _Pass:
             raise _NotClean
         table = reader.tables[_TABLE]
         deferred.sets = table.sets
+        if deferred.stand_in is not None:
+            self._own_chains(table)
         # a whole load builds every deferred line below, hot_rules checking each set there
         # (this turn over the whole text: 0.014 s, measured)
         for name in set(_SET_USE.findall(self.text)) if lazy else ():
@@ -282,6 +299,19 @@ class _Pass:
             jumps[name] = deferred.jumps(name) if rules is None else jumps_of(rules)
         assemble(builder, table, chains, jumps)
         return freeze(builder, table, deferred, jumps, lazy)
+
+    def _own_chains(self, table: NftTable) -> None:
+        """An endpoint chain named as a built-in one given its own NftChain back
+        (``_lowered`` lowers it now), as the scan makes it (freeze gives any other its
+        line); _StandInChanged when a line read now changed the stand-in."""
+        deferred = self.deferred
+        if deferred.stand_in != NftChain("", 0, ""):
+            raise _StandInChanged
+        endpoints, chains = deferred.endpoints, table.chains
+        for name in endpoints.keys() & _BUILTIN_NAMES:
+            chains[name] = _new_nft_chain(
+                name, endpoints[name][0] - 1, _CHAIN[1:] + name, None, None, None, None, None, []
+            )
 
     def _lowered(self, table: NftTable) -> tuple[dict[str, list[Rule] | None], set[str]]:
         """Each chain's model rules, lowered now as the whole reader does, in its order;
