@@ -22,8 +22,11 @@ When the capture does not show the entry point (a fragment), being there counts 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from itertools import compress, count, repeat
+from operator import eq, not_, or_
 
 from kpsim.kube.names import SERVICE_PREFIXES
 from kpsim.model import (
@@ -51,14 +54,7 @@ class ProxyMode(Enum):
         return _LABELS[self]
 
 
-_LABELS = {
-    ProxyMode.IPTABLES: "iptables",
-    ProxyMode.IPVS: "IPVS",
-    ProxyMode.USERSPACE: "userspace",
-    ProxyMode.NFTABLES: "nftables",
-    ProxyMode.MIXED: "mixed",
-    ProxyMode.NONE: "none",
-}
+_LABELS = {**{mode: mode.value for mode in ProxyMode}, ProxyMode.IPVS: "IPVS"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,15 +278,26 @@ def _jump_mode(table: str, to: str) -> ProxyMode | None:
 def _sketch_signs(signs: dict[ProxyMode, _Signs], table: str, sketch: RuleSketch) -> None:
     """``_rule_signs`` of every rule of a sketched chain, building only the rules whose
     line is still wanted as evidence: its rules have no set match, so jumps are all."""
-    iptables = signs[ProxyMode.IPTABLES]  # nearly every jump's: no enum hashed per rule
-    for at, to in enumerate(sketch.jumps):
-        if to.startswith(_IPTABLES_PREFIXES):  # _jump_mode's first answer
-            found = iptables
-        elif (mode := _jump_mode(table, to) if to else None) is not None:
+    jumps = sketch.jumps
+    # _jump_mode's first answer, nearly every jump's: picked in C (10,000 calls of
+    # ``add`` and ``wants`` not made: ~5 ms, measured)
+    own = list(map(or_, map(str.startswith, jumps, repeat(_IPTABLES_PREFIXES)),
+                   map(_IPTABLES_CHAINS.__contains__, jumps)))  # fmt: skip
+    _first(signs[ProxyMode.IPTABLES], sketch, compress(count(), own))
+    for at in compress(count(), map(not_, own)):
+        if (to := jumps[at]) and (mode := _jump_mode(table, to)) is not None:
             found = signs[mode]
-        else:
-            continue
-        found.add(sketch.rule(at).origin if found.wants() else None)
+            found.add(sketch.rule(at).origin if found.wants() else None)
+
+
+def _first(found: _Signs, sketch: RuleSketch, ats: Iterable[int], *, live: bool = False) -> None:
+    """``found.add`` of each sketched rule at ``ats``: while its line is wanted as
+    evidence; past those, one more only says the mode is there."""
+    for at in ats:
+        if not found.wants(live=live):
+            found.add(None, live=live)
+            return
+        found.add(sketch.rule(at).origin, live=live)
 
 
 def _ipvs_set(rule: Rule) -> bool:
@@ -303,15 +310,12 @@ def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
     services = ruleset.chain("nat", "KUBE-SERVICES")
     sketch = services.sketch() if services is not None else None
     if sketch is not None:  # read on demand: no set matches, its jumps say it all
-        iptables, ipvs = signs[ProxyMode.IPTABLES], signs[ProxyMode.IPVS]
-        for at, to in enumerate(sketch.jumps):
-            if to.startswith(_IPTABLES_PREFIXES) or to == "KUBE-NODEPORTS":
-                found = iptables
-            elif to in _IPVS_ENTRY:
-                found = ipvs
-            else:
-                continue
-            found.add(sketch.rule(at).origin if found.wants(live=True) else None, live=True)
+        jumps = sketch.jumps
+        own = map(or_, map(str.startswith, jumps, repeat(_IPTABLES_PREFIXES)),
+                  map(eq, jumps, repeat("KUBE-NODEPORTS")))  # fmt: skip
+        _first(signs[ProxyMode.IPTABLES], sketch, compress(count(), own), live=True)
+        ipvs = map(_IPVS_ENTRY.__contains__, jumps)
+        _first(signs[ProxyMode.IPVS], sketch, compress(count(), ipvs), live=True)
     elif services is None or not services.rules:
         for mode in (ProxyMode.IPTABLES, ProxyMode.IPVS):
             signs[mode].all_live()
