@@ -130,46 +130,31 @@ def _command(reader: NftText, number: int, col: int, stmt: str, line: str) -> No
 
 
 def fast_command(stmt: str) -> Command | None:
-    """``add set ip kube-proxy NAME { type ipv4_addr ; flags dynamic,timeout ; … }`` by
-    str.split: parse_command's very answer, or None. kube-proxy adds a set a service with
-    affinity, 1,002 in the 10k-service bench: 0.21 ms each through the grammar, ~2 µs here.
-    tests/test_nft_grammar.py checks both agree."""
+    """``add set ip kube-proxy NAME { type ipv4_addr ; flags dynamic,timeout ; … }`` and
+    ``add table ip kube-proxy { comment "…" ; }`` by str.split: parse_command's very
+    answer, or None. kube-proxy adds a set a service with affinity, 1,002 in the 10k-service
+    bench: 0.21 ms each through the grammar, ~2 µs here; its table is its first line, the
+    grammar's only command there (~0.01 s with building it). tests/test_nft_grammar.py and
+    tests/test_nft_plain.py check both agree."""
     parts = stmt.split(None, 5)
-    if len(parts) > 1 and parts[1] == "table":
-        return _table_command(stmt)
+    table = len(parts) > 1 and parts[1] == "table"
+    if table:  # no object name after the table's
+        parts = stmt.split(None, 4)
+    words = 4 if table else 5  # verb, kind, family, table[, name]
     if (
-        len(parts) < 5
+        len(parts) < words
         or parts[0] not in _VERBS
-        or parts[1] not in ("chain", "set", "map", "element")
+        or parts[1] not in ("table", "chain", "set", "map", "element")
         or parts[2] not in FAMILIES
-        or not _NAME.fullmatch(parts[3])
-        or not _NAME.fullmatch(parts[4])
+        or not all(_NAME.fullmatch(name) for name in parts[3:words])
     ):
         return None
-    rest = parts[5].rstrip() if len(parts) == 6 else ""
+    rest = parts[words].rstrip() if len(parts) == words + 1 else ""
     if rest and not _simple_body(rest):
         return None
     offset = len(stmt.rstrip()) - len(rest) if rest else len(stmt)
-    return Command(parts[0], parts[1], parts[2], parts[3], parts[4], rest, offset)
-
-
-def _table_command(stmt: str) -> Command | None:
-    """``add table ip kube-proxy { comment "rules for kube-proxy" ; }`` by str.split:
-    parse_command's very answer, or None (kube-proxy's first line: the grammar's only
-    command there, ~0.01 s with building it; tests/test_nft_plain.py checks both agree)."""
-    parts = stmt.split(None, 4)
-    if (
-        len(parts) < 4
-        or parts[0] not in _VERBS
-        or parts[2] not in FAMILIES
-        or not _NAME.fullmatch(parts[3])
-    ):
-        return None
-    rest = parts[4].rstrip() if len(parts) == 5 else ""
-    if rest and not _simple_body(rest):
-        return None
-    offset = len(stmt.rstrip()) - len(rest) if rest else len(stmt)
-    return Command(parts[0], "table", parts[2], parts[3], None, rest, offset)
+    name = None if table else parts[4]
+    return Command(parts[0], parts[1], parts[2], parts[3], name, rest, offset)
 
 
 def _simple_body(rest: str) -> bool:
