@@ -8,13 +8,14 @@ from fractions import Fraction
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from kpsim.kube.mode import ModeFinding
-from kpsim.kube.services import Endpoint, Frontend, Service
-from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 from kpsim.render.capture import capture_doc, diagnostics_doc
 
-if TYPE_CHECKING:  # trace machinery stays unimported for ``kpsim show -o json``
+if TYPE_CHECKING:  # trace machinery stays unimported for ``kpsim show -o json``, and
+    # show's (kube.show and what it reads: ~5 ms) for ``kpsim trace -o json``
+    from kpsim.kube.mode import ModeFinding
     from kpsim.kube.scenario import NamedOutcome, Pod, TraceReport
+    from kpsim.kube.services import Endpoint, Frontend, Service
+    from kpsim.kube.show import ChainSummary, InputSummary, ShowReport
 
 #: v2: each input has ``capture``; a service whose chains the capture lacks has
 #: ``captured: false`` and is no longer ``no_endpoints``.
