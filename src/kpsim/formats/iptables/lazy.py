@@ -21,7 +21,7 @@ capture).
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from itertools import compress, repeat
 from operator import eq, not_
@@ -38,6 +38,7 @@ from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
+from kpsim.formats.on_demand import ChainsOnDemand
 from kpsim.model import Chain, Counters, Format, Jump, Rule, Ruleset, SourceLocation, Table
 
 
@@ -104,6 +105,12 @@ class LazyChain(Chain):
 #: ``new_lazy(name, source, policy, counters, origin)``: a LazyChain, as ``new_chain``
 _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
 _ZERO = Counters(0, 0)
+
+
+def _declared_chains(names: list[str], sources: list[_Source]) -> Iterator[LazyChain]:
+    """The chains ``:NAME - [0:0]`` declared, their rules deferred (``ChainsOnDemand``'s
+    ``make``): one ``map`` in C for however many are asked for at once."""
+    return map(_new_lazy, names, sources, repeat(None), repeat(_ZERO), sources)
 
 
 class _Source:
@@ -335,7 +342,7 @@ class _Pass:
         self._declared_first()
         tables: dict[str, Table] = {}
         for tname in self.builder.tables:
-            tables[tname] = Table(tname, MappingProxyType(self._chains(tname)))
+            tables[tname] = Table(tname, self._chains(tname))
         ruleset = Ruleset(
             path=self.path,
             format=Format.SAVE,
@@ -355,27 +362,32 @@ class _Pass:
             if not self.order[tname].keys() >= source.first.keys():
                 raise _NotClean
 
-    def _chains(self, tname: str) -> dict[str, Chain]:
+    def _chains(self, tname: str) -> ChainsOnDemand[_Source]:
+        """The table's chains in declaration order, each declared chain whose rules are
+        deferred kept as its recipe (the table's source) until first looked up
+        (``on_demand``): ``dict.fromkeys`` in C, where a LazyChain for each of 61,000
+        chains cost 0.068 s (measured)."""
         source = self._source(tname)
         drafts = self.builder.tables.get(tname, {})
         source.eager = drafts
-        lazy = _new_lazy
-        declared = source.declared
-        chains: dict[str, Chain] = {
-            name: lazy(name, source, None, _ZERO, source)
-            if name in declared
-            else lazy(name, source, None, None, None)  # created by its first rule
-            for name in self.order[tname]
-        }
+        order, declared = self.order[tname], source.declared
+        chains: dict[str, Chain | _Source] = dict.fromkeys(order, source)
+        created = 0  # chains created by their first rule (not declared)
         for name, d in drafts.items():
-            deferred = name in source.first or name in source.declared
-            if name in source.declared and d.origin is not None:
-                raise _NotClean  # declared twice
+            deferred = name in source.first or name in declared
+            if name in declared:
+                if d.origin is not None:
+                    raise _NotClean  # declared twice
+            else:
+                created += 1
             if not deferred:
                 chains[name] = new_chain(name, tuple(d.rules), d.policy, d.counters, d.origin)
-            elif name not in source.declared:  # its declaration read now, its rules later
-                chains[name] = lazy(name, source, d.policy, d.counters, d.origin)
-        return chains
+            elif name not in declared:  # its declaration read now, its rules later
+                chains[name] = _new_lazy(name, source, d.policy, d.counters, d.origin)
+        if len(declared) + created != len(order):  # a chain neither declared nor drafted
+            for name in order.keys() - declared.keys() - drafts.keys():
+                chains[name] = _new_lazy(name, source, None, None, None)
+        return ChainsOnDemand(chains, _declared_chains)
 
     def _no_missing(self, ruleset: Ruleset) -> None:
         """Every jump lands on a captured chain (else the whole reader says which not)."""
