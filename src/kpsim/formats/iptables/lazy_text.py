@@ -231,11 +231,11 @@ def table_text(table: Table) -> TableText | None:
     """The table's deferred lines when it was read on demand (any of its chains still
     unbuilt leads to them); else None: its rules are all there is to read."""
     chains = table.chains
-    # a chain not made yet is its recipe, the source itself: none is made to find it
+    # a chain not made yet is its recipe, the source first: none is made to find it
     stored = chains.stored() if isinstance(chains, ChainsOnDemand) else chains.values()
     for found in stored:
-        if isinstance(found, _Source) or type(found) is LazyChain:
-            source = found if isinstance(found, _Source) else _RULES_SLOT.__get__(found, Chain)
+        if type(found) is tuple or type(found) is LazyChain:
+            source = found[0] if type(found) is tuple else _RULES_SLOT.__get__(found, Chain)
             if not isinstance(source, _Source):
                 return None
             # made once per table: ``show`` asks 5 times, each a scan of 61,000 chains
