@@ -100,7 +100,7 @@ class ChainsOnDemand(Mapping[str, Chain]):
                 shared = recipes.count(recipes[0]) == len(recipes)  # by identity first
                 columns = map(repeat, recipes[0]) if shared else zip(*recipes, strict=True)
                 enabled = gc.isenabled()  # chains hold no cycle: the collector would only
-                gc.disable()  # rescan them, 33 ms → 23 ms for 61,000 (measured)
+                gc.disable()  # rescan them: ~35 → ~28 ms for 61,000 (measured, best of 8)
                 try:
                     chains.update(zip(names, map(self._make, names, *columns), strict=True))
                 finally:
