@@ -11,6 +11,7 @@ import copy
 import pickle
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
@@ -22,7 +23,7 @@ from kpsim.formats.iptables.lazy import LazyChain, lazy_save
 from kpsim.formats.iptables.lazy_text import table_text
 from kpsim.formats.on_demand import ChainsOnDemand, Recipe
 from kpsim.inputs import synth
-from kpsim.model import Chain, Ruleset, Table
+from kpsim.model import BUILTIN_CHAINS, Chain, Ruleset, Table
 
 
 def _dump() -> str:
@@ -54,14 +55,18 @@ def _pending(chains: ChainsOnDemand) -> list[str]:
 
 
 def test_nothing_is_made_to_read_names() -> None:
-    chains = _nat(_lazy())
+    rs = _lazy()
+    chains = _nat(rs)
     made = chains.made()
     assert made < len(chains) - 100  # declared chains wait for their first look-up
+    made_lazy = {c.name for c in chains.stored() if type(c) is LazyChain}
+    assert made_lazy <= set(BUILTIN_CHAINS["nat"])  # only those declared with a policy
     names = list(chains)
     assert len(names) == len(chains) == len(chains.keys())
     assert all(n in chains for n in names) and "NOPE" not in chains
     assert list(reversed(chains)) == names[::-1]
-    assert table_text(_lazy().tables["nat"]) is not None
+    assert table_text(rs.tables["nat"]) is not None  # finds its source in a recipe
+    assert rs.chain("nat", "NOPE") is None
     assert chains.made() == made
 
 
@@ -108,6 +113,7 @@ def test_equal_both_ways_to_the_whole_reader(order: str) -> None:
             assert (lazy.chains != table.chains) is False
         else:
             assert table == lazy and table.chains == lazy.chains
+    assert _lazy() == whole and whole == _lazy()  # Ruleset: tables, capture, metadata…
     a, b = _lazy(), _lazy()
     assert a.tables["nat"].chains == b.tables["nat"].chains  # two of these
     assert a.tables["nat"] == b.tables["nat"] == whole.tables["nat"]
@@ -131,7 +137,10 @@ def test_read_only_unhashable_and_not_pickled_as_a_mapping_proxy() -> None:
         copy.deepcopy(table)
     with pytest.raises((AttributeError, TypeError)):
         chains.extra = 1  # type: ignore[attr-defined]
+    assert copy.copy(table).chains is table.chains  # a shallow copy shares the mapping
+    assert replace(table, name="x").chains is table.chains
     whole = _whole().tables["nat"].chains
+    assert dict(chains) == dict(whole) and list(dict(_nat(_lazy()))) == list(whole)
     assert chains.copy() == whole.copy() and type(chains.copy()) is dict
     assert (chains | {}) == (whole | {}) and ({} | chains) == ({} | whole)
 
