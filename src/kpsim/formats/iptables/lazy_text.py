@@ -25,6 +25,7 @@ from kpsim.formats.iptables import fast
 from kpsim.formats.iptables.lazy import _RULES_SLOT, LazyChain, _Source
 from kpsim.formats.iptables.lazy_scan import JUMP_TARGET
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
+from kpsim.formats.on_demand import ChainsOnDemand
 from kpsim.model import Chain, Jump, Table
 
 _CHAIN = r"[A-Za-z0-9_.-]++"
@@ -229,9 +230,12 @@ class TableText:
 def table_text(table: Table) -> TableText | None:
     """The table's deferred lines when it was read on demand (any of its chains still
     unbuilt leads to them); else None: its rules are all there is to read."""
-    for found in table.chains.values():
-        if type(found) is LazyChain:
-            source = _RULES_SLOT.__get__(found, Chain)
+    chains = table.chains
+    # a chain not made yet is its recipe, the source first: none is made to find it
+    stored = chains.stored() if isinstance(chains, ChainsOnDemand) else chains.values()
+    for found in stored:
+        if type(found) is tuple or type(found) is LazyChain:
+            source = found[0] if type(found) is tuple else _RULES_SLOT.__get__(found, Chain)
             if not isinstance(source, _Source):
                 return None
             # made once per table: ``show`` asks 5 times, each a scan of 61,000 chains
