@@ -143,7 +143,7 @@ def service_names(ruleset: Ruleset, hashes: Collection[str]) -> dict[str, str]:
     nat = nat_table.chains if nat_table else {}
     builder = _ServiceBuilder(nat, frozenset(), chains=False)
     own = {p + h for h in wanted for p in SERVICE_PREFIXES}
-    builder.service_chains = [name for name in nat if name in own]  # in the table's order
+    builder.service_chains = list(filter(own.__contains__, nat))  # in the table's order, in C
     for name in builder.service_chains:
         if (h := hash_part(name)) not in drafts:
             drafts[h] = Draft(h)
