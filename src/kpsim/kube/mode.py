@@ -25,10 +25,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from itertools import compress, count, islice, repeat
+from itertools import compress, count, filterfalse, repeat
 from operator import eq, not_, or_
 
-from kpsim.kube.names import SERVICE_PREFIXES
+from kpsim.kube.names import PER_SERVICE_PREFIXES, other_chains
 from kpsim.model import (
     Chain,
     Format,
@@ -74,7 +74,7 @@ class ModeFinding:
 
 # ---------------------------------------------------------------- what each mode writes
 
-_IPTABLES_PREFIXES = (*SERVICE_PREFIXES, "KUBE-SEP-")
+_IPTABLES_PREFIXES = PER_SERVICE_PREFIXES
 # KUBE-EXTERNAL-SERVICES (filter) and KUBE-PROXY-CANARY come from the iptables proxier only
 _IPTABLES_CHAINS = frozenset({"KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-CANARY"})
 _IPVS_CHAINS = frozenset(
@@ -218,49 +218,39 @@ def _table_signs(
 ) -> None:
     """The signs of a table's chains, in the table's order. Per-service chains (KUBE-SVC-…,
     KUBE-SEP-…; service-…, endpoint-… in kube-proxy's nftables table) say nothing new
-    once their mode's lines are kept: past that point their names are passed over in C
+    once their mode's lines are kept: from there on their names are passed over in C
     and their chains never looked up (a capture read on demand makes a chain when it is;
-    on a 10,000-service dump's 61,000 chains a loop over every chain took 45 ms)."""
+    a loop over a 10,000-service dump's 61,000 chains took 45 ms, measured)."""
     iptables, nft = signs[ProxyMode.IPTABLES], signs[ProxyMode.NFTABLES]
     names = list(chains)
     at = 0
-    while at < len(names):
-        full = _full(iptables, nft)
-        resume = len(names)
-        for i in _kept(names, at, nft_table, *full):
-            name = names[i]
-            if not nft_table and name.startswith(_IPTABLES_PREFIXES):
-                # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
-                # past the lines kept as evidence, one more says nothing new
-                if len(iptables.seen) < _FEW or not iptables.is_seen:
-                    iptables.add_chain(chains[name])
-            elif not (len(nft.live) >= _FEW and _NFT_SERVICE_CHAIN.match(name)):
-                # service-…, endpoint-… past the lines kept: their own statements (numgen,
-                # dnat, jumps to its chains) say nothing new, and their rules, read on
-                # demand by formats/nft/kp_lazy.py, are not built for a trace
-                _other_signs(signs, tname, chains[name], nft_table)
-            if _full(iptables, nft) != full:
-                resume = i + 1  # from here on, more names can be passed over
-                break
-        at = resume
+    while at < len(names) and not (
+        len(nft.live) >= _FEW if nft_table else len(iptables.seen) >= _FEW and iptables.is_seen
+    ):
+        _name_signs(signs, tname, chains, names[at], nft_table)
+        at += 1
+    if at < len(names):  # that mode's lines are kept, and stay kept
+        rest = names[at:]
+        left = filterfalse(_NFT_SERVICE_CHAIN.match, rest) if nft_table else other_chains(rest)
+        for name in left:
+            _name_signs(signs, tname, chains, name, nft_table)
 
 
-def _full(iptables: _Signs, nft: _Signs) -> tuple[bool, bool]:
-    """Have the modes whose per-service chains ``_table_signs`` passes over kept their
-    lines (iptables' seen, nftables' live)?"""
-    return len(iptables.seen) >= _FEW and iptables.is_seen, len(nft.live) >= _FEW
-
-
-def _kept(names: list[str], at: int, nft_table: bool, iptables: bool, nft: bool) -> Iterable[int]:
-    """The positions from ``at`` of the names ``_table_signs`` still reads: all, or all but
-    the per-service chains of a mode whose lines are kept (picked in C)."""
-    rest = range(at, len(names))
-    if nft_table and nft:
-        return compress(rest, map(not_, map(_NFT_SERVICE_CHAIN.match, islice(names, at, None))))
-    if not nft_table and iptables:
-        own = map(str.startswith, islice(names, at, None), repeat(_IPTABLES_PREFIXES))
-        return compress(rest, map(not_, own))
-    return rest
+def _name_signs(
+    signs: dict[ProxyMode, _Signs], tname: str, chains: Mapping[str, Chain], name: str, nft: bool
+) -> None:
+    """The signs of the chain ``name``, looked up only when they can add to them."""
+    iptables = signs[ProxyMode.IPTABLES]
+    if not nft and name.startswith(_IPTABLES_PREFIXES):
+        # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
+        # past the lines kept as evidence, one more says nothing new
+        if len(iptables.seen) < _FEW or not iptables.is_seen:
+            iptables.add_chain(chains[name])
+    elif not (len(signs[ProxyMode.NFTABLES].live) >= _FEW and _NFT_SERVICE_CHAIN.match(name)):
+        # (service-…, endpoint-… past the lines kept: their own statements, numgen, dnat,
+        # jumps to its chains, say nothing new; their rules, read on demand by
+        # formats/nft/kp_lazy.py, are not built for a trace)
+        _other_signs(signs, tname, chains[name], nft)
 
 
 def _other_signs(signs: dict[ProxyMode, _Signs], tname: str, chain: Chain, nft: bool) -> None:
