@@ -301,11 +301,18 @@ def _explain(ruleset: Ruleset, request: TraceRequest, result: TraceResult) -> tu
     nat = ruleset.table("nat")
     if nat is None or "KUBE-NODEPORTS" not in nat.chains:
         return ()
-    jumps = any(
-        isinstance(r.target, Jump) and r.target.chain == "KUBE-NODEPORTS"
-        for c in nat.chains.values()
-        for r in c.rules
-    )
+    # (imported here: its regexes cost ~4 ms of every trace's start-up, measured)
+    from kpsim.formats.iptables.lazy_text import table_text
+
+    text = table_text(nat)  # read on demand: its lines' jumps, not every rule built
+    if text is not None:
+        jumps = "KUBE-NODEPORTS" in text.jumps()  # ``model.references``' counts
+    else:
+        jumps = any(
+            isinstance(r.target, Jump) and r.target.chain == "KUBE-NODEPORTS"
+            for c in nat.chains.values()
+            for r in c.rules
+        )
     if jumps:
         return ()
     return (
