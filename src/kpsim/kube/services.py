@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from fractions import Fraction
+from itertools import compress, count, repeat
+from operator import eq
 from typing import NamedTuple
 
 from kpsim.formats.iptables.construct import constructor
@@ -159,8 +161,8 @@ def offers_node_port(ruleset: Ruleset, port: int) -> bool:
     sketch = chain.sketch() if chain is not None else None
     rules: Iterable[Rule] = chain.rules if chain is not None and sketch is None else ()
     if sketch is not None:  # read on demand: only the rules for this --dport are built
-        wanted = str(port)
-        rules = (sketch.rule(at) for at, p in enumerate(sketch.dports) if p == wanted)
+        found = map(eq, sketch.dports, repeat(str(port)))  # picked in C
+        rules = map(sketch.rule, compress(count(), found))
     for rule in rules:
         target = rule.target
         if isinstance(target, Jump) and target.chain.startswith(SERVICE_PREFIXES):
