@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kpsim.engine.base_chains import WithBase
 from kpsim.engine.flow import Flow
 from kpsim.engine.packet import Packet, State
-from kpsim.engine.prepare import SKETCH_SCANS, ChainIndex, SketchIndex, WithBase
+from kpsim.engine.prepare import SKETCH_SCANS, ChainIndex, SketchIndex
 from kpsim.formats import parse_captures
 from kpsim.formats.iptables.lazy import LazyChain, lazy_save
 from kpsim.formats.iptables.write import render_save
