@@ -19,11 +19,12 @@ from fractions import Fraction
 from typing import get_args
 
 from kpsim.engine import walk
+from kpsim.engine.base_chains import with_kube_proxy_base
 from kpsim.engine.branch import Branch, Disposition, End, Run, Step, UnknownMode
 from kpsim.engine.flow import Flow, Hook
 from kpsim.engine.outcome import NOT_DELIVERED, Outcome, TraceResult, merge_outcomes
 from kpsim.engine.packet import Packet, State
-from kpsim.engine.prepare import build_indexes, with_kube_proxy_base
+from kpsim.engine.prepare import build_indexes
 from kpsim.engine.replay import Replay, neutral, remember
 from kpsim.engine.unseen import (
     POSTROUTING_UNSEEN,

@@ -9,9 +9,10 @@ and the filter-table REJECTs kube-proxy writes for services without endpoints.
 from __future__ import annotations
 
 from _socket import inet_ntoa  # socket's own: ``socket`` costs ~3 ms to import
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from itertools import compress, count
 from typing import NamedTuple
 
 from kpsim.formats.iptables.construct import constructor
@@ -124,7 +125,7 @@ def frontend(rule: Rule, kind_default: str) -> tuple[Frontend, str | None]:
 
 
 def collect_frontends(
-    ruleset: Ruleset, drafts: dict[str, Draft], only: Container[str] | None = None
+    ruleset: Ruleset, drafts: dict[str, Draft], only: Collection[str] | None = None
 ) -> None:
     """The frontends of every service (or of those whose chain hash is in ``only``)."""
     for chain_name, kind_default in (
@@ -140,11 +141,10 @@ def collect_frontends(
             continue
         rules: Iterable[Rule] = chain.rules if sketch is None else ()
         if sketch is not None and only is not None:  # read on demand: build only these
-            rules = (
-                sketch.rule(at)
-                for at, to in enumerate(sketch.jumps)
-                if to.startswith(SERVICE_PREFIXES) and hash_part(to) in only
-            )
+            # the jumps to their chains, picked in C: ``hash_part`` of each of KUBE-SERVICES'
+            # 10,001 jumps took 14 ms of a trace (measured)
+            own = {p + h for h in only for p in SERVICE_PREFIXES}
+            rules = map(sketch.rule, compress(count(), map(own.__contains__, sketch.jumps)))
         for rule in rules:
             target = rule.target
             # one C call rejects the ~50k KUBE-SEP- jumps

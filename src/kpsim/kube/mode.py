@@ -21,14 +21,26 @@ When the capture does not show the entry point (a fragment), being there counts 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from itertools import compress, count, repeat
+from itertools import compress, count, filterfalse, repeat
 from operator import eq, not_, or_
 
-from kpsim.kube.names import SERVICE_PREFIXES
+from kpsim.kube.mode_chains import (
+    IPTABLES_CHAINS,
+    IPTABLES_PREFIXES,
+    IPVS_CHAINS,
+    IPVS_ENTRY,
+    IPVS_NAT_CHAINS,
+    IPVS_SETS,
+    KUBELET_CHAINS,
+    NFT_BASE,
+    NFT_SERVICE_CHAIN,
+    NFT_TABLE,
+    USERSPACE_CHAINS,
+)
+from kpsim.kube.names import other_chains
 from kpsim.model import (
     Chain,
     Format,
@@ -72,61 +84,6 @@ class ModeFinding:
     leftovers: tuple[ProxyMode, ...] = ()
 
 
-# ---------------------------------------------------------------- what each mode writes
-
-_IPTABLES_PREFIXES = (*SERVICE_PREFIXES, "KUBE-SEP-")
-# KUBE-EXTERNAL-SERVICES (filter) and KUBE-PROXY-CANARY come from the iptables proxier only
-_IPTABLES_CHAINS = frozenset({"KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-CANARY"})
-_IPVS_CHAINS = frozenset(
-    {
-        "KUBE-NODE-PORT",
-        "KUBE-LOAD-BALANCER",
-        "KUBE-IPVS-FILTER",
-        "KUBE-IPVS-OUT-FILTER",
-        "KUBE-SOURCE-RANGES-FIREWALL",
-        "KUBE-FIRE-WALL",  # the first IPVS proxier's (2017)
-    }
-)
-_IPVS_NAT_CHAINS = frozenset({"KUBE-FIREWALL"})  # old IPVS proxier; kubelet's is in filter
-_IPVS_ENTRY = frozenset({"KUBE-NODE-PORT", "KUBE-LOAD-BALANCER", "KUBE-FIREWALL"})
-_IPVS_SETS_V4 = (
-    "KUBE-LOOP-BACK",
-    "KUBE-CLUSTER-IP",
-    "KUBE-EXTERNAL-IP",
-    "KUBE-EXTERNAL-IP-LOCAL",
-    "KUBE-LOAD-BALANCER",
-    "KUBE-LOAD-BALANCER-FW",
-    "KUBE-LOAD-BALANCER-LOCAL",
-    "KUBE-LOAD-BALANCER-SOURCE-IP",
-    "KUBE-LOAD-BALANCER-SOURCE-CIDR",
-    "KUBE-NODE-PORT-TCP",
-    "KUBE-NODE-PORT-LOCAL-TCP",
-    "KUBE-NODE-PORT-UDP",
-    "KUBE-NODE-PORT-LOCAL-UDP",
-    "KUBE-NODE-PORT-SCTP-HASH",
-    "KUBE-NODE-PORT-LOCAL-SCTP-HASH",
-    "KUBE-HEALTH-CHECK-NODE-PORT",
-    "KUBE-IPVS-IPS",
-)
-# IPv6 sets are renamed KUBE-6-…, cut to ipset's 31 characters (ipvs/ipset.go NewIPSet).
-# Only these names: kube-router's policy sets (KUBE-SRC-…, KUBE-DST-…) are not IPVS mode.
-_IPVS_SETS = frozenset(_IPVS_SETS_V4) | frozenset(("KUBE-6-" + n[5:])[:31] for n in _IPVS_SETS_V4)
-_USERSPACE_CHAINS = frozenset(
-    {
-        "KUBE-PORTALS-CONTAINER",
-        "KUBE-PORTALS-HOST",
-        "KUBE-NODEPORT-CONTAINER",
-        "KUBE-NODEPORT-HOST",
-        "KUBE-NODEPORT-NON-LOCAL",
-    }
-)
-_NFT_TABLE = "kube-proxy"
-# per-service chains: prefix, 8 base32 characters of sha256, then ns/name/proto/port
-_NFT_SERVICE_CHAIN = re.compile(r"(?:service|external|local|endpoint|firewall)-[A-Z2-7]{8}-\S*/")
-_NFT_BASE = frozenset({"nat-prerouting", "services"})
-_KUBELET_CHAINS = frozenset(
-    {"KUBE-MARK-MASQ", "KUBE-MARK-DROP", "KUBE-POSTROUTING", "KUBE-FIREWALL", "KUBE-KUBELET-CANARY"}
-)
 _MODES = (ProxyMode.IPTABLES, ProxyMode.IPVS, ProxyMode.USERSPACE, ProxyMode.NFTABLES)
 _FEW = 3
 
@@ -179,33 +136,13 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     """Which kube-proxy mode wrote ``ruleset`` and whether these rules pick the endpoint."""
     signs = {mode: _Signs() for mode in _MODES}
     for tname, table in ruleset.tables.items():
-        nft_table = tname == _NFT_TABLE
+        nft_table = tname == NFT_TABLE
         # its hooked entry chains say it best; a paste may lose the table line, so look
         # for them by name in any table of an nft capture too
-        if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= _NFT_BASE):
-            for name in sorted(_NFT_BASE & table.chains.keys()):
+        if nft_table or (ruleset.format is Format.NFT and table.chains.keys() >= NFT_BASE):
+            for name in sorted(NFT_BASE & table.chains.keys()):
                 signs[ProxyMode.NFTABLES].add(table.chains[name].origin, live=True)
-        iptables, nft = signs[ProxyMode.IPTABLES], signs[ProxyMode.NFTABLES]
-        for chain in table.chains.values():
-            if not nft_table and chain.name.startswith(_IPTABLES_PREFIXES):
-                # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
-                # past the lines kept as evidence, one more says nothing new
-                if len(iptables.seen) < _FEW or not iptables.is_seen:
-                    iptables.add_chain(chain)
-                continue
-            if len(nft.live) >= _FEW and _NFT_SERVICE_CHAIN.match(chain.name):
-                # service-…, endpoint-…: 61,000 in kube-proxy's table on a big node, holding
-                # its own statements (numgen, dnat, jumps to its chains); past the lines kept
-                # as evidence, one more says nothing new (and their rules, read on demand
-                # by formats/nft/kp_lazy.py, are not built for a trace)
-                continue
-            _chain_signs(signs, tname, chain, nft_table)
-            sketch = chain.sketch()
-            if sketch is not None:  # KUBE-SERVICES read on demand: its jumps, few rules built
-                _sketch_signs(signs, tname, sketch)
-                continue
-            for rule in chain.rules:
-                _rule_signs(signs, tname, rule)
+        _table_signs(signs, tname, table.chains, nft_table)
     _entry_points(signs, ruleset)
     present = [m for m in _MODES if signs[m].is_seen]
     if not present:
@@ -233,6 +170,57 @@ def proxy_mode(ruleset: Ruleset) -> ModeFinding:
     )
 
 
+def _table_signs(
+    signs: dict[ProxyMode, _Signs], tname: str, chains: Mapping[str, Chain], nft_table: bool
+) -> None:
+    """The signs of a table's chains, in the table's order. Per-service chains (KUBE-SVC-…,
+    KUBE-SEP-…; service-…, endpoint-… in kube-proxy's nftables table) say nothing new
+    once their mode's lines are kept: from there on their names are passed over in C
+    and their chains never looked up (a capture read on demand makes a chain when it is;
+    a loop over a 10,000-service dump's 61,000 chains took 45 ms, measured)."""
+    iptables, nft = signs[ProxyMode.IPTABLES], signs[ProxyMode.NFTABLES]
+    names = list(chains)
+    at = 0
+    while at < len(names) and not (
+        len(nft.live) >= _FEW if nft_table else len(iptables.seen) >= _FEW and iptables.is_seen
+    ):
+        _name_signs(signs, tname, chains, names[at], nft_table)
+        at += 1
+    if at < len(names):  # that mode's lines are kept, and stay kept
+        rest = names[at:]
+        left = filterfalse(NFT_SERVICE_CHAIN.match, rest) if nft_table else other_chains(rest)
+        for name in left:
+            _name_signs(signs, tname, chains, name, nft_table)
+
+
+def _name_signs(
+    signs: dict[ProxyMode, _Signs], tname: str, chains: Mapping[str, Chain], name: str, nft: bool
+) -> None:
+    """The signs of the chain ``name``, looked up only when they can add to them."""
+    iptables = signs[ProxyMode.IPTABLES]
+    if not nft and name.startswith(IPTABLES_PREFIXES):
+        # KUBE-SVC-…, KUBE-SEP-…: 60,000 on a big node, and they only jump onwards;
+        # past the lines kept as evidence, one more says nothing new
+        if len(iptables.seen) < _FEW or not iptables.is_seen:
+            iptables.add_chain(chains[name])
+    elif not (len(signs[ProxyMode.NFTABLES].live) >= _FEW and NFT_SERVICE_CHAIN.match(name)):
+        # (service-…, endpoint-… past the lines kept: their own statements, numgen, dnat,
+        # jumps to its chains, say nothing new; their rules, read on demand by
+        # formats/nft/kp_lazy.py, are not built for a trace)
+        _other_signs(signs, tname, chains[name], nft)
+
+
+def _other_signs(signs: dict[ProxyMode, _Signs], tname: str, chain: Chain, nft: bool) -> None:
+    """The signs of a chain that is not a per-service one: its name, then its rules."""
+    _chain_signs(signs, tname, chain, nft)
+    sketch = chain.sketch()
+    if sketch is not None:  # KUBE-SERVICES read on demand: its jumps, few rules built
+        _sketch_signs(signs, tname, sketch)
+        return
+    for rule in chain.rules:
+        _rule_signs(signs, tname, rule)
+
+
 def _nft_read(ruleset: Ruleset) -> bool:
     """Did kpsim read kube-proxy's nftables table? (Its reader imported only for nft
     captures: ~6 ms of every iptables trace's start-up.)"""
@@ -243,13 +231,13 @@ def _nft_read(ruleset: Ruleset) -> bool:
 
 def _chain_signs(signs: dict[ProxyMode, _Signs], table: str, chain: Chain, nft: bool) -> None:
     name = chain.name
-    if nft or _NFT_SERVICE_CHAIN.match(name):
+    if nft or NFT_SERVICE_CHAIN.match(name):
         signs[ProxyMode.NFTABLES].add_chain(chain, live=True)  # its own hooks: always live
-    elif name.startswith(_IPTABLES_PREFIXES) or name in _IPTABLES_CHAINS:
+    elif name.startswith(IPTABLES_PREFIXES) or name in IPTABLES_CHAINS:
         signs[ProxyMode.IPTABLES].add_chain(chain)
-    elif name in _IPVS_CHAINS or (table == "nat" and name in _IPVS_NAT_CHAINS):
+    elif name in IPVS_CHAINS or (table == "nat" and name in IPVS_NAT_CHAINS):
         signs[ProxyMode.IPVS].add_chain(chain)
-    elif name in _USERSPACE_CHAINS:
+    elif name in USERSPACE_CHAINS:
         signs[ProxyMode.USERSPACE].add_chain(chain)
     elif table == "filter" and name == "KUBE-SERVICES" and chain.rules:
         signs[ProxyMode.IPTABLES].add_chain(chain)  # its REJECTs for services without pods
@@ -266,11 +254,11 @@ def _rule_signs(signs: dict[ProxyMode, _Signs], table: str, rule: Rule) -> None:
 
 def _jump_mode(table: str, to: str) -> ProxyMode | None:
     """The mode a jump to ``to`` is a sign of (``_rule_signs``)."""
-    if to.startswith(_IPTABLES_PREFIXES) or to in _IPTABLES_CHAINS:
+    if to.startswith(IPTABLES_PREFIXES) or to in IPTABLES_CHAINS:
         return ProxyMode.IPTABLES
-    if to in _IPVS_CHAINS or (table == "nat" and to in _IPVS_NAT_CHAINS):
+    if to in IPVS_CHAINS or (table == "nat" and to in IPVS_NAT_CHAINS):
         return ProxyMode.IPVS
-    if to in _USERSPACE_CHAINS:
+    if to in USERSPACE_CHAINS:
         return ProxyMode.USERSPACE
     return None
 
@@ -281,8 +269,8 @@ def _sketch_signs(signs: dict[ProxyMode, _Signs], table: str, sketch: RuleSketch
     jumps = sketch.jumps
     # _jump_mode's first answer, nearly every jump's: picked in C (10,000 calls of
     # ``add`` and ``wants`` not made: ~5 ms, measured)
-    own = list(map(or_, map(str.startswith, jumps, repeat(_IPTABLES_PREFIXES)),
-                   map(_IPTABLES_CHAINS.__contains__, jumps)))  # fmt: skip
+    own = list(map(or_, map(str.startswith, jumps, repeat(IPTABLES_PREFIXES)),
+                   map(IPTABLES_CHAINS.__contains__, jumps)))  # fmt: skip
     _first(signs[ProxyMode.IPTABLES], sketch, compress(count(), own))
     for at in compress(count(), map(not_, own)):
         if (to := jumps[at]) and (mode := _jump_mode(table, to)) is not None:
@@ -301,7 +289,7 @@ def _first(found: _Signs, sketch: RuleSketch, ats: Iterable[int], *, live: bool 
 
 
 def _ipvs_set(rule: Rule) -> bool:
-    return any(isinstance(m, SetMatch) and m.name in _IPVS_SETS for m in rule.matches)
+    return any(isinstance(m, SetMatch) and m.name in IPVS_SETS for m in rule.matches)
 
 
 def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
@@ -311,10 +299,10 @@ def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
     sketch = services.sketch() if services is not None else None
     if sketch is not None:  # read on demand: no set matches, its jumps say it all
         jumps = sketch.jumps
-        own = map(or_, map(str.startswith, jumps, repeat(_IPTABLES_PREFIXES)),
+        own = map(or_, map(str.startswith, jumps, repeat(IPTABLES_PREFIXES)),
                   map(eq, jumps, repeat("KUBE-NODEPORTS")))  # fmt: skip
         _first(signs[ProxyMode.IPTABLES], sketch, compress(count(), own), live=True)
-        ipvs = map(_IPVS_ENTRY.__contains__, jumps)
+        ipvs = map(IPVS_ENTRY.__contains__, jumps)
         _first(signs[ProxyMode.IPVS], sketch, compress(count(), ipvs), live=True)
     elif services is None or not services.rules:
         for mode in (ProxyMode.IPTABLES, ProxyMode.IPVS):
@@ -323,9 +311,9 @@ def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
         for rule in services.rules:
             target = rule.target
             to = target.chain if isinstance(target, Jump) else ""
-            if to.startswith(_IPTABLES_PREFIXES) or to == "KUBE-NODEPORTS":
+            if to.startswith(IPTABLES_PREFIXES) or to == "KUBE-NODEPORTS":
                 signs[ProxyMode.IPTABLES].add(rule.origin, live=True)
-            elif to in _IPVS_ENTRY or _ipvs_set(rule):
+            elif to in IPVS_ENTRY or _ipvs_set(rule):
                 signs[ProxyMode.IPVS].add(rule.origin, live=True)
     hooks = [ruleset.chain("nat", name) for name in ("PREROUTING", "OUTPUT")]
     hook_rules = [rule for chain in hooks if chain is not None for rule in chain.rules]
@@ -333,7 +321,7 @@ def _entry_points(signs: dict[ProxyMode, _Signs], ruleset: Ruleset) -> None:
         signs[ProxyMode.USERSPACE].all_live()
     for rule in hook_rules:
         target = rule.target
-        if isinstance(target, Jump) and target.chain in _USERSPACE_CHAINS:
+        if isinstance(target, Jump) and target.chain in USERSPACE_CHAINS:
             signs[ProxyMode.USERSPACE].add(rule.origin, live=True)
 
 
@@ -379,11 +367,9 @@ def _message(
 
 
 def _none(ruleset: Ruleset) -> ModeFinding:
+    # names only: a capture read on demand makes a chain when it is looked up
     kubelet = [
-        chain.name
-        for table in ruleset.tables.values()
-        for chain in table.chains.values()
-        if chain.name in _KUBELET_CHAINS
+        n for t in ruleset.tables.values() for n in filter(KUBELET_CHAINS.__contains__, t.chains)
     ]
     text = (
         "no kube-proxy rules in this capture (no KUBE-SERVICES, KUBE-SVC-, IPVS, userspace or "

@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from fractions import Fraction
+from itertools import compress, count, repeat
+from operator import eq
 from typing import NamedTuple
 
 from kpsim.formats.iptables.construct import constructor
@@ -143,7 +145,7 @@ def service_names(ruleset: Ruleset, hashes: Collection[str]) -> dict[str, str]:
     nat = nat_table.chains if nat_table else {}
     builder = _ServiceBuilder(nat, frozenset(), chains=False)
     own = {p + h for h in wanted for p in SERVICE_PREFIXES}
-    builder.service_chains = [name for name in nat if name in own]  # in the table's order
+    builder.service_chains = list(filter(own.__contains__, nat))  # in the table's order, in C
     for name in builder.service_chains:
         if (h := hash_part(name)) not in drafts:
             drafts[h] = Draft(h)
@@ -159,8 +161,8 @@ def offers_node_port(ruleset: Ruleset, port: int) -> bool:
     sketch = chain.sketch() if chain is not None else None
     rules: Iterable[Rule] = chain.rules if chain is not None and sketch is None else ()
     if sketch is not None:  # read on demand: only the rules for this --dport are built
-        wanted = str(port)
-        rules = (sketch.rule(at) for at, p in enumerate(sketch.dports) if p == wanted)
+        found = map(eq, sketch.dports, repeat(str(port)))  # picked in C
+        rules = map(sketch.rule, compress(count(), found))
     for rule in rules:
         target = rule.target
         if isinstance(target, Jump) and target.chain.startswith(SERVICE_PREFIXES):
