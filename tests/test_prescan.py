@@ -190,6 +190,10 @@ class TestFallbacks:
         assert not prescan.start(str(tmp_path / "missing.txt"))
         assert not prescan.start(str(tmp_path))  # a folder: the loader says why
 
+    def test_one_cpu(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(prescan, "_cpus", lambda: 1)
+        assert not prescan.start(str(dumps["restore"]))
+
 
 def test_big_input(dumps: dict[str, Path]) -> None:
     big, small = str(dumps["big"]), str(FIXTURE)

@@ -47,9 +47,9 @@ _child: _Child | None = None
 
 def start(path: str) -> bool:
     """Read ``path`` as the loader would and fork the child that scans it; False when not
-    (no fork, an unreadable file: the loader reads it and says why, as ever)."""
+    (no fork or no second CPU; an unreadable file: the loader reads it and says why)."""
     global _child
-    if _child is not None or not hasattr(os, "fork"):
+    if _child is not None or not hasattr(os, "fork") or _cpus() < 2:
         return False
     from kpsim.formats import read_text
 
@@ -136,6 +136,13 @@ def _serve(text: str, reader: int, writer: int) -> NoReturn:
 
 
 # ---------------------------------------------------------------- the parent
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on: with one, the child would only take turns."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _key(path: str | Path) -> tuple[int, ...]:
