@@ -48,8 +48,10 @@ def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(autouse=True)
-def no_child_left() -> Iterator[None]:
-    """Every test ends with its child, if any, reaped (its /proc entry gone)."""
+def no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test ends with its child, if any, reaped (its /proc entry gone); a CPU to
+    spare whatever else the machine runs (``test_no_spare_cpu`` aside)."""
+    monkeypatch.setattr(prescan, "_spare_cpus", lambda: 1)
     pids: list[int] = []
     real = os.fork
 
@@ -190,8 +192,10 @@ class TestFallbacks:
         assert not prescan.start(str(tmp_path / "missing.txt"))
         assert not prescan.start(str(tmp_path))  # a folder: the loader says why
 
-    def test_one_cpu(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(prescan, "_cpus", lambda: 1)
+    def test_no_spare_cpu(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.undo()
+        assert prescan._spare_cpus() < len(os.sched_getaffinity(0))  # this process runs
+        monkeypatch.setattr(prescan, "_spare_cpus", lambda: 0)
         assert not prescan.start(str(dumps["restore"]))
 
 
@@ -217,10 +221,13 @@ def _kpsim(
     )
 
 
-#: Before the entry runs: record the children forked, and at exit (after prescan's own
-#: exit handler, registered later) write which of them still have a /proc entry.
+#: Before the entry runs: a CPU to spare (whatever else runs); record the children
+#: forked, and at exit (after prescan's own exit handler, registered later) write which
+#: of them still have a /proc entry.
 _WATCH = """
 import atexit, os, sys
+from kpsim.formats.iptables import prescan
+prescan._spare_cpus = lambda: 1
 real, forked = os.fork, []
 def fork():
     pid = real()
