@@ -15,7 +15,8 @@ shares it), ``read_text`` hands that ``str`` on only for the same file, unchange
 POSIX), a child that died, is late (``_patience``) or sent a message that does not unpack
 — gives None, and the reader scans in process as it always did. The child never writes
 but to its pipe and leaves with ``os._exit`` (no exit handlers, no inherited buffers
-flushed); the parent kills and reaps it when done with it, or at exit (``stop``).
+flushed); the parent reaps it at exit (``stop``, an exit handler), killing it first
+unless it answered, and at once when its answer is short or late.
 """
 
 from __future__ import annotations
@@ -63,14 +64,10 @@ def start(path: str) -> bool:
         if key != _key(path) or "\n" not in text:
             return False  # changed while read; no line to scan
         reader, writer = os.pipe()
-        import fcntl  # POSIX only, as fork
-
-        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: ~2 MB in 2-3 writes, not 35 of 64 KiB
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 1 << 20)
     except Exception:  # an unreadable file, no more descriptors: the loader will say
         return False
     try:
+        _widen(writer)
         pid = os.fork()
     except OSError:
         os.close(reader)
@@ -168,6 +165,15 @@ def _spare_cpus() -> int:
     except (OSError, ValueError, IndexError):
         running = 1  # not Linux: assume the others leave a CPU
     return (cpus or 1) - max(running, 1)
+
+
+def _widen(fd: int) -> None:
+    """Linux: a 1 MiB pipe, so ~2 MB of items pass in 2-3 writes, not 35 of 64 KiB."""
+    import fcntl  # POSIX only, as fork
+
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # above the system's limit: the default size
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
 def _key(path: str | Path) -> tuple[int, ...]:
