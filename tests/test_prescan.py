@@ -160,6 +160,14 @@ class TestFallbacks:
         finally:
             os.close(reader)
 
+    def test_broken_pipe(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        def broken(fd: int, seconds: float) -> bytes:
+            raise OSError("broken")
+
+        monkeypatch.setattr(prescan, "_receive", broken)
+        assert prescan.start(str(dumps["restore"]))
+        self._same_model(dumps["restore"])
+
     def test_late_child(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(prescan, "_patience", lambda text: 0.0)
         assert prescan.start(str(dumps["restore"]))

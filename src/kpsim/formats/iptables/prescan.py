@@ -104,6 +104,8 @@ def taken(text: str) -> tuple[int, Runs] | None:
     data = None
     try:
         data = _receive(child.fd, _patience(text))
+    except (OSError, ValueError):  # a pipe that broke; select's descriptor limit
+        pass
     finally:
         if data is None:
             _end(child)
