@@ -1,5 +1,5 @@
 """``python -m kpsim``."""
 
-from kpsim.cli.main import run
+from kpsim.cli.entry import run
 
 run()

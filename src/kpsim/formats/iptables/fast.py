@@ -30,6 +30,7 @@ from kpsim.formats.common import ChainDraft
 from kpsim.formats.iptables.construct import constructor, new_location, new_rule
 from kpsim.formats.iptables.lazynet import LazyIPv4Network
 from kpsim.formats.iptables.options import Loaded, port_range
+from kpsim.formats.iptables.patterns import IP, NAME, NET
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS, build_target
 from kpsim.formats.iptables.tokens import LineError, unescape
 from kpsim.formats.numbers import U32, BadNumber, decimal, probability
@@ -57,16 +58,8 @@ _pack = inet_pton
 _from_bytes = int.from_bytes  # big-endian, as inet_pton packs
 _INET = AF_INET
 
-#: A dotted quad exactly as ipaddress accepts it (no leading zeros), so no address the
-#: regex lets through can fail later; a prefix length 0-32 without leading zeros.
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IP = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
-_NET = _IP + r"(?:/(?:3[0-2]|[12]?\d))?"
-#: Possessive (3.11+): a failing line fails fast, without backtracking. ASCII only: the
-#: Unicode ``\w`` class costs 15% more over a whole dump (measured); any other name
-#: simply takes the general path. Every part is bounded (a name, a number, a comment in
-#: ``_comment``), so no line the general path finds too long (``MAX_LINE``) is taken here.
-_NAME = r"[A-Za-z0-9_.-]{1,128}+"
+# the shared words: in ``patterns``, which the scan's child imports without the model
+_IP, _NET, _NAME = IP, NET, NAME
 _COMMENT_LONGEST = 1024
 _PROTO = r"(tcp|udp|sctp)"
 _COMMENT = r' -m comment --comment ("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^ \t"!][^ \t"]*+)'

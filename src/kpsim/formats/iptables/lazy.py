@@ -33,7 +33,8 @@ from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
 from kpsim.formats.iptables.construct import constructor, new_chain, new_location
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
-from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, pick, scanner_of
+from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, scan
+from kpsim.formats.iptables.prescan import taken
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
@@ -232,14 +233,14 @@ class _Pass:
         self.shape = 0  # the scanner's order (``lazy_scan.pick``)
 
     def run(self) -> Ruleset:
-        """One ``findall`` cuts the text into items (``lazy_scan``); Python visits only the
+        """One ``finditer`` cuts the text into items (``lazy_scan``); Python visits only the
         items that are not runs (45 in a 10,000-service dump) and hands tables the rest."""
         text = self.text
         start = text.index("\n")
         self._eager(0, start)
-        self.shape = pick(text)
-        runs = Runs(start, list(scanner_of(self.shape).finditer(text, start)))
-        names, offsets = runs.names, runs.offsets
+        # the one pass, made while kpsim was starting when the command line named this text
+        self.shape, runs = taken(text) or scan(text, start)
+        names, offsets, blocks = runs.names, runs.offsets, runs.blocks
         done = 0  # the items up to which the text is read
         for at in [*compress(range(len(names)), map(not_, names)), len(names)]:
             if at > done:  # items done:at are runs, all of the current table
@@ -249,16 +250,14 @@ class _Pass:
                 self._runs(self._source(table), runs, done, at)
             if at == len(names):
                 break
-            declared = runs.matches[at][2]
-            if declared:
+            if at in blocks:
                 table = self.parser.table
                 if table is None:
                     raise _NotClean
-                self._declarations(self._source(table), declared, offsets[at])
+                self._declarations(self._source(table), offsets[at], offsets[at + 1])
             else:
                 self._eager(offsets[at], offsets[at + 1])
             done = at + 1
-        runs.matches = []  # 72,000 match objects: only the ends and chains are kept
         return self._finish()
 
     def _source(self, table: str) -> _Source:
@@ -274,7 +273,8 @@ class _Pass:
         self.ruled.add(source.table)
         source.add_runs(runs, lo, hi)
 
-    def _declarations(self, source: _Source, block: str, offset: int) -> None:
+    def _declarations(self, source: _Source, offset: int, end: int) -> None:
+        block = self.text[offset:end]  # ":NAME - [0:0]" lines, each after its newline
         if source.table in self.ruled:
             raise _NotClean  # a declaration after rules (``_declared_first``)
         # every line of the block is ":NAME - [0:0]" (``lazy_scan``): 7 ms against 12 ms

@@ -1,0 +1,244 @@
+"""The lazy reader's one pass over a big iptables-save, made in a second process while
+this one is still starting (the machine's second CPU).
+
+    cli.entry ─ start(path): read it (formats.read_text), fork ─▶ child: lazy_scan.scan
+      │ imports kpsim, parses the options (~0.13 s)                 │ (0.10-0.2 s),
+    read_text(path) ─ early_text: the text read at start            │ the items over
+    lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┘ a pipe (marshal)
+
+Why: ``kpsim trace`` on a 10,000-service dump spent ~0.15 s in that pass after ~0.13 s
+of imports that need one CPU; now the two overlap.
+
+Same answers by construction: the child scans the very ``str`` the parent read (fork
+shares it), ``read_text`` hands that ``str`` on only for the same file, unchanged, and
+``taken`` gives the items only for that object (``is``). Anything else — no fork (not
+POSIX), a child that died, is late (``_patience``) or sent a message that does not unpack
+— gives None, and the reader scans in process as it always did. The child never writes
+but to its pipe and leaves with ``os._exit`` (no exit handlers, no inherited buffers
+flushed); the parent reaps it at exit (``stop``, an exit handler), killing it first
+unless it answered, and at once when its answer is short or late.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import marshal
+import os
+import select
+import signal
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from kpsim.formats.iptables.lazy_scan import Runs, scan
+
+_HEADER = 8  # bytes: the message's length, then marshal's (order, names, offsets, blocks)
+
+
+class _Child:
+    """The scanning process: its pid, the read end of its pipe, the text it scans and
+    the file it came from (device, inode, size, modification time)."""
+
+    def __init__(self, pid: int, fd: int, text: str, key: tuple[int, ...]) -> None:
+        self.pid, self.fd, self.text, self.key = pid, fd, text, key
+
+
+_child: _Child | None = None
+#: Children that answered, reaped at exit: each one's end (its copy of the parent's
+#: pages torn down) cost the waiting parent 5-7 ms (measured).
+_spent: list[_Child] = []
+
+
+def start(path: str) -> bool:
+    """Read ``path`` as the loader would and fork the child that scans it; False when not
+    (no fork, no CPU to spare; an unreadable file: the loader reads it and says why)."""
+    global _child
+    if _child is not None or not hasattr(os, "fork") or _spare_cpus() < 1:
+        return False
+    from kpsim.formats import read_text
+
+    try:
+        key = _key(path)
+        text = read_text(Path(path))
+        if key != _key(path) or "\n" not in text:
+            return False  # changed while read; no line to scan
+        reader, writer = os.pipe()
+    except Exception:  # an unreadable file, no more descriptors: the loader will say
+        return False
+    try:
+        _widen(writer)
+        pid = os.fork()
+    except OSError:
+        os.close(reader)
+        os.close(writer)
+        return False
+    if pid == 0:
+        _serve(text, reader, writer)
+    os.close(writer)
+    _child = _Child(pid, reader, text, key)
+    atexit.register(stop)
+    return True
+
+
+def early_text(path: Path) -> str | None:
+    """The text read at start when ``path`` is the same file, unchanged; else None."""
+    child = _child
+    if child is None:
+        return None
+    try:
+        same = _key(path) == child.key
+    except OSError:
+        return None
+    return child.text if same else None
+
+
+def taken(text: str) -> tuple[int, Runs] | None:
+    """``lazy_scan.scan(text, …)`` as the child made it, when ``text`` is the one it
+    scanned; None otherwise (the caller scans). The child is gone once it answered."""
+    global _child
+    child = _child
+    if child is None or child.text is not text:
+        return None
+    _child = None
+    data = None
+    try:
+        data = _receive(child.fd, _patience(text))
+    except (OSError, ValueError):  # a pipe that broke; select's descriptor limit
+        pass
+    finally:
+        if data is None:
+            _end(child)
+        else:  # it leaves on its own now: reaped at exit
+            os.close(child.fd)
+            child.fd = -1
+            _spent.append(child)
+    return None if data is None else _unpack(data, text)
+
+
+def stop() -> None:
+    """Kill and reap the children (an exit handler: ``--help``, a usage error, …)."""
+    global _child
+    children = [_child] if _child is not None else []
+    _child = None
+    while _spent:
+        children.append(_spent.pop())
+    for child in children:
+        _end(child)
+
+
+# ---------------------------------------------------------------- the child
+
+
+def _serve(text: str, reader: int, writer: int) -> NoReturn:
+    """Scan, send, leave: whatever happens, by ``os._exit`` (no exit handler of the
+    parent's runs, no buffer it left unflushed is written twice)."""
+    code = 1
+    try:
+        os.close(reader)
+        # no terminal or pipe of the parent's kept open by the child (``kpsim … | head``
+        # sees its end when the parent leaves)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: just go
+        order, runs = scan(text, text.index("\n"))
+        body = marshal.dumps((order, runs.names, runs.offsets, sorted(runs.blocks)))
+        view = memoryview(len(body).to_bytes(_HEADER, "little") + body)
+        while view:  # the parent gone: EPIPE, an exception, and out
+            view = view[os.write(writer, view) :]
+        code = 0
+    finally:
+        os._exit(code)
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def _spare_cpus() -> int:
+    """CPUs this process may use that nothing else runs on now, ours aside (Linux: the
+    count of runnable tasks in /proc/loadavg, this one among them). With none, the child
+    takes the parent's turns: on this 2-CPU VM with one other busy process, trace
+    0.13 → 0.25 s up to the pass, no faster in the end (measured)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        with open("/proc/loadavg", "rb") as file:
+            running = int(file.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        running = 1  # not Linux: assume the others leave a CPU
+    return (cpus or 1) - max(running, 1)
+
+
+def _widen(fd: int) -> None:
+    """Linux: a 1 MiB pipe, so ~2 MB of items pass in 2-3 writes, not 35 of 64 KiB."""
+    import fcntl  # POSIX only, as fork
+
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # above the system's limit: the default size
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+
+
+def _key(path: str | Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _patience(text: str) -> float:
+    """How long to wait for the child: 2 s, and 0.1 s a MB (ten times a scan's pace),
+    for a child descheduled on a busy machine; past that, scanning here is cheaper."""
+    return 2.0 + len(text) / 10e6
+
+
+def _receive(fd: int, seconds: float) -> bytes | None:
+    """The child's message (its length first), or None when it is short or late."""
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    have, want = 0, -1
+    while want < 0 or have < want:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None  # late
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return None  # gone before its message was whole
+        chunks.append(chunk)
+        have += len(chunk)
+        if want < 0 and have >= _HEADER:
+            head = b"".join(chunks)
+            chunks = [head]
+            want = _HEADER + int.from_bytes(head[:_HEADER], "little")
+    data = b"".join(chunks)
+    return data[_HEADER:] if len(data) == want else None
+
+
+def _unpack(data: bytes, text: str) -> tuple[int, Runs] | None:
+    """The message as ``scan``'s answer, when it has its shape (items that cover the text
+    from its first newline to its end); else None."""
+    try:
+        order, names, offsets, blocks = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    if order not in (0, 1) or not all(type(x) is list for x in (names, offsets, blocks)):
+        return None
+    if len(offsets) != len(names) + 1 or offsets[0] != text.index("\n"):
+        return None
+    if offsets[-1] != len(text) or not all(
+        type(at) is int and 0 <= at < len(names) and names[at] is None for at in blocks
+    ):
+        return None
+    return order, Runs(names, offsets, frozenset(blocks))
+
+
+def _end(child: _Child) -> None:
+    """Close the pipe; kill the child unless it is already reaped; reap it (never a
+    zombie, never a stranger's pid: the pid is ours until reaped)."""
+    if child.fd >= 0:
+        os.close(child.fd)
+        child.fd = -1
+    try:
+        if os.waitpid(child.pid, os.WNOHANG) != (0, 0):
+            return  # it had finished: reaped now
+        os.kill(child.pid, signal.SIGKILL)
+        os.waitpid(child.pid, 0)
+    except ChildProcessError:  # reaped by someone else (a wait() elsewhere)
+        pass

@@ -1,0 +1,282 @@
+"""The one pass made ahead in a child process (``formats.iptables.prescan``) is the pass
+the lazy reader makes itself: the same items on every shipped capture and generated
+dumps, the same rulesets; every way the child can fail (killed, garbled, late, another
+text) falls back to the reader's own pass with the same answer; no child outlives its
+use; and the console entry, which starts it, prints byte for byte what the CLI prints.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _paths import REPO
+from kpsim.cli.entry import SMALLEST, big_input
+from kpsim.formats import parse_captures, read_text
+from kpsim.formats.iptables import lazy, prescan
+from kpsim.formats.iptables.lazy_scan import Runs, scan
+from kpsim.formats.iptables.write import render_save
+from kpsim.inputs import synth
+from lazy_compare import model as _model
+
+SHIPPED = sorted(p for p in (REPO / "fixtures" / "iptables").rglob("*") if p.is_file())
+FIXTURE = REPO / "fixtures/iptables/eks-nodeport-workshop/ip-10-11-3-14/iptables-save.txt"
+
+
+@pytest.fixture(scope="module")
+def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A generated dump in kube-proxy's order, the same as iptables-save prints it, and
+    one big enough (> ``SMALLEST``) for the console entry to prescan it."""
+    folder = tmp_path_factory.mktemp("dumps")
+    cluster = synth.synth_large(300, 3, seed=7)
+    restore = synth.render_restore(cluster, cluster.nodes[0])
+    big = synth.synth_large(1200, 3, seed=3)
+    texts = {
+        "restore": restore,
+        "save": render_save(parse_captures(restore, "g")[0]),
+        "big": synth.render_restore(big, big.nodes[0]),
+    }
+    for name, text in texts.items():
+        (folder / f"{name}.txt").write_text(text)
+    return {name: folder / f"{name}.txt" for name in texts}
+
+
+@pytest.fixture(autouse=True)
+def no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test ends with its child, if any, reaped (its /proc entry gone); a CPU to
+    spare whatever else the machine runs (``test_no_spare_cpu`` aside)."""
+    monkeypatch.setattr(prescan, "_spare_cpus", lambda: 1)
+    pids: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    os.fork = fork  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os.fork = real
+        prescan.stop()
+    assert [p for p in pids if os.path.exists(f"/proc/{p}")] == []
+
+
+def _own_scan(text: str) -> tuple[int, list[str | None], list[int], list[int]]:
+    order, runs = scan(text, text.index("\n"))
+    return order, runs.names, runs.offsets, sorted(runs.blocks)
+
+
+def _child_scan(path: Path) -> tuple[str, tuple[int, Runs] | None]:
+    """The text the loader reads after ``start`` (the one read ahead) and the child's
+    items for it."""
+    assert prescan.start(str(path))
+    text = read_text(path)
+    assert text is prescan.early_text(path)
+    return text, prescan.taken(text)
+
+
+def _items(found: tuple[int, Runs]) -> tuple[int, list[str | None], list[int], list[int]]:
+    order, runs = found
+    return order, runs.names, runs.offsets, sorted(runs.blocks)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: the reader scans itself")
+class TestSameItems:
+    @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
+    def test_shipped(self, path: Path) -> None:
+        text, found = _child_scan(path)
+        assert found is not None
+        assert _items(found) == _own_scan(text)
+
+    @pytest.mark.parametrize("name", ["restore", "save", "big"])
+    def test_generated(self, dumps: dict[str, Path], name: str) -> None:
+        text, found = _child_scan(dumps[name])
+        assert found is not None
+        items = _items(found)
+        assert items == _own_scan(text)
+        assert len(items[1]) > 1000 and any(items[1]) and items[3]  # runs and a block
+
+    @pytest.mark.parametrize("name", ["restore", "save"])
+    def test_same_rulesets(
+        self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = dumps[name]
+        alone = parse_captures(read_text(path), str(path), lazy=True)
+        assert prescan.start(str(path))
+        with monkeypatch.context() as patched:  # the child's items or nothing
+            patched.setattr(lazy, "scan", _never)
+            ahead = parse_captures(read_text(path), str(path), lazy=True)
+        assert any(type(c) is lazy.LazyChain for c in ahead[0].tables["nat"].chains.values())
+        assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
+
+
+def _never(text: str, start: int) -> tuple[int, Runs]:
+    raise AssertionError("scanned in process although the child's items were there")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: the reader scans itself")
+class TestFallbacks:
+    """Each failure gives None from ``taken``, and the reader's own pass the same model."""
+
+    def _same_model(self, path: Path) -> None:
+        text = read_text(path)
+        assert prescan.taken(text) is None
+        again = parse_captures(text, str(path), lazy=True)
+        alone = parse_captures(path.read_text(), str(path), lazy=True)
+        assert [_model(rs) for rs in again] == [_model(rs) for rs in alone]
+
+    def test_child_killed(self, dumps: dict[str, Path]) -> None:
+        assert prescan.start(str(dumps["restore"]))
+        assert prescan._child is not None
+        os.kill(prescan._child.pid, signal.SIGKILL)
+        self._same_model(dumps["restore"])
+
+    def test_garbled_message(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        """Bytes that do not unmarshal, and a well-formed answer of the wrong shape."""
+        real = prescan.marshal.dumps
+        for garbled in (b"\x07not marshal", real((0, ["A"], [0], []))):
+            with monkeypatch.context() as patched:  # the child's marshal only
+                patched.setattr(prescan.marshal, "dumps", lambda _, g=garbled: g)
+                assert prescan.start(str(dumps["restore"]))
+            self._same_model(dumps["restore"])
+
+    def test_short_or_late_message(self) -> None:
+        """A message shorter than its length says, or none in time: nothing."""
+        reader, writer = os.pipe()
+        try:
+            os.write(writer, (100).to_bytes(8, "little") + b"x" * 10)
+            assert prescan._receive(reader, 0.05) is None  # late: the writer still open
+            os.close(writer)
+            assert prescan._receive(reader, 5.0) is None  # short: the writer gone
+        finally:
+            os.close(reader)
+
+    def test_broken_pipe(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        def broken(fd: int, seconds: float) -> bytes:
+            raise OSError("broken")
+
+        monkeypatch.setattr(prescan, "_receive", broken)
+        assert prescan.start(str(dumps["restore"]))
+        self._same_model(dumps["restore"])
+
+    def test_late_child(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(prescan, "_patience", lambda text: 0.0)
+        assert prescan.start(str(dumps["restore"]))
+        self._same_model(dumps["restore"])
+
+    def test_another_text(self, dumps: dict[str, Path]) -> None:
+        """An equal text that is not the object the child scans: not its items; the
+        child waits for its own text (another input may come first) until ``stop``."""
+        path = dumps["restore"]
+        assert prescan.start(str(path))
+        copy = path.read_text()
+        assert copy == prescan.early_text(path) and copy is not prescan.early_text(path)
+        assert prescan.taken(copy) is None
+        assert prescan._child is not None
+        pid = prescan._child.pid
+        prescan.stop()
+        assert prescan._child is None and not os.path.exists(f"/proc/{pid}")
+
+    def test_changed_file(self, tmp_path: Path, dumps: dict[str, Path]) -> None:
+        """A file changed since read ahead is read again."""
+        path = tmp_path / "dump.txt"
+        path.write_text(dumps["restore"].read_text())
+        assert prescan.start(str(path))
+        path.write_text(dumps["save"].read_text())
+        text = read_text(path)
+        assert text == dumps["save"].read_text()
+        assert prescan.taken(text) is None
+
+    def test_unreadable(self, tmp_path: Path) -> None:
+        assert not prescan.start(str(tmp_path / "missing.txt"))
+        assert not prescan.start(str(tmp_path))  # a folder: the loader says why
+
+    def test_no_spare_cpu(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.undo()
+        assert prescan._spare_cpus() < len(os.sched_getaffinity(0))  # this process runs
+        monkeypatch.setattr(prescan, "_spare_cpus", lambda: 0)
+        assert not prescan.start(str(dumps["restore"]))
+
+
+def test_big_input(dumps: dict[str, Path]) -> None:
+    big, small = str(dumps["big"]), str(FIXTURE)
+    assert Path(big).stat().st_size >= SMALLEST > Path(small).stat().st_size
+    assert big_input(["trace", big, "--port", "30000"]) == big
+    assert big_input(["--debug", "show", small, big, "-o", "json"]) == big
+    assert big_input(["show", small]) is None
+    assert big_input(["lint", big]) is None  # reads whole: no lazy pass to save
+    assert big_input(["trace", big, "-o", "dot", "--port", "1"]) is None
+    assert big_input(["--help"]) is None and big_input([]) is None
+
+
+def _kpsim(
+    *args: str, code: str = "", entry: str = "kpsim.cli.entry"
+) -> subprocess.CompletedProcess[str]:
+    """``python -m kpsim ARGS`` from this tree (``entry``'s ``run``), ``code`` run first."""
+    run = f"{code}\nfrom {entry} import run\nrun()"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-c", run, *args], capture_output=True, text=True, env=env
+    )
+
+
+#: Before the entry runs: a CPU to spare (whatever else runs); record the children
+#: forked, and at exit (after prescan's own exit handler, registered later) write which
+#: of them still have a /proc entry.
+_WATCH = """
+import atexit, os, sys
+from kpsim.formats.iptables import prescan
+prescan._spare_cpus = lambda: 1
+real, forked = os.fork, []
+def fork():
+    pid = real()
+    if pid:
+        forked.append(pid)
+    return pid
+os.fork = fork
+def report():
+    alive = [p for p in forked if os.path.exists(f"/proc/{p}")]
+    sys.stderr.write(f"forked={len(forked)} alive={len(alive)}\\n")
+atexit.register(report)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: nothing to start")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "{big}", "-o", "json"],
+        ["trace", "{big}", "--port", "30000", "-o", "json"],
+        ["show", "{big}", "--help"],  # the child killed unused
+        ["trace", "{big}", "--port", "0"],  # a usage error
+    ],
+)
+def test_cli_same_output(dumps: dict[str, Path], args: list[str]) -> None:
+    """The console entry (prescan) prints what the CLI without it prints, exit code and
+    all, and leaves no child behind."""
+    words = [a.format(big=dumps["big"]) for a in args]
+    done = _kpsim(*words, code=_WATCH)
+    expected = _kpsim(*words, entry="kpsim.cli.main")  # no prescan
+    assert (done.returncode, done.stdout) == (expected.returncode, expected.stdout)
+    assert done.stderr.splitlines()[:-1] == expected.stderr.splitlines()
+    assert done.stderr.splitlines()[-1] == "forked=1 alive=0"
+
+
+@pytest.mark.parametrize(
+    "args", [["trace", "--port", "30080", "-o", "json"], ["show", "-o", "json"]]
+)
+def test_cli_shipped_fixtures(args: list[str]) -> None:
+    """No path: the shipped fixture set, small; no child."""
+    done = _kpsim(*args, code=_WATCH)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == _kpsim(*args, entry="kpsim.cli.main").stdout
+    assert done.stderr.splitlines()[-1] == "forked=0 alive=0"
