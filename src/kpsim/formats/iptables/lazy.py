@@ -24,7 +24,7 @@ import gc
 from collections.abc import Callable
 from dataclasses import replace
 from itertools import compress, repeat
-from operator import eq, not_
+from operator import add, eq, not_
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -143,8 +143,9 @@ class _Source:
             return []
         names, offsets, last = self.runs.names, self.runs.offsets, self.last[name] + 1
         # several runs (KUBE-SERVICES in kube-proxy's order): picked among the items in C
-        found = compress(range(at, last), map(eq, names[at:last], repeat(name)))
-        return [(offsets[i], offsets[i + 1]) for i in found]
+        found = list(compress(range(at, last), map(eq, names[at:last], repeat(name))))
+        ends = map(offsets.__getitem__, map(add, found, repeat(1)))  # pairs made in C too
+        return list(zip(map(offsets.__getitem__, found), ends, strict=True))
 
     def sketch(self, name: str) -> Sketch | None:
         """A big chain whose every line is deferred, sketched (``sketch.py``); else None.
