@@ -7,6 +7,7 @@ use; and the console entry, which starts it, prints byte for byte what the CLI p
 
 from __future__ import annotations
 
+import marshal
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from _paths import REPO
 from kpsim.cli.entry import SMALLEST, big_input
 from kpsim.formats import parse_captures, read_text
 from kpsim.formats.iptables import lazy, prescan
-from kpsim.formats.iptables.lazy_scan import Runs, scan
+from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Runs, scan, table_spans
 from kpsim.formats.iptables.write import render_save
 from kpsim.inputs import synth
 from lazy_compare import model as _model
@@ -118,6 +119,50 @@ class TestSameItems:
         assert any(type(c) is lazy.LazyChain for c in ahead[0].tables["nat"].chains.values())
         assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
 
+    @pytest.mark.parametrize("name", ["restore", "save", "big"])
+    def test_jump_targets(
+        self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The reader takes each table's jump targets from the child (its own findall
+        patched to fail), they are the findall in the reader's bounds, and the ruleset is
+        the one read alone."""
+        path = dumps[name]
+        alone = parse_captures(read_text(path), str(path), lazy=True)
+        assert prescan.start(str(path))
+        asked: list[tuple[int, int, list[str] | None, list[str]]] = []
+
+        def spy(text: str, lo: int, hi: int) -> list[str] | None:
+            found = prescan.jump_targets(text, lo, hi)
+            asked.append((lo, hi, found, JUMP_TARGET.findall(text, lo, hi)))
+            return found
+
+        with monkeypatch.context() as patched:
+            patched.setattr(lazy, "jump_targets", spy)
+            patched.setattr(lazy, "JUMP_TARGET", _NoFindall())
+            ahead = parse_captures(read_text(path), str(path), lazy=True)
+        assert asked
+        assert [(lo, hi, found) for lo, hi, found, _ in asked] == [
+            (lo, hi, own) for lo, hi, _, own in asked
+        ]
+        assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
+
+    def test_jump_targets_of_another_text(self, dumps: dict[str, Path]) -> None:
+        text, found = _child_scan(dumps["restore"])
+        assert found is not None
+        copy = "".join(list(text))  # equal, not the same object
+        assert prescan.jump_targets(copy, 0, len(copy)) is None
+        spans = table_spans(text, found[1])
+        assert spans
+        assert prescan.jump_targets(copy, *spans[0]) is None  # still not that text
+        lo, hi = spans[0]
+        assert prescan.jump_targets(text, lo, hi) == JUMP_TARGET.findall(text, lo, hi)
+        assert prescan.jump_targets(text, lo, hi - 1) is None  # other bounds: not found there
+
+
+class _NoFindall:
+    def findall(self, *args: object) -> list[str]:
+        raise AssertionError("found the jump targets in process although the child had")
+
 
 def _never(text: str, start: int) -> tuple[int, Runs]:
     raise AssertionError("scanned in process although the child's items were there")
@@ -148,6 +193,13 @@ class TestFallbacks:
                 patched.setattr(prescan.marshal, "dumps", lambda _, g=garbled: g)
                 assert prescan.start(str(dumps["restore"]))
             self._same_model(dumps["restore"])
+
+    def test_garbled_jump_targets(self) -> None:
+        """A second message without its shape gives no targets: the reader finds them."""
+        shapes = ({"a": 1}, [(1, 2)], [(1, 2, ["KUBE-X", 3])], [("1", 2, [])])
+        for body in (b"junk", *map(marshal.dumps, shapes)):
+            assert prescan._unpack_targets(body) == {}
+        assert prescan._unpack_targets(marshal.dumps([(1, 2, ["KUBE-X"])])) == {(1, 2): ["KUBE-X"]}
 
     def test_short_or_late_message(self) -> None:
         """A message shorter than its length says, or none in time: nothing."""

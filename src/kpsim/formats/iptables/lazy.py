@@ -34,7 +34,7 @@ from kpsim.formats.iptables.construct import constructor, new_chain, new_locatio
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
 from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, scan
-from kpsim.formats.iptables.prescan import taken
+from kpsim.formats.iptables.prescan import jump_targets, taken
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
@@ -383,7 +383,8 @@ class _Pass:
                 offsets = source.runs.offsets
                 lo = offsets[min(source.first.values())]
                 hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
-                source.targets = JUMP_TARGET.findall(self.text, lo, hi)  # show counts them
+                found = jump_targets(self.text, lo, hi)  # the prescan's, or found here
+                source.targets = JUMP_TARGET.findall(self.text, lo, hi) if found is None else found
                 targets = set(source.targets)
                 targets -= TARGET_KEYWORDS
                 # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against

@@ -109,6 +109,26 @@ def cut(text: str, start: int, order: int) -> Runs:
     return Runs(names, [start, *map(re.Match.end, matches)], blocks)
 
 
+def table_spans(text: str, runs: Runs) -> list[tuple[int, int]]:
+    """Where each table's runs are, as ``lazy`` bounds them for its jump-target check:
+    from its first run's start to the newline after its last run (a table begins at a
+    ``*NAME`` line read at once). A guess for the prescan's child, which finds those
+    targets ahead: the reader takes them only for the very bounds it asks for."""
+    names, offsets, blocks = runs.names, runs.offsets, runs.blocks
+    heads = [
+        at
+        for at in compress(range(len(names)), map(not_, names))
+        if at not in blocks and text.startswith("\n*", offsets[at])
+    ]
+    spans = []
+    for lo, hi in zip([0, *heads], [*heads, len(names)], strict=True):
+        first = next((at for at in range(lo, hi) if names[at] is not None), None)
+        if first is not None:  # the table's first and last run
+            last = next(at for at in range(hi - 1, lo - 1, -1) if names[at] is not None)
+            spans.append((offsets[first], offsets[last + 1] + 1))
+    return spans
+
+
 class Lines:
     """Line numbers of offsets: a newline count every ``BLOCK`` characters, then a count
     within the block; the counts made as far as asked (a trace asks near the top: 5 ms
