@@ -119,6 +119,8 @@ def taken(text: str) -> tuple[int, Runs] | None:
         if data is None:
             _end(child)
         else:  # its jump targets next (``jump_targets``)
+            if _after is not None and _after.fd >= 0:
+                _end(_after)  # an earlier child's, never asked for: not left behind
             _after = child
     return None if data is None else _unpack(data, text)
 
@@ -151,7 +153,8 @@ def jump_targets(text: str, lo: int, hi: int) -> list[str] | None:
 def stop() -> None:
     """Kill and reap the children (an exit handler: ``--help``, a usage error, …)."""
     global _child, _after
-    children = [c for c in (_child, _after) if c is not None]
+    # (a child whose pipe is closed was ended already, or is among the spent)
+    children = [c for c in (_child, _after) if c is not None and c.fd >= 0]
     _child = _after = None
     while _spent:
         children.append(_spent.pop())
