@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,8 @@ import pytest
 from _paths import REPO
 from kpsim.cli.entry import SMALLEST, big_input
 from kpsim.formats import parse_captures, read_text
-from kpsim.formats.iptables import lazy, prescan
-from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Runs, scan, table_spans
+from kpsim.formats.iptables import lazy, lazy_source, prescan
+from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Runs, scan, table_spans, undeclared
 from kpsim.formats.iptables.write import render_save
 from kpsim.inputs import synth
 from lazy_compare import model as _model
@@ -120,43 +121,69 @@ class TestSameItems:
         assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
 
     @pytest.mark.parametrize("name", ["restore", "save", "big"])
-    def test_jump_targets(
+    def test_undeclared_targets(
         self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The reader takes each table's jump targets from the child (its own findall
-        patched to fail), they are the findall in the reader's bounds, and the ruleset is
-        the one read alone."""
+        """The reader checks each table's jumps with the targets the child found its
+        blocks do not declare (its own findall patched to fail): exactly the findall in
+        the reader's bounds less every name declared there; the ruleset is the one read
+        alone."""
         path = dumps[name]
         alone = parse_captures(read_text(path), str(path), lazy=True)
         assert prescan.start(str(path))
-        asked: list[tuple[int, int, list[str] | None, list[str]]] = []
+        asked: list[tuple[str, int, int, list[str] | None]] = []
 
-        def spy(text: str, lo: int, hi: int) -> list[str] | None:
-            found = prescan.jump_targets(text, lo, hi)
-            asked.append((lo, hi, found, JUMP_TARGET.findall(text, lo, hi)))
+        def spy(text: str, lo: int, hi: int, blocks: list[int]) -> list[str] | None:
+            found = prescan.undeclared_ahead(text, lo, hi, blocks)
+            asked.append((text, lo, hi, found))
             return found
 
         with monkeypatch.context() as patched:
-            patched.setattr(lazy, "jump_targets", spy)
-            patched.setattr(lazy, "JUMP_TARGET", _NoFindall())
+            patched.setattr(lazy, "undeclared_ahead", spy)
+            patched.setattr(lazy_source, "JUMP_TARGET", _NoFindall())
             ahead = parse_captures(read_text(path), str(path), lazy=True)
         assert asked
-        assert [(lo, hi, found) for lo, hi, found, _ in asked] == [
-            (lo, hi, own) for lo, hi, _, own in asked
-        ]
+        for text, lo, hi, found in asked:
+            declared = set(re.findall(r"^:(\S+) - \[0:0\]$", text, re.M))
+            assert found == sorted(set(JUMP_TARGET.findall(text, lo, hi)) - declared)
         assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
 
-    def test_jump_targets_of_another_text(self, dumps: dict[str, Path]) -> None:
+    def test_undeclared_jump_read_whole(
+        self, dumps: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A deferred jump to a chain no block declares, found by the child: the lazy
+        reader gives up (the whole reader says the chain is not captured)."""
+        text = dumps["restore"].read_text()
+        at = text.index("\nCOMMIT", text.index("*nat"))
+        path = tmp_path / "nowhere.txt"
+        path.write_text(text[:at] + "\n-A KUBE-SERVICES -j KUBE-NOWHERE" + text[at:])
+        assert lazy.lazy_save(path.read_text(), str(path)) is None  # read alone
+        assert prescan.start(str(path))
+        asked: list[list[str] | None] = []
+
+        def spy(text: str, lo: int, hi: int, blocks: list[int]) -> list[str] | None:
+            asked.append(prescan.undeclared_ahead(text, lo, hi, blocks))
+            return asked[-1]
+
+        with monkeypatch.context() as patched:
+            patched.setattr(lazy, "undeclared_ahead", spy)
+            patched.setattr(lazy_source, "JUMP_TARGET", _NoFindall())
+            assert lazy.lazy_save(read_text(path), str(path)) is None
+        assert any(found is not None and "KUBE-NOWHERE" in found for found in asked)
+
+    def test_undeclared_of_another_text(self, dumps: dict[str, Path]) -> None:
         text, found = _child_scan(dumps["restore"])
         assert found is not None
+        runs = found[1]
+        lo, hi, items = table_spans(text, runs)[-1]
+        blocks = [runs.offsets[at] for at in items]
+        assert blocks
         copy = "".join(list(text))  # equal, not the same object
-        assert prescan.jump_targets(copy, 0, len(copy)) is None
-        spans = table_spans(text, found[1])
-        assert spans
-        assert prescan.jump_targets(copy, *spans[0]) is None  # still not that text
-        lo, hi = spans[0]
-        assert prescan.jump_targets(text, lo, hi) == JUMP_TARGET.findall(text, lo, hi)
-        assert prescan.jump_targets(text, lo, hi - 1) is None  # other bounds: not found there
+        assert prescan.undeclared_ahead(copy, lo, hi, blocks) is None
+        assert prescan.undeclared_ahead(text, lo, hi - 1, blocks) is None  # other bounds
+        assert prescan.undeclared_ahead(text, lo, hi, blocks[1:] or [0]) is None  # blocks
+        own = undeclared(text, runs, lo, hi, items)
+        assert prescan.undeclared_ahead(text, lo, hi, blocks) == own
 
 
 class _NoFindall:
@@ -196,10 +223,12 @@ class TestFallbacks:
 
     def test_garbled_jump_targets(self) -> None:
         """A second message without its shape gives no targets: the reader finds them."""
-        shapes = ({"a": 1}, [(1, 2)], [(1, 2, ["KUBE-X", 3])], [("1", 2, [])])
+        shapes = ({"a": 1}, [(1, 2, [])], [(1, 2, [3], ["KUBE-X", 3])], [(1, 2, ["3"], [])],
+                  [("1", 2, [], [])])  # fmt: skip
         for body in (b"junk", *map(marshal.dumps, shapes)):
             assert prescan._unpack_targets(body) == {}
-        assert prescan._unpack_targets(marshal.dumps([(1, 2, ["KUBE-X"])])) == {(1, 2): ["KUBE-X"]}
+        good = marshal.dumps([(1, 2, [0], ["KUBE-X"])])
+        assert prescan._unpack_targets(good) == {(1, 2): ([0], ["KUBE-X"])}
 
     def test_short_or_late_message(self) -> None:
         """A message shorter than its length says, or none in time: nothing."""

@@ -23,21 +23,21 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import compress, repeat
-from operator import add, eq, not_
+from itertools import compress
+from operator import not_
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from kpsim.formats.capture import assess
-from kpsim.formats.common import ChainDraft, RulesetBuilder, Sink
-from kpsim.formats.iptables.construct import constructor, new_chain, new_location
+from kpsim.formats.common import RulesetBuilder, Sink
+from kpsim.formats.iptables.construct import constructor, new_chain
 from kpsim.formats.iptables.fast import FastRules
-from kpsim.formats.iptables.lazy_places import Places
-from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, scan
-from kpsim.formats.iptables.prescan import jump_targets, taken
+from kpsim.formats.iptables.lazy_scan import Lines, Runs, scan
+from kpsim.formats.iptables.lazy_source import Source
+from kpsim.formats.iptables.prescan import taken, undeclared_ahead
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
-from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
+from kpsim.formats.iptables.sketch import Sketch
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
 from kpsim.formats.on_demand import ChainsOnDemand, Recipe
 from kpsim.model import Chain, Counters, Format, Jump, Rule, Ruleset, SourceLocation, Table
@@ -54,7 +54,7 @@ _ORIGIN_SLOT: Any = Chain.__dict__["origin"]
 class LazyChain(Chain):
     """A ``Chain`` whose rules are built on first use; then it *is* a plain ``Chain``
     (its class is switched: the layouts are the same), equal to the one the whole
-    reader builds. Until then its ``rules`` slot holds the ``_Source`` that builds them,
+    reader builds. Until then its ``rules`` slot holds the ``Source`` that builds them,
     and its ``origin`` slot the source too when the declaration is deferred."""
 
     __slots__ = ()
@@ -66,21 +66,21 @@ class LazyChain(Chain):
     @property
     def origin(self) -> SourceLocation | None:
         found = _ORIGIN_SLOT.__get__(self, Chain)
-        if isinstance(found, _Source):
+        if isinstance(found, Source):
             found = found.origin(self.name)
             _ORIGIN_SLOT.__set__(self, found)
         return found  # type: ignore[no-any-return]
 
     def sketch(self) -> Sketch | None:
         source = _RULES_SLOT.__get__(self, Chain)
-        return source.sketch(self.name) if isinstance(source, _Source) else None
+        return source.sketch(self.name) if isinstance(source, Source) else None
 
     def rule(self, at: int) -> Rule:
         sketch = self.sketch()
         return sketch.rule(at) if sketch is not None else self.rules[at]
 
     def _load(self) -> tuple[Rule, ...]:
-        source: _Source = _RULES_SLOT.__get__(self, Chain)
+        source: Source = _RULES_SLOT.__get__(self, Chain)
         origin = self.origin
         enabled = gc.isenabled()  # rules are acyclic: the collector would only rescan them,
         gc.disable()  # 0.139 s → 0.089 s for KUBE-SERVICES' 10,001 rules (measured)
@@ -106,99 +106,6 @@ class LazyChain(Chain):
 #: ``new_lazy(name, source, policy, counters, origin)``: a LazyChain, as ``new_chain``
 _new_lazy: Callable[..., LazyChain] = constructor(Chain, LazyChain)
 _ZERO = Counters(0, 0)
-
-
-class _Source:
-    """One table's deferred lines: where each chain's runs and declaration are."""
-
-    def __init__(self, text: str, path: str, table: str, fast_rules: FastRules) -> None:
-        self.text, self.path, self.table, self.fast = text, path, table, fast_rules
-        self.runs: Runs | None = None
-        self.first: dict[str, int] = {}  # chain → its first run (an index in ``runs``)
-        self.last: dict[str, int] = {}  # chain → its last run
-        self.declared: dict[str, int] = {}  # chain → the offset of its declaration block
-        self.eager: dict[str, ChainDraft] = {}  # rules read at once, by chain
-        self.lines: Lines | None = None
-        self.order = 0  # the scanner's: 0 kube-proxy's restore input, 1 iptables-save's
-        self.sketches: dict[str, Sketch | None] = {}
-        self.places = Places()  # where each declaration is (``origin``)
-        self.targets: list[str] = []  # each deferred line's ``-j NAME`` (``_no_missing``)
-        self.view: object = None  # ``lazy_text.table_text``'s answer, made once
-
-    def add_runs(self, runs: Runs, lo: int, hi: int) -> None:
-        """Items ``lo:hi`` (no special one among them) are runs of this table: first and
-        last run of each chain by two dicts built in C (a later segment's last wins, an
-        earlier one's first)."""
-        self.runs = runs
-        names, index = cast(list[str], runs.names[lo:hi]), range(lo, hi)
-        self.last.update(zip(names, index, strict=True))
-        first = dict(zip(reversed(names), reversed(index), strict=True))
-        first.update(self.first)
-        self.first = first
-
-    def spans(self, name: str) -> list[tuple[int, int]]:
-        """(start, end) of each run of ``name``, in line order."""
-        at = self.first.get(name)
-        if at is None or self.runs is None:
-            return []
-        names, offsets, last = self.runs.names, self.runs.offsets, self.last[name] + 1
-        # several runs (KUBE-SERVICES in kube-proxy's order): picked among the items in C
-        found = list(compress(range(at, last), map(eq, names[at:last], repeat(name))))
-        ends = map(offsets.__getitem__, map(add, found, repeat(1)))  # pairs made in C too
-        return list(zip(map(offsets.__getitem__, found), ends, strict=True))
-
-    def sketch(self, name: str) -> Sketch | None:
-        """A big chain whose every line is deferred, sketched (``sketch.py``); else None.
-        Its lines are counted only as far as the threshold needs (a run has one or more)."""
-        if name in self.sketches:
-            return self.sketches[name]
-        found, spans, count = None, self.spans(name), self.text.count
-        size = len(spans) + sum(count("\n", a, b) for a, b in spans[:SKETCH_MIN_RULES])
-        if size >= SKETCH_MIN_RULES and not (name in self.eager and self.eager[name].rules):
-            assert self.lines is not None
-            build = builder(self.fast, self.table, name, self.path)
-            found = sketch_runs(self.text, spans, self.lines.at, build, self.order)
-        self.sketches[name] = found
-        return found
-
-    def origin(self, name: str) -> SourceLocation:
-        assert self.lines is not None
-        at = self.places.line(self.text, self.lines, self.declared, name)
-        return new_location(self.path, at, f":{name} - [0:0]")
-
-    def rules(self, name: str) -> tuple[Rule, ...]:
-        """The chain's rules in line order: its deferred runs (built by the fast path,
-        which must take every line of them) and any rule read at once."""
-        text, lines = self.text, self.lines
-        assert lines is not None
-        block: list[str] = []
-        numbers: list[int] = []
-        at, number = -1, 0
-        for start, end in self.spans(name):
-            number = lines.at(start + 1) if at < 0 else number + text.count("\n", at, start + 1)
-            at = start + 1
-            run = text[at:end].split("\n")
-            block += run
-            numbers += range(number, number + len(run))
-        draft = ChainDraft(name)
-        if self.fast.take(block, 0, self.table, self.path, {name: draft}, numbers) != len(block):
-            raise AssertionError(f"{self.path}: a deferred line of {name} was not taken")
-        eager = self.eager[name].rules if name in self.eager else []
-        if not eager:
-            return tuple(draft.rules)
-        merged = ChainDraft(name)
-        for rule in sorted([*draft.rules, *eager], key=_line):
-            _append(merged, rule)
-        return tuple(merged.rules)
-
-
-def _line(rule: Rule) -> int:
-    return rule.origin.line if rule.origin is not None else 0
-
-
-def _append(draft: ChainDraft, rule: Rule) -> None:
-    number = len(draft.rules) + 1
-    draft.rules.append(rule if rule.number == number else replace(rule, number=number))
 
 
 # ---------------------------------------------------------------- the pass
@@ -227,7 +134,7 @@ class _Pass:
         self.builder: RulesetBuilder = parser.builder
         self.lines = Lines(text)
         self.fast = FastRules(frozenset())
-        self.sources: dict[str, _Source] = {}
+        self.sources: dict[str, Source] = {}
         self.order: dict[str, dict[str, object]] = {}  # per table, chains as first seen
         self.seen: dict[str, int] = {}  # per table, eager chains already in ``order``
         self.ruled: set[str] = set()  # tables with deferred runs so far
@@ -261,21 +168,22 @@ class _Pass:
             done = at + 1
         return self._finish()
 
-    def _source(self, table: str) -> _Source:
+    def _source(self, table: str) -> Source:
         source = self.sources.get(table)
         if source is None:
-            source = self.sources[table] = _Source(self.text, self.path, table, self.fast)
+            source = self.sources[table] = Source(self.text, self.path, table, self.fast)
             source.lines, source.order = self.lines, self.shape
             self.order.setdefault(table, {})
         return source
 
-    def _runs(self, source: _Source, runs: Runs, lo: int, hi: int) -> None:
+    def _runs(self, source: Source, runs: Runs, lo: int, hi: int) -> None:
         """Runs come after their table's declarations (``_declared_first``)."""
         self.ruled.add(source.table)
         source.add_runs(runs, lo, hi)
 
-    def _declarations(self, source: _Source, offset: int, end: int) -> None:
+    def _declarations(self, source: Source, offset: int, end: int) -> None:
         block = self.text[offset:end]  # ":NAME - [0:0]" lines, each after its newline
+        source.blocks.append(offset)
         if source.table in self.ruled:
             raise _NotClean  # a declaration after rules (``_declared_first``)
         # every line of the block is ":NAME - [0:0]" (``lazy_scan``): 7 ms against 12 ms
@@ -383,10 +291,11 @@ class _Pass:
                 offsets = source.runs.offsets
                 lo = offsets[min(source.first.values())]
                 hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
-                found = jump_targets(self.text, lo, hi)  # the prescan's, or found here
-                source.targets = JUMP_TARGET.findall(self.text, lo, hi) if found is None else found
-                targets = set(source.targets)
-                targets -= TARGET_KEYWORDS
+                source.bounds = (lo, hi)
+                # the targets no block of the table declares, as the prescan found them: a
+                # few names where the findall and the set of all 115,000 cost ~30 ms
+                ahead = undeclared_ahead(self.text, lo, hi, source.blocks)
+                targets = set(source.targets if ahead is None else ahead) - TARGET_KEYWORDS
                 # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against
                 # ``targets <= chains.keys()`` on a mapping proxy's keys (measured)
                 if targets.difference(self.order[tname]):

@@ -109,11 +109,12 @@ def cut(text: str, start: int, order: int) -> Runs:
     return Runs(names, [start, *map(re.Match.end, matches)], blocks)
 
 
-def table_spans(text: str, runs: Runs) -> list[tuple[int, int]]:
-    """Where each table's runs are, as ``lazy`` bounds them for its jump-target check:
-    from its first run's start to the newline after its last run (a table begins at a
-    ``*NAME`` line read at once). A guess for the prescan's child, which finds those
-    targets ahead: the reader takes them only for the very bounds it asks for."""
+def table_spans(text: str, runs: Runs) -> list[tuple[int, int, list[int]]]:
+    """Where each table's runs are, as ``lazy`` bounds them for its jump-target check
+    (from its first run's start to the newline after its last run), and its blocks of
+    declarations (items); a table begins at a ``*NAME`` line read at once. A guess for
+    the prescan's child: the reader takes its answer only for the very bounds and blocks
+    it has itself."""
     names, offsets, blocks = runs.names, runs.offsets, runs.blocks
     heads = [
         at
@@ -125,8 +126,18 @@ def table_spans(text: str, runs: Runs) -> list[tuple[int, int]]:
         first = next((at for at in range(lo, hi) if names[at] is not None), None)
         if first is not None:  # the table's first and last run
             last = next(at for at in range(hi - 1, lo - 1, -1) if names[at] is not None)
-            spans.append((offsets[first], offsets[last + 1] + 1))
+            declared = sorted(at for at in blocks if lo <= at < hi)
+            spans.append((offsets[first], offsets[last + 1] + 1, declared))
     return spans
+
+
+def undeclared(text: str, runs: Runs, lo: int, hi: int, blocks: list[int]) -> list[str]:
+    """The jump targets of ``text[lo:hi]`` not declared in the blocks (items) given."""
+    offsets = runs.offsets
+    declared: set[str] = set()
+    for at in blocks:  # ":NAME - [0:0]" lines, each after its newline (``lazy``)
+        declared.update(text[offsets[at] : offsets[at + 1]].replace(" - [0:0]", "").split("\n:"))
+    return sorted(set(JUMP_TARGET.findall(text, lo, hi)) - declared)
 
 
 class Lines:

@@ -9,7 +9,7 @@ of ``show``'s ~2 s; these few C-level passes over the text take ~0.1 s (measured
 Only deferred lines are read here, and a deferred line is one the fast path builds without
 a doubt (``lazy_scan``): its target is last (``-j NAME`` or ``-j DNAT --to-destination
 IP[:PORT]``), its statistic just before it, its comment free of escapes. Rules read at once
-(``_Source.eager``) are taken from the model, as built; a chain with any of them is
+(``Source.eager``) are taken from the model, as built; a chain with any of them is
 answered from its rules (``TableText.deferred_only``), never from its text.
 """
 
@@ -22,8 +22,9 @@ from operator import itemgetter, truth
 from typing import cast
 
 from kpsim.formats.iptables import fast
-from kpsim.formats.iptables.lazy import _RULES_SLOT, LazyChain, _Source
+from kpsim.formats.iptables.lazy import _RULES_SLOT, LazyChain
 from kpsim.formats.iptables.lazy_scan import JUMP_TARGET
+from kpsim.formats.iptables.lazy_source import Source
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
 from kpsim.formats.on_demand import ChainsOnDemand
 from kpsim.model import Chain, Jump, Table
@@ -55,7 +56,7 @@ class TableText:
     """One lazily read table: its deferred lines' counts and jumps, and readers of
     kube-proxy's service and endpoint chains."""
 
-    def __init__(self, table: Table, source: _Source) -> None:
+    def __init__(self, table: Table, source: Source) -> None:
         self.table = table
         self.source = source
         runs = source.runs
@@ -236,7 +237,7 @@ def table_text(table: Table) -> TableText | None:
     for found in stored:
         if type(found) is tuple or type(found) is LazyChain:
             source = found[0] if type(found) is tuple else _RULES_SLOT.__get__(found, Chain)
-            if not isinstance(source, _Source):
+            if not isinstance(source, Source):
                 return None
             # made once per table: ``show`` asks 5 times, each a scan of 61,000 chains
             if not isinstance(source.view, TableText) or source.view.table is not table:

@@ -5,20 +5,21 @@ this one is still starting (the machine's second CPU).
       │ imports kpsim, parses the options (~0.13 s)                 │ (0.10-0.2 s),
     read_text(path) ─ early_text: the text read at start            │ the items over
     lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┤ a pipe (marshal),
-    lazy._Pass._no_missing ─ jump_targets(text, lo, hi) ◀───────────┘ then each table's
-                                                                      jump targets
+    lazy._Pass._no_missing ─ undeclared_ahead(…) ◀──────────────────┘ then each table's
+                                                                      jump targets not
+                                                                      declared
 
 Why: ``kpsim trace`` on a 10,000-service dump spent ~0.15 s in that pass after ~0.13 s
 of imports that need one CPU; now the two overlap. The child, idle once its items are
-sent, then finds each table's jump targets (a ~26 ms ``findall``) while the parent
-indexes the items.
+sent, then finds each table's jump targets that its declarations do not name (a ~30 ms
+``findall`` and set, answered in a few names) while the parent indexes the items.
 
 Same answers by construction: the child scans the very ``str`` the parent read (fork
 shares it), ``read_text`` hands that ``str`` on only for the same file, unchanged, and
-``taken`` gives the items, and ``jump_targets`` a table's targets, only for that object
-(``is``; the targets only for the very bounds the reader asks about). Anything else — no
-fork (not POSIX), a child that died, is late (``_patience``) or sent a message that does
-not unpack — gives None, and the reader scans (or finds) in process as it always did.
+``taken`` gives the items, and ``undeclared_ahead`` a table's targets, only for that
+object (``is``; the targets only for the very bounds and blocks the reader has). Anything
+else — no fork (not POSIX), a child that died, is late (``_patience``) or sent a message
+that does not unpack — gives None, and the reader scans (or finds) in process as it always did.
 The child never writes but to its pipe and leaves with ``os._exit`` (no exit handlers,
 no inherited buffers flushed); the parent reaps it at exit (``stop``, an exit handler),
 killing it first unless it answered, and at once when an answer is short or late.
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Runs, scan, table_spans
+from kpsim.formats.iptables.lazy_scan import Runs, scan, table_spans, undeclared
 
 _HEADER = 8  # bytes: the message's length, then marshal's (order, names, offsets, blocks)
 
@@ -50,10 +51,10 @@ class _Child:
 
 
 _child: _Child | None = None
-#: The child whose items were taken, until its jump targets are (``jump_targets``).
+#: The child whose items were taken, until its jump targets are (``undeclared_ahead``).
 _after: _Child | None = None
-#: Those targets, by (start, end), and the text they were found in.
-_targets: tuple[str, dict[tuple[int, int], list[str]]] | None = None
+#: Those targets (with the blocks' offsets) by (start, end), and the text of them.
+_targets: tuple[str, dict[tuple[int, int], tuple[list[int], list[str]]]] | None = None
 #: Children that answered, reaped at exit: each one's end (its copy of the parent's
 #: pages torn down) cost the waiting parent 5-7 ms (measured).
 _spent: list[_Child] = []
@@ -118,16 +119,17 @@ def taken(text: str) -> tuple[int, Runs] | None:
     finally:
         if data is None:
             _end(child)
-        else:  # its jump targets next (``jump_targets``)
+        else:  # its jump targets next (``undeclared_ahead``)
             if _after is not None and _after.fd >= 0:
                 _end(_after)  # an earlier child's, never asked for: not left behind
             _after = child
     return None if data is None else _unpack(data, text)
 
 
-def jump_targets(text: str, lo: int, hi: int) -> list[str] | None:
-    """``JUMP_TARGET.findall(text, lo, hi)`` as the child found it after its items, when
-    ``text`` is the one it scanned and it looked in those very bounds; else None."""
+def undeclared_ahead(text: str, lo: int, hi: int, blocks: list[int]) -> list[str] | None:
+    """``lazy_scan.undeclared`` of ``text[lo:hi]`` as the child found it after its items,
+    when ``text`` is the one it scanned and it looked in those very bounds with those very
+    blocks of declarations (their offsets); else None."""
     global _after, _targets
     child = _after
     if child is not None and child.text is text:  # its second message, read once
@@ -147,7 +149,8 @@ def jump_targets(text: str, lo: int, hi: int) -> list[str] | None:
         _targets = (text, _unpack_targets(data) if data is not None else {})
     if _targets is None or _targets[0] is not text:
         return None
-    return _targets[1].get((lo, hi))
+    found = _targets[1].get((lo, hi))
+    return found[1] if found is not None and found[0] == blocks else None
 
 
 def stop() -> None:
@@ -186,10 +189,13 @@ def _serve(text: str, reader: int, writer: int) -> NoReturn:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: just go
         order, runs = scan(text, text.index("\n"))
         _send(writer, marshal.dumps((order, runs.names, runs.offsets, sorted(runs.blocks))))
-        # then, while the parent indexes the items, each table's jump targets (``lazy``'s
-        # check that no jump leaves the capture): a findall of ~26 ms there, ~6 ms of
-        # unmarshalling instead (10,000 services, measured)
-        found = [(lo, hi, JUMP_TARGET.findall(text, lo, hi)) for lo, hi in table_spans(text, runs)]
+        # then, while the parent indexes the items, each table's jump targets that its
+        # blocks do not declare: what ``lazy``'s check that no jump leaves the capture
+        # needs (a findall of 115,000 targets and their set, ~30 ms there), a few names
+        found = [
+            (lo, hi, [runs.offsets[at] for at in blocks], undeclared(text, runs, lo, hi, blocks))
+            for lo, hi, blocks in table_spans(text, runs)
+        ]
         _send(writer, marshal.dumps(found))
         code = 0
     finally:
@@ -271,22 +277,26 @@ def _unpack(data: bytes, text: str) -> tuple[int, Runs] | None:
     return order, Runs(names, offsets, frozenset(blocks))
 
 
-def _unpack_targets(data: bytes) -> dict[tuple[int, int], list[str]]:
-    """The second message as ``jump_targets`` keeps it; empty when it has not its shape."""
+def _unpack_targets(data: bytes) -> dict[tuple[int, int], tuple[list[int], list[str]]]:
+    """The second message as ``undeclared_ahead`` keeps it; empty when not in its shape."""
     try:
         found = marshal.loads(data)
     except (EOFError, ValueError, TypeError):
         return {}
-    out: dict[tuple[int, int], list[str]] = {}
+    out: dict[tuple[int, int], tuple[list[int], list[str]]] = {}
     if type(found) is not list:
         return {}
     for item in found:
-        if not (type(item) is tuple and len(item) == 3 and type(item[2]) is list):
+        if not (type(item) is tuple and len(item) == 4):
             return {}
-        lo, hi, names = item
-        if type(lo) is not int or type(hi) is not int or not set(map(type, names)) <= {str}:
+        lo, hi, blocks, names = item
+        if type(lo) is not int or type(hi) is not int:
             return {}
-        out[lo, hi] = names
+        if type(blocks) is not list or not set(map(type, blocks)) <= {int}:
+            return {}
+        if type(names) is not list or not set(map(type, names)) <= {str}:
+            return {}
+        out[lo, hi] = (blocks, names)
     return out
 
 
