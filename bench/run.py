@@ -100,9 +100,11 @@ def timed_child(argv: Sequence[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-#: What any trace that gives the whole reader's answers pays before it walks a rule: the
-#: interpreter, the trace's imports, reading the file and the one pass that vouches for
-#: every line (``formats.iptables.lazy_scan``: a damaged line anywhere must be reported).
+#: What any trace that gives the whole reader's answers pays before it walks a rule, in
+#: one process: the interpreter, the trace's imports, reading the file and the one pass
+#: that vouches for every line (``formats.iptables.lazy_scan``: a damaged line anywhere
+#: must be reported). ``kpsim trace`` itself makes that pass in a second process while it
+#: imports (``formats.iptables.prescan``), so on two CPUs it can end below these rows.
 #: Then the trace's whole load (``api.load(lazy=True)``: that pass, the chains' index, the
 #: check that no jump leaves the capture), so the walk's own share is trace minus it.
 _FLOOR = """
