@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from _paths import REPO
+from kpsim.cli import entry
 from kpsim.cli.entry import SMALLEST, big_input
 from kpsim.formats import parse_captures, read_text
 from kpsim.formats.iptables import lazy, lazy_source, prescan
@@ -361,3 +362,22 @@ def test_cli_shipped_fixtures(args: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == _kpsim(*args, entry="kpsim.cli.main").stdout
     assert done.stderr.splitlines()[-1] == "forked=0 alive=0"
+
+
+def test_interrupted_while_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C before the CLI runs (the prescan's read, the imports): the CLI's own line
+    and exit code, no traceback; with --debug the traceback."""
+
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "big_input", interrupted)
+    monkeypatch.setattr(sys, "argv", ["kpsim", "trace", "x"])
+    with pytest.raises(SystemExit) as ended:
+        entry.run()
+    assert (ended.value.code, capsys.readouterr().err) == (130, "kpsim: interrupted\n")
+    monkeypatch.setattr(sys, "argv", ["kpsim", "--debug", "trace", "x"])
+    with pytest.raises(KeyboardInterrupt):
+        entry.run()

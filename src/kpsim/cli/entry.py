@@ -22,13 +22,20 @@ SMALLEST = 1 << 20
 
 
 def run() -> None:
-    path = big_input(sys.argv[1:])
-    if path is not None:
-        from kpsim.formats.iptables.prescan import start
+    try:
+        path = big_input(sys.argv[1:])
+        if path is not None:
+            from kpsim.formats.iptables.prescan import start
 
-        start(path)
-    from kpsim.cli.main import run as run_main
+            start(path)
+        from kpsim.cli.main import run as run_main
+    except KeyboardInterrupt:  # Ctrl-C while starting: as the CLI says it once running
+        if "--debug" in sys.argv:
+            raise
+        from kpsim.errors import ExitCode
 
+        sys.stderr.write("kpsim: interrupted\n")
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     run_main()
 
 
