@@ -109,7 +109,6 @@ class ChainIndex:
 
     by_key: Mapping[_AnyKey, tuple[int, ...]]
     rest: tuple[int, ...]
-    by_text: bool = False  # destinations as written (``from_sketch``), not IP addresses
 
     @classmethod
     def build(cls, chain: Chain) -> ChainIndex:
@@ -123,25 +122,10 @@ class ChainIndex:
                 by_key.setdefault(key, []).append(pos)
         return cls({k: tuple(v) for k, v in by_key.items()}, tuple(rest))
 
-    @classmethod
-    def from_sketch(cls, sketch: RuleSketch) -> ChainIndex:
-        """``build`` from what a sketched chain's lines say (``_index_key`` of each rule,
-        no rule built), its hosts kept as written (canonical dotted quads, as ``str`` of
-        an address). A walk uses ``SketchIndex``, which gives the same candidates."""
-        by_key: dict[_AnyKey, list[int]] = {}
-        rest = []
-        for pos in range(len(sketch.jumps)):
-            key = _sketch_key(sketch, pos)
-            if key is None:
-                rest.append(pos)
-            else:
-                by_key.setdefault(key, []).append(pos)
-        return cls({k: tuple(v) for k, v in by_key.items()}, tuple(rest), by_text=True)
-
     def candidates(self, flow: Flow) -> Sequence[int]:
         """Positions of the rules that can match ``flow``, in chain order."""
         p, port = flow.protocol, flow.dport
-        d: IPAddress | str = str(flow.dst) if self.by_text else flow.dst
+        d = flow.dst
         get = self.by_key.get
         hits = (*get((d, p, port), ()), *get((None, p, port), ()), *get((d, None, None), ()))
         return sorted((*hits, *self.rest)) if hits else self.rest
@@ -169,14 +153,15 @@ SKETCH_SCANS = 4
 
 
 class SketchIndex:
-    """``ChainIndex.from_sketch``'s candidates without its dict of every rule: a trace
+    """``ChainIndex.build``'s candidates for a sketched chain, without a dict of every rule
+    (nor the rules): a trace
     asks a 10,001-rule KUBE-SERVICES about one or two flows. The rules that pin the
     flow's host are found among the hosts in C (``compress``, 0.45 ms a flow); a Tracer
     asked about more flows indexes them once (each host's first and last position, two
     dicts built by ``zip``, 1.2 ms). Only the rules that pin no host (no ``-d``, ``!
     -d``, a network: one in kube-proxy's KUBE-SERVICES, every rule of KUBE-NODEPORTS)
-    are read one by one. On the 10,000-service dump's KUBE-SERVICES: 17 ms for
-    ``from_sketch``, ~1 ms for this and one flow's candidates (measured)."""
+    are read one by one. On the 10,000-service dump's KUBE-SERVICES: 17 ms for such a
+    dict of every sketched rule, ~1 ms for this and one flow's candidates (measured)."""
 
     __slots__ = ("_first", "_free", "_hosts", "_last", "_rest", "_scans", "_sketch")
 

@@ -19,7 +19,7 @@ SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-XLB-", "KUBE-FW
 #: kube-proxy's per-service chains in iptables mode: a service port's, an endpoint's.
 PER_SERVICE_PREFIXES = (*SERVICE_PREFIXES, "KUBE-SEP-")
 #: A name, after the newline before it, that starts with none of them (``other_chains``).
-_OTHER = re.compile(r"\n(?!KUBE-(?:SEP|SVC|SVL|EXT|XLB|FW)-)([^\n]*+)")
+_OTHER = re.compile(rf"\n(?!{'|'.join(map(re.escape, PER_SERVICE_PREFIXES))})([^\n]*+)")
 FRONTEND_SUFFIXES = {
     " cluster IP": "cluster-ip",
     " external IP": "external-ip",
