@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,9 +22,20 @@ from kpsim.cli import entry
 from kpsim.cli.entry import SMALLEST, big_input
 from kpsim.formats import parse_captures, read_text
 from kpsim.formats.iptables import lazy, lazy_source, prescan
-from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Runs, scan, table_spans, undeclared
+from kpsim.formats.iptables.lazy_scan import (
+    BLOCK,
+    JUMP_TARGET,
+    Lines,
+    Runs,
+    marks,
+    repeats,
+    scan,
+    table_spans,
+    unruled,
+)
 from kpsim.formats.iptables.write import render_save
 from kpsim.inputs import synth
+from kpsim.model import Ruleset
 from lazy_compare import model as _model
 
 SHIPPED = sorted(p for p in (REPO / "fixtures" / "iptables").rglob("*") if p.is_file())
@@ -122,34 +132,36 @@ class TestSameItems:
         assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
 
     @pytest.mark.parametrize("name", ["restore", "save", "big"])
-    def test_undeclared_targets(
+    def test_unruled_targets(
         self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The reader checks each table's jumps with the targets the child found its
-        blocks do not declare (its own findall patched to fail): exactly the findall in
-        the reader's bounds less every name declared there; the ruleset is the one read
+        """The reader checks each table's jumps with the targets the child found that name
+        no chain of the table's runs (its own findall patched to fail): exactly the
+        findall in the reader's bounds less those chains; the ruleset is the one read
         alone."""
         path = dumps[name]
         alone = parse_captures(read_text(path), str(path), lazy=True)
         assert prescan.start(str(path))
         asked: list[tuple[str, int, int, list[str] | None]] = []
 
-        def spy(text: str, lo: int, hi: int, blocks: list[int]) -> list[str] | None:
-            found = prescan.undeclared_ahead(text, lo, hi, blocks)
+        def spy(text: str, lo: int, hi: int) -> list[str] | None:
+            found = prescan.unruled_ahead(text, lo, hi)
             asked.append((text, lo, hi, found))
             return found
 
         with monkeypatch.context() as patched:
-            patched.setattr(lazy, "undeclared_ahead", spy)
+            patched.setattr(lazy, "unruled_ahead", spy)
             patched.setattr(lazy_source, "JUMP_TARGET", _NoFindall())
             ahead = parse_captures(read_text(path), str(path), lazy=True)
         assert asked
+        mine = scan(asked[0][0], asked[0][0].index("\n"))[1]  # in process
         for text, lo, hi, found in asked:
-            declared = set(re.findall(r"^:(\S+) - \[0:0\]$", text, re.M))
-            assert found == sorted(set(JUMP_TARGET.findall(text, lo, hi)) - declared)
+            ruled = {n for n, at in zip(mine.names, mine.offsets, strict=False) if lo <= at < hi}
+            assert found == sorted(set(JUMP_TARGET.findall(text, lo, hi)) - ruled)
+        assert any("KUBE-MARK-MASQ" in found for *_, found in asked if found)  # rules eager
         assert [_model(rs) for rs in ahead] == [_model(rs) for rs in alone]
 
-    def test_undeclared_jump_read_whole(
+    def test_unruled_jump_read_whole(
         self, dumps: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A deferred jump to a chain no block declares, found by the child: the lazy
@@ -162,29 +174,100 @@ class TestSameItems:
         assert prescan.start(str(path))
         asked: list[list[str] | None] = []
 
-        def spy(text: str, lo: int, hi: int, blocks: list[int]) -> list[str] | None:
-            asked.append(prescan.undeclared_ahead(text, lo, hi, blocks))
+        def spy(text: str, lo: int, hi: int) -> list[str] | None:
+            asked.append(prescan.unruled_ahead(text, lo, hi))
             return asked[-1]
 
         with monkeypatch.context() as patched:
-            patched.setattr(lazy, "undeclared_ahead", spy)
+            patched.setattr(lazy, "unruled_ahead", spy)
             patched.setattr(lazy_source, "JUMP_TARGET", _NoFindall())
             assert lazy.lazy_save(read_text(path), str(path)) is None
         assert any(found is not None and "KUBE-NOWHERE" in found for found in asked)
 
-    def test_undeclared_of_another_text(self, dumps: dict[str, Path]) -> None:
+    def test_unruled_of_another_text(self, dumps: dict[str, Path]) -> None:
         text, found = _child_scan(dumps["restore"])
         assert found is not None
         runs = found[1]
-        lo, hi, items = table_spans(text, runs)[-1]
-        blocks = [runs.offsets[at] for at in items]
-        assert blocks
+        lo, hi, first, end = table_spans(text, runs)[-1]
         copy = "".join(list(text))  # equal, not the same object
-        assert prescan.undeclared_ahead(copy, lo, hi, blocks) is None
-        assert prescan.undeclared_ahead(text, lo, hi - 1, blocks) is None  # other bounds
-        assert prescan.undeclared_ahead(text, lo, hi, blocks[1:] or [0]) is None  # blocks
-        own = undeclared(text, runs, lo, hi, items)
-        assert prescan.undeclared_ahead(text, lo, hi, blocks) == own
+        assert prescan.unruled_ahead(copy, lo, hi) is None
+        assert prescan.unruled_ahead(text, lo, hi - 1) is None  # other bounds
+        own = unruled(text, runs, lo, hi, first, end)
+        assert prescan.unruled_ahead(text, lo, hi) == own
+
+    @pytest.mark.parametrize("name", ["restore", "save", "big"])
+    def test_marks_and_repeats(self, dumps: dict[str, Path], name: str) -> None:
+        """The child's line marks and chains of several runs are the text's and the
+        items': given for that text and those very items only."""
+        text, found = _child_scan(dumps[name])
+        assert found is not None
+        runs = found[1]
+        lines = Lines(text)
+        lines.at(len(text))
+        assert prescan.marks_ahead(text) == marks(text) == lines.marks
+        assert prescan.marks_ahead("".join(list(text))) is None
+        several = repeats(runs.names)
+        assert prescan.repeats_ahead(runs) == several
+        assert prescan.repeats_ahead(Runs(list(runs.names), runs.offsets, runs.blocks)) is None
+        brute = {n: [i for i, m in enumerate(runs.names) if m == n] for n in set(runs.names)}
+        assert several == {n: at for n, at in brute.items() if n is not None and len(at) > 1}
+        if name != "save":  # in kube-proxy's order, one run a service; iptables-save's: one
+            assert len(several["KUBE-SERVICES"]) > 100
+
+    @pytest.mark.parametrize("name", ["restore", "save"])
+    def test_reader_uses_marks_and_repeats(
+        self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The reader counts no line the child counted and makes no table of every
+        chain's last run; each chain's runs are those it finds alone."""
+        path = dumps[name]
+        alone, own = _read(read_text(path), str(path), monkeypatch)
+        assert prescan.start(str(path))
+        ahead, sources = _read(read_text(path), str(path), monkeypatch)
+        assert sources.keys() == own.keys() and "nat" in sources
+        for tname, source in sources.items():
+            assert source.lines is not None and source.lines.ahead is None
+            assert source.lines.marks == marks(source.text)
+            for chain in ahead.tables[tname].chains:
+                assert source.spans(chain) == own[tname].spans(chain), chain
+            assert source._last is None  # never made
+        assert own["nat"]._last is not None  # made alone
+        assert _model(ahead) == _model(alone)
+
+    def test_later_messages_lost(
+        self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Items taken, nothing after them (the child gone): the reader counts, finds the
+        targets and each chain's runs itself, with the same answers."""
+        path = dumps["restore"]
+        alone = lazy.lazy_save(read_text(path), str(path))
+        assert prescan.start(str(path))
+        text = read_text(path)
+        assert prescan.taken(text) is not None
+        monkeypatch.setattr(prescan, "_receive", lambda fd, seconds: None)
+        monkeypatch.setattr(lazy, "taken", lambda t: prescan.taken(t) or scan(t, t.index("\n")))
+        ahead = lazy.lazy_save(text, str(path))
+        assert alone is not None and ahead is not None
+        assert prescan.marks_ahead(text) is None and prescan.unruled_ahead(text, 0, 1) is None
+        assert _model(ahead) == _model(alone)
+
+
+def _read(
+    text: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Ruleset, dict[str, lazy_source.Source]]:
+    """``lazy_save``'s ruleset, and its tables' deferred lines."""
+    passes: list[lazy._Pass] = []
+    real = lazy._Pass._finish
+
+    def finish(self: lazy._Pass) -> Ruleset:
+        passes.append(self)
+        return real(self)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lazy._Pass, "_finish", finish)
+        found = lazy.lazy_save(text, path)
+    assert found is not None
+    return found, passes[0].sources
 
 
 class _NoFindall:
@@ -224,12 +307,22 @@ class TestFallbacks:
 
     def test_garbled_jump_targets(self) -> None:
         """A second message without its shape gives no targets: the reader finds them."""
-        shapes = ({"a": 1}, [(1, 2, [])], [(1, 2, [3], ["KUBE-X", 3])], [(1, 2, ["3"], [])],
-                  [("1", 2, [], [])])  # fmt: skip
+        shapes = ({"a": 1}, [(1, 2)], [(1, 2, ["KUBE-X", 3])], [(1, 2, "KUBE-X")],
+                  [("1", 2, [])], [(1, 2, [0], [])])  # fmt: skip
         for body in (b"junk", *map(marshal.dumps, shapes)):
             assert prescan._unpack_targets(body) == {}
-        good = marshal.dumps([(1, 2, [0], ["KUBE-X"])])
-        assert prescan._unpack_targets(good) == {(1, 2): ([0], ["KUBE-X"])}
+        good = marshal.dumps([(1, 2, ["KUBE-X"])])
+        assert prescan._unpack_targets(good) == {(1, 2): ["KUBE-X"]}
+
+    def test_garbled_marks_and_repeats(self) -> None:
+        """Later messages without their shape give nothing: the reader makes its own."""
+        text = "x" * (2 * BLOCK + 5)
+        for body in (b"junk", *map(marshal.dumps, ([0, 1], [0, 1, 2, 3], [1, 1, 2], [0, 1, "2"]))):
+            assert prescan._unpack_marks(body, text) is None
+        assert prescan._unpack_marks(marshal.dumps([0, 1, 2]), text) == [0, 1, 2]
+        for shape in ([("A", [1])], {"A": [1, "2"]}, {"A": (1, 2)}, {1: [1]}):
+            assert prescan._unpack_repeats(marshal.dumps(shape), text) is None
+        assert prescan._unpack_repeats(marshal.dumps({"A": [1, 5]}), text) == {"A": [1, 5]}
 
     def test_short_or_late_message(self) -> None:
         """A message shorter than its length says, or none in time: nothing."""

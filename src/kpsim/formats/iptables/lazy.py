@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from itertools import compress
 from operator import not_
 from types import MappingProxyType
@@ -34,7 +35,7 @@ from kpsim.formats.iptables.construct import constructor, new_chain
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_scan import Lines, Runs, scan
 from kpsim.formats.iptables.lazy_source import Source
-from kpsim.formats.iptables.prescan import taken, undeclared_ahead
+from kpsim.formats.iptables.prescan import marks_ahead, taken, unruled_ahead
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import Sketch
@@ -132,7 +133,7 @@ class _Pass:
         self.path = path
         self.parser = parser
         self.builder: RulesetBuilder = parser.builder
-        self.lines = Lines(text)
+        self.lines = Lines(text, partial(marks_ahead, text))  # the prescan's, if any
         self.fast = FastRules(frozenset())
         self.sources: dict[str, Source] = {}
         self.order: dict[str, dict[str, object]] = {}  # per table, chains as first seen
@@ -183,7 +184,6 @@ class _Pass:
 
     def _declarations(self, source: Source, offset: int, end: int) -> None:
         block = self.text[offset:end]  # ":NAME - [0:0]" lines, each after its newline
-        source.blocks.append(offset)
         if source.table in self.ruled:
             raise _NotClean  # a declaration after rules (``_declared_first``)
         # every line of the block is ":NAME - [0:0]" (``lazy_scan``): 7 ms against 12 ms
@@ -288,13 +288,13 @@ class _Pass:
         for tname, source in self.sources.items():
             chains = ruleset.tables[tname].chains
             if source.runs is not None and source.first:
-                offsets = source.runs.offsets
-                lo = offsets[min(source.first.values())]
-                hi = offsets[max(source.last.values()) + 1] + 1  # the newline after the last
+                offsets, (first, end) = source.runs.offsets, source.items
+                lo, hi = offsets[first], offsets[end] + 1  # to the newline after the last run
                 source.bounds = (lo, hi)
-                # the targets no block of the table declares, as the prescan found them: a
-                # few names where the findall and the set of all 115,000 cost ~30 ms
-                ahead = undeclared_ahead(self.text, lo, hi, source.blocks)
+                # the targets that name no chain of the table's runs, as the prescan found
+                # them: a few names where the findall and the set of all 115,000 cost ~30
+                # ms; the others are chains ``_declared_first`` found in ``order``
+                ahead = unruled_ahead(self.text, lo, hi)
                 targets = set(source.targets if ahead is None else ahead) - TARGET_KEYWORDS
                 # a set minus a dict looks each name up in the dict: 36 ms → 3 ms against
                 # ``targets <= chains.keys()`` on a mapping proxy's keys (measured)

@@ -64,7 +64,7 @@ class TableText:
             self.lo = self.hi = 0
             self.items: list[int] = []
         else:
-            lo, hi = min(source.first.values()), max(source.last.values()) + 1
+            lo, hi = source.items
             offsets = runs.offsets
             self.lo, self.hi = offsets[lo], offsets[hi] + 1  # the newline after the last run
             self.items = list(range(lo, hi))

@@ -2,42 +2,58 @@
 this one is still starting (the machine's second CPU).
 
     cli.entry ─ start(path): read it (formats.read_text), fork ─▶ child: lazy_scan.scan
-      │ imports kpsim, parses the options (~0.13 s)                 │ (0.10-0.2 s),
-    read_text(path) ─ early_text: the text read at start            │ the items over
-    lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┤ a pipe (marshal),
-    lazy._Pass._no_missing ─ undeclared_ahead(…) ◀──────────────────┘ then each table's
-                                                                      jump targets not
-                                                                      declared
+      │ imports kpsim, parses the options (~0.13 s)                 │ (0.13 s), the items
+    read_text(path) ─ early_text: the text read at start            │ over a pipe
+    lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┤ (marshal), then:
+    lazy_scan.Lines.at ─ marks_ahead(text) ◀────────────────────────┤ the line marks,
+    lazy._Pass._no_missing ─ unruled_ahead(text, lo, hi) ◀──────────┤ the jump targets
+                                                                    │ that name no run's
+    lazy_source.Source.spans ─ repeats_ahead(runs) ◀────────────────┘ chain, the chains
+                                                                      of several runs
 
 Why: ``kpsim trace`` on a 10,000-service dump spent ~0.15 s in that pass after ~0.13 s
 of imports that need one CPU; now the two overlap. The child, idle once its items are
-sent, then finds each table's jump targets that its declarations do not name (a ~30 ms
-``findall`` and set, answered in a few names) while the parent indexes the items.
+sent, then answers what the parent asks next while it indexes the items, in the order it
+asks: where the lines are (~12 ms of counting), which jump targets its check must look
+up (a ~30 ms ``findall`` and set, answered in a few names), where KUBE-SERVICES' runs are.
 
 Same answers by construction: the child scans the very ``str`` the parent read (fork
 shares it), ``read_text`` hands that ``str`` on only for the same file, unchanged, and
-``taken`` gives the items, and ``undeclared_ahead`` a table's targets, only for that
-object (``is``; the targets only for the very bounds and blocks the reader has). Anything
-else — no fork (not POSIX), a child that died, is late (``_patience``) or sent a message
-that does not unpack — gives None, and the reader scans (or finds) in process as it always did.
-The child never writes but to its pipe and leaves with ``os._exit`` (no exit handlers,
-no inherited buffers flushed); the parent reaps it at exit (``stop``, an exit handler),
-killing it first unless it answered, and at once when an answer is short or late.
+``taken`` gives the items, and the later answers, only for that object (``is``; the
+targets only for the very bounds the reader has, the runs only for the very items taken).
+Anything else — no fork (not POSIX), a child that died, is late (``_patience``) or sent a
+message that does not unpack — gives None, and the reader does the work in process as it
+always did. The child never writes but to its pipe and leaves with ``os._exit`` (no exit
+handlers, no inherited buffers flushed); the parent reaps it at exit (``stop``, an exit
+handler), killing it first unless it answered, and at once when an answer is short or late.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import marshal
 import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
-from kpsim.formats.iptables.lazy_scan import Runs, scan, table_spans, undeclared
+from kpsim.formats.iptables.lazy_scan import (
+    BLOCK,
+    Runs,
+    marks,
+    repeats,
+    scan,
+    table_spans,
+    unruled,
+)
+
+#: Jump targets that name no run's chain, by table bounds (a later message).
+Targets = dict[tuple[int, int], list[str]]
 
 _HEADER = 8  # bytes: the message's length, then marshal's (order, names, offsets, blocks)
 
@@ -51,10 +67,12 @@ class _Child:
 
 
 _child: _Child | None = None
-#: The child whose items were taken, until its jump targets are (``undeclared_ahead``).
+#: The child whose items were taken, until its later messages are read (``_later``).
 _after: _Child | None = None
-#: Those targets (with the blocks' offsets) by (start, end), and the text of them.
-_targets: tuple[str, dict[tuple[int, int], tuple[list[int], list[str]]]] | None = None
+#: The items it sent, as taken (``repeats_ahead`` answers for these very runs only).
+_runs: Runs | None = None
+#: The text they are of, and its later messages as read so far, unpacked (``_UNPACKERS``).
+_answers: tuple[str, list[object]] | None = None
 #: Children that answered, reaped at exit: each one's end (its copy of the parent's
 #: pages torn down) cost the waiting parent 5-7 ms (measured).
 _spent: list[_Child] = []
@@ -105,60 +123,80 @@ def early_text(path: Path) -> str | None:
 
 def taken(text: str) -> tuple[int, Runs] | None:
     """``lazy_scan.scan(text, …)`` as the child made it, when ``text`` is the one it
-    scanned; None otherwise (the caller scans). The child's jump targets come next."""
-    global _child, _after
+    scanned; None otherwise (the caller scans). Its later messages come next (``_later``)."""
+    global _child, _after, _runs, _answers
     child = _child
     if child is None or child.text is not text:
         return None
     _child = None
-    data = None
+    found = None
     try:
         data = _receive(child.fd, _patience(text))
+        found = None if data is None else _unpack(data, text)
     except (OSError, ValueError):  # a pipe that broke; select's descriptor limit
         pass
     finally:
-        if data is None:
+        if found is None:
             _end(child)
-        else:  # its jump targets next (``undeclared_ahead``)
+        else:  # its later messages next
             if _after is not None and _after.fd >= 0:
                 _end(_after)  # an earlier child's, never asked for: not left behind
-            _after = child
-    return None if data is None else _unpack(data, text)
+            _after, _runs, _answers = child, found[1], (text, [])
+    return found
 
 
-def undeclared_ahead(text: str, lo: int, hi: int, blocks: list[int]) -> list[str] | None:
-    """``lazy_scan.undeclared`` of ``text[lo:hi]`` as the child found it after its items,
-    when ``text`` is the one it scanned and it looked in those very bounds with those very
-    blocks of declarations (their offsets); else None."""
-    global _after, _targets
-    child = _after
-    if child is not None and child.text is text:  # its second message, read once
-        _after = None
+def marks_ahead(text: str) -> list[int] | None:
+    """``lazy_scan.marks(text)`` as the child made it, when ``text`` is the one it
+    scanned; else None."""
+    return cast("list[int] | None", _later(text, _MARKS))
+
+
+def repeats_ahead(runs: Runs) -> dict[str, list[int]] | None:
+    """``lazy_scan.repeats(runs.names)`` as the child made it, when ``runs`` are the very
+    items taken from it; else None."""
+    if _runs is not runs or _answers is None:
+        return None
+    return cast("dict[str, list[int]] | None", _later(_answers[0], _REPEATS))
+
+
+def unruled_ahead(text: str, lo: int, hi: int) -> list[str] | None:
+    """``lazy_scan.unruled`` of ``text[lo:hi]`` and its table's runs, as the child found
+    it, when ``text`` is the one it scanned and it looked in those very bounds (which
+    fix the runs: offsets only grow); else None."""
+    found = cast("Targets | None", _later(text, _TARGETS))
+    return None if found is None else found.get((lo, hi))
+
+
+def _later(text: str, kind: int) -> object | None:
+    """The child's ``kind``-th message after its items (``_UNPACKERS``), unpacked, when
+    ``text`` is the one it scanned; read in order, each once (an earlier one is kept)."""
+    global _after
+    if _answers is None or _answers[0] is not text:
+        return None
+    got, child = _answers[1], _after
+    while len(got) <= kind and child is not None and child.text is text:
         data = None
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a broken pipe; select's limit
             data = _receive(child.fd, _patience(text))
-        except (OSError, ValueError):
-            pass
-        finally:
-            if data is None:
-                _end(child)
-            else:  # it leaves on its own now: reaped at exit
+        if data is None:  # dead, late, short: no more from it
+            _end(child)
+            _after = child = None
+        else:
+            got.append(_UNPACKERS[len(got)](data, text))
+            if len(got) == len(_UNPACKERS):  # its last: it leaves on its own now
                 os.close(child.fd)
                 child.fd = -1
                 _spent.append(child)
-        _targets = (text, _unpack_targets(data) if data is not None else {})
-    if _targets is None or _targets[0] is not text:
-        return None
-    found = _targets[1].get((lo, hi))
-    return found[1] if found is not None and found[0] == blocks else None
+                _after = child = None
+    return got[kind] if kind < len(got) else None
 
 
 def stop() -> None:
     """Kill and reap the children (an exit handler: ``--help``, a usage error, …)."""
-    global _child, _after
+    global _child, _after, _runs, _answers
     # (a child whose pipe is closed was ended already, or is among the spent)
     children = [c for c in (_child, _after) if c is not None and c.fd >= 0]
-    _child = _after = None
+    _child = _after = _runs = _answers = None
     while _spent:
         children.append(_spent.pop())
     for child in children:
@@ -187,16 +225,27 @@ def _serve(text: str, reader: int, writer: int) -> NoReturn:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: just go
+        # the scan makes a Match per run (72,000 on 10,000 services), each one tracked by
+        # the cyclic collector, which rescanned them all as they came: 0.20 → 0.13 s
+        # (measured; the in-process pass runs with it off too, in ``parse_text``)
+        gc.disable()
         order, runs = scan(text, text.index("\n"))
         _send(writer, marshal.dumps((order, runs.names, runs.offsets, sorted(runs.blocks))))
-        # then, while the parent indexes the items, each table's jump targets that its
-        # blocks do not declare: what ``lazy``'s check that no jump leaves the capture
-        # needs (a findall of 115,000 targets and their set, ~30 ms there), a few names
+        # then, while the parent indexes the items, what it asks for next, in the order it
+        # asks: the line marks its first rule read at once past the first table needs
+        # (~12 ms of counting there);
+        _send(writer, marshal.dumps(marks(text)))
+        # each table's jump targets that its blocks do not declare: what ``lazy``'s check
+        # that no jump leaves the capture needs (a findall of 115,000 targets and their
+        # set, ~30 ms there), a few names;
         found = [
-            (lo, hi, [runs.offsets[at] for at in blocks], undeclared(text, runs, lo, hi, blocks))
-            for lo, hi, blocks in table_spans(text, runs)
+            (lo, hi, unruled(text, runs, lo, hi, first, end))
+            for lo, hi, first, end in table_spans(text, runs)
         ]
         _send(writer, marshal.dumps(found))
+        # the runs of each chain of several, which a trace's sketch of KUBE-SERVICES
+        # looked for among all 72,000 items (~13 ms)
+        _send(writer, marshal.dumps(repeats(runs.names)))
         code = 0
     finally:
         os._exit(code)
@@ -277,27 +326,59 @@ def _unpack(data: bytes, text: str) -> tuple[int, Runs] | None:
     return order, Runs(names, offsets, frozenset(blocks))
 
 
-def _unpack_targets(data: bytes) -> dict[tuple[int, int], tuple[list[int], list[str]]]:
-    """The second message as ``undeclared_ahead`` keeps it; empty when not in its shape."""
+def _unpack_marks(data: bytes, text: str) -> list[int] | None:
+    """A message as ``marks_ahead`` gives it; None when not in its shape."""
+    try:
+        found = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    if type(found) is not list or len(found) != len(text) // BLOCK + 1 or found[:1] != [0]:
+        return None
+    return found if set(map(type, found)) <= {int} else None
+
+
+def _unpack_repeats(data: bytes, text: str) -> dict[str, list[int]] | None:
+    """A message as ``repeats_ahead`` gives it; None when not in its shape."""
+    try:
+        found = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    if type(found) is not dict:
+        return None
+    for name, items in found.items():
+        if type(name) is not str or type(items) is not list or not set(map(type, items)) <= {int}:
+            return None
+    return found
+
+
+def _unpack_targets(data: bytes, text: str = "") -> Targets:
+    """A message as ``unruled_ahead`` keeps it; empty when not in its shape."""
     try:
         found = marshal.loads(data)
     except (EOFError, ValueError, TypeError):
         return {}
-    out: dict[tuple[int, int], tuple[list[int], list[str]]] = {}
+    out: Targets = {}
     if type(found) is not list:
         return {}
     for item in found:
-        if not (type(item) is tuple and len(item) == 4):
+        if not (type(item) is tuple and len(item) == 3):
             return {}
-        lo, hi, blocks, names = item
+        lo, hi, names = item
         if type(lo) is not int or type(hi) is not int:
-            return {}
-        if type(blocks) is not list or not set(map(type, blocks)) <= {int}:
             return {}
         if type(names) is not list or not set(map(type, names)) <= {str}:
             return {}
-        out[lo, hi] = (blocks, names)
+        out[lo, hi] = names
     return out
+
+
+#: The messages after the items, in the order the child sends them.
+_UNPACKERS: tuple[Callable[[bytes, str], object], ...] = (
+    _unpack_marks,
+    _unpack_targets,
+    _unpack_repeats,
+)
+_MARKS, _TARGETS, _REPEATS = range(3)
 
 
 def _end(child: _Child) -> None:
