@@ -25,16 +25,34 @@ if TYPE_CHECKING:
 
 # Blanks at a line's start are ``[^\S\n]*``, never ``\s*``: with MULTILINE, ``^\s*`` runs
 # on over every blank line after it, from each line start (30 s on 40,000 blank lines).
-_LIST_HEADER = re.compile(r"^[^\S\n]*Chain \S+ \((?:policy \S+|[0-9]+ references)", re.M)
-_SAVE_LINE = re.compile(
-    r"^[^\S\n]*(?:\[[0-9]+:[0-9]+\][^\S\n]*)?"
-    r"(?:-[AIPN] \S|\*\w+[^\S\n]*$|:\S+ \S+ \[[0-9]+:[0-9]+\])",
-    re.M,
+# Each kind of line is a shape that never crosses a newline, looked for after each
+# newline (``_Lines``): ``re`` skips to the next newline in C, where ``^`` with MULTILINE
+# tries every position (8.2 → 3.9 ms on a 256 KiB sample, measured).
+
+
+class _Lines:
+    """The lines that begin with ``shape`` (which never matches a newline)."""
+
+    def __init__(self, shape: str) -> None:
+        self.first = re.compile(shape, re.M)
+        self.after = re.compile("\n" + shape, re.M)
+
+    def count(self, text: str) -> int:
+        return len(self.after.findall(text)) + (self.first.match(text) is not None)
+
+    def any(self, text: str) -> bool:
+        return self.first.match(text) is not None or self.after.search(text) is not None
+
+
+_LIST_HEADER = _Lines(r"[^\S\n]*Chain \S+ \((?:policy \S+|[0-9]+ references)")
+_SAVE_LINE = _Lines(
+    r"[^\S\n]*(?:\[[0-9]+:[0-9]+\][^\S\n]*)?"
+    r"(?:-[AIPN] \S|\*\w+[^\S\n]*$|:\S+ \S+ \[[0-9]+:[0-9]+\])"
 )
-_NFT_LINE = re.compile(r"^[^\S\n]*(?:table (?:ip|ip6|inet) \S+ \{|chain \S+ \{)", re.M)
+_NFT_LINE = _Lines(r"[^\S\n]*(?:table (?:ip|ip6|inet) \S+ \{|chain \S+ \{)")
 #: ``nft -f`` input as kube-proxy writes it: ``add rule ip kube-proxy …``.
-_NFT_COMMAND = re.compile(r"^[^\S\n]*(?:add|insert) (?:rule|chain|table) (?:ip|ip6|inet) \S", re.M)
-_RULES_ONLY = re.compile(r"^[^\S\n]*-[PN] \S", re.M)
+_NFT_COMMAND = _Lines(r"[^\S\n]*(?:add|insert) (?:rule|chain|table) (?:ip|ip6|inet) \S")
+_RULES_ONLY = _Lines(r"[^\S\n]*-[PN] \S")
 _SAMPLE = 256 * 1024
 _TABLE_LINE = re.compile(r"^\*\w+\s*$", re.M)
 
@@ -53,14 +71,14 @@ def detect_format(text: str) -> Format:
         if head is not Format.UNKNOWN:
             return head
     counts = {
-        Format.LIST: len(_LIST_HEADER.findall(text)),
-        Format.SAVE: len(_SAVE_LINE.findall(text)),
-        Format.NFT: len(_NFT_LINE.findall(text)) + len(_NFT_COMMAND.findall(text)),
+        Format.LIST: _LIST_HEADER.count(text),
+        Format.SAVE: _SAVE_LINE.count(text),
+        Format.NFT: _NFT_LINE.count(text) + _NFT_COMMAND.count(text),
     }
     best = max(counts, key=lambda f: counts[f])
     if counts[best] == 0:
         return Format.UNKNOWN
-    if best is Format.SAVE and _RULES_ONLY.search(text) and not _TABLE_LINE.search(text):
+    if best is Format.SAVE and _RULES_ONLY.any(text) and not _TABLE_LINE.search(text):
         return Format.RULES
     return best
 
