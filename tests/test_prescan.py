@@ -8,6 +8,7 @@ use; and the console entry, which starts it, prints byte for byte what the CLI p
 from __future__ import annotations
 
 import marshal
+import mmap
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from kpsim.formats.iptables.lazy_scan import (
     table_spans,
     unruled,
 )
+from kpsim.formats.iptables.prescan_child import header
 from kpsim.formats.iptables.write import render_save
 from kpsim.inputs import synth
 from kpsim.model import Ruleset
@@ -325,15 +327,39 @@ class TestFallbacks:
         assert prescan._unpack_repeats(marshal.dumps({"A": [1, 5]}), text) == {"A": [1, 5]}
 
     def test_short_or_late_message(self) -> None:
-        """A message shorter than its length says, or none in time: nothing."""
+        """A message shorter than its header says, none in time, or one said to be past
+        the end of the map: nothing. A body in the map, or on the pipe after its header
+        (no room in the map), is the message; never a byte past it is read."""
         reader, writer = os.pipe()
+        shared = mmap.mmap(-1, 64)
+        child = prescan._Child(os.getpid(), reader, shared, "", ())
         try:
-            os.write(writer, (100).to_bytes(8, "little") + b"x" * 10)
-            assert prescan._receive(reader, 0.05) is None  # late: the writer still open
+            shared[0:5] = b"hello"
+            os.write(writer, header(5, 0) + header(3, -1) + b"abc" + header(5, 60))
+            assert prescan._receive(child, 0.05) == b"hello"  # in the map
+            assert prescan._receive(child, 0.05) == b"abc"  # on the pipe
+            assert prescan._receive(child, 0.05) is None  # past the map's end
+            os.write(writer, header(100, -1) + b"x" * 10)
+            assert prescan._receive(child, 0.05) is None  # late: the writer still open
+            os.write(writer, header(100, -1) + b"x" * 10)
             os.close(writer)
-            assert prescan._receive(reader, 5.0) is None  # short: the writer gone
+            assert prescan._receive(child, 5.0) is None  # short: the writer gone
         finally:
             os.close(reader)
+            shared.close()
+
+    def test_no_room_in_the_map(
+        self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every message through the pipe (a map too small for any): the same answers."""
+        monkeypatch.setattr(prescan, "_room", lambda text: 1)
+        path = dumps["big"]
+        alone, _ = _read(read_text(path), str(path), monkeypatch)
+        assert prescan.start(str(path))
+        ahead, sources = _read(read_text(path), str(path), monkeypatch)
+        assert sources["nat"]._last is None and sources["nat"].lines.ahead is None
+        assert prescan.marks_ahead(sources["nat"].text) == marks(sources["nat"].text)
+        assert _model(ahead) == _model(alone)
 
     def test_broken_pipe(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
         def broken(fd: int, seconds: float) -> bytes:

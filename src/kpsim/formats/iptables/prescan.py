@@ -1,15 +1,18 @@
 """The lazy reader's one pass over a big iptables-save, made in a second process while
 this one is still starting (the machine's second CPU).
 
-    cli.entry ─ start(path): read it (formats.read_text), fork ─▶ child: lazy_scan.scan
-      │ imports kpsim, parses the options (~0.13 s)                 │ (0.13 s), the items
-    read_text(path) ─ early_text: the text read at start            │ over a pipe
-    lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┤ (marshal), then:
-    lazy_scan.Lines.at ─ marks_ahead(text) ◀────────────────────────┤ the line marks,
-    lazy._Pass._no_missing ─ unruled_ahead(text, lo, hi) ◀──────────┤ the jump targets
-                                                                    │ that name no run's
-    lazy_source.Source.spans ─ repeats_ahead(runs) ◀────────────────┘ chain, the chains
-                                                                      of several runs
+    cli.entry ─ start(path): read it (formats.read_text), fork ─▶ child (prescan_child):
+      │ imports kpsim, parses the options (~0.13 s)                 │ lazy_scan.scan
+    read_text(path) ─ early_text: the text read at start            │ (0.13 s), then
+    lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┤ marshal's bytes in
+    lazy_scan.Lines.at ─ marks_ahead(text) ◀────────────────────────┤ a shared map, a
+    lazy._Pass._no_missing ─ unruled_ahead(text, lo, hi) ◀──────────┤ header each on the
+    lazy_source.Source.spans ─ repeats_ahead(runs) ◀────────────────┘ pipe: the items,
+                                                                      line marks, jump
+                                                                      targets that name
+                                                                      no run's chain,
+                                                                      chains of several
+                                                                      runs
 
 Why: ``kpsim trace`` on a 10,000-service dump spent ~0.15 s in that pass after ~0.13 s
 of imports that need one CPU; now the two overlap. The child, idle once its items are
@@ -23,47 +26,42 @@ shares it), ``read_text`` hands that ``str`` on only for the same file, unchange
 targets only for the very bounds the reader has, the runs only for the very items taken).
 Anything else — no fork (not POSIX), a child that died, is late (``_patience``) or sent a
 message that does not unpack — gives None, and the reader does the work in process as it
-always did. The child never writes but to its pipe and leaves with ``os._exit`` (no exit
-handlers, no inherited buffers flushed); the parent reaps it at exit (``stop``, an exit
-handler), killing it first unless it answered, and at once when an answer is short or late.
+always did. The child never writes but to its pipe and the map and leaves with
+``os._exit`` (no exit handlers, no inherited buffers flushed); the parent reaps it at
+exit (``stop``, an exit handler), killing it first unless it answered, and at once when
+an answer is short or late.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import marshal
+import mmap
 import os
 import select
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import cast
 
-from kpsim.formats.iptables.lazy_scan import (
-    BLOCK,
-    Runs,
-    marks,
-    repeats,
-    scan,
-    table_spans,
-    unruled,
-)
+from kpsim.formats.iptables.lazy_scan import BLOCK, Runs
+from kpsim.formats.iptables.prescan_child import HEADER, serve
 
 #: Jump targets that name no run's chain, by table bounds (a later message).
 Targets = dict[tuple[int, int], list[str]]
 
-_HEADER = 8  # bytes: the message's length, then marshal's (order, names, offsets, blocks)
-
 
 class _Child:
-    """The scanning process: its pid, the read end of its pipe, the text it scans and
-    the file it came from (device, inode, size, modification time)."""
+    """The scanning process: its pid, the read end of its pipe, the map it writes its
+    answers in, the text it scans and the file it came from (device, inode, size,
+    modification time)."""
 
-    def __init__(self, pid: int, fd: int, text: str, key: tuple[int, ...]) -> None:
-        self.pid, self.fd, self.text, self.key = pid, fd, text, key
+    def __init__(
+        self, pid: int, fd: int, shared: mmap.mmap, text: str, key: tuple[int, ...]
+    ) -> None:
+        self.pid, self.fd, self.shared, self.text, self.key = pid, fd, shared, text, key
 
 
 _child: _Child | None = None
@@ -91,20 +89,21 @@ def start(path: str) -> bool:
         text = read_text(Path(path))
         if key != _key(path) or "\n" not in text:
             return False  # changed while read; no line to scan
+        shared = mmap.mmap(-1, _room(text))
         reader, writer = os.pipe()
-    except Exception:  # an unreadable file, no more descriptors: the loader will say
-        return False
+    except Exception:  # an unreadable file, no more descriptors or memory: the loader
+        return False  # will say
     try:
-        _widen(writer)
         pid = os.fork()
     except OSError:
         os.close(reader)
         os.close(writer)
+        shared.close()
         return False
     if pid == 0:
-        _serve(text, reader, writer)
+        serve(text, reader, writer, shared)
     os.close(writer)
-    _child = _Child(pid, reader, text, key)
+    _child = _Child(pid, reader, shared, text, key)
     atexit.register(stop)
     return True
 
@@ -131,7 +130,7 @@ def taken(text: str) -> tuple[int, Runs] | None:
     _child = None
     found = None
     try:
-        data = _receive(child.fd, _patience(text))
+        data = _receive(child, _patience(text))
         found = None if data is None else _unpack(data, text)
     except (OSError, ValueError):  # a pipe that broke; select's descriptor limit
         pass
@@ -177,7 +176,7 @@ def _later(text: str, kind: int) -> object | None:
     while len(got) <= kind and child is not None and child.text is text:
         data = None
         with contextlib.suppress(OSError, ValueError):  # a broken pipe; select's limit
-            data = _receive(child.fd, _patience(text))
+            data = _receive(child, _patience(text))
         if data is None:  # dead, late, short: no more from it
             _end(child)
             _after = child = None
@@ -186,6 +185,7 @@ def _later(text: str, kind: int) -> object | None:
             if len(got) == len(_UNPACKERS):  # its last: it leaves on its own now
                 os.close(child.fd)
                 child.fd = -1
+                child.shared.close()
                 _spent.append(child)
                 _after = child = None
     return got[kind] if kind < len(got) else None
@@ -201,54 +201,6 @@ def stop() -> None:
         children.append(_spent.pop())
     for child in children:
         _end(child)
-
-
-# ---------------------------------------------------------------- the child
-
-
-def _send(writer: int, body: bytes) -> None:
-    """One message: its length, then the body (the parent gone: EPIPE, an exception)."""
-    view = memoryview(len(body).to_bytes(_HEADER, "little") + body)
-    while view:
-        view = view[os.write(writer, view) :]
-
-
-def _serve(text: str, reader: int, writer: int) -> NoReturn:
-    """Scan, send, leave: whatever happens, by ``os._exit`` (no exit handler of the
-    parent's runs, no buffer it left unflushed is written twice)."""
-    code = 1
-    try:
-        os.close(reader)
-        # no terminal or pipe of the parent's kept open by the child (``kpsim … | head``
-        # sees its end when the parent leaves)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: just go
-        # the scan makes a Match per run (72,000 on 10,000 services), each one tracked by
-        # the cyclic collector, which rescanned them all as they came: 0.20 → 0.13 s
-        # (measured; the in-process pass runs with it off too, in ``parse_text``)
-        gc.disable()
-        order, runs = scan(text, text.index("\n"))
-        _send(writer, marshal.dumps((order, runs.names, runs.offsets, sorted(runs.blocks))))
-        # then, while the parent indexes the items, what it asks for next, in the order it
-        # asks: the line marks its first rule read at once past the first table needs
-        # (~12 ms of counting there);
-        _send(writer, marshal.dumps(marks(text)))
-        # each table's jump targets that its blocks do not declare: what ``lazy``'s check
-        # that no jump leaves the capture needs (a findall of 115,000 targets and their
-        # set, ~30 ms there), a few names;
-        found = [
-            (lo, hi, unruled(text, runs, lo, hi, first, end))
-            for lo, hi, first, end in table_spans(text, runs)
-        ]
-        _send(writer, marshal.dumps(found))
-        # the runs of each chain of several, which a trace's sketch of KUBE-SERVICES
-        # looked for among all 72,000 items (~13 ms)
-        _send(writer, marshal.dumps(repeats(runs.names)))
-        code = 0
-    finally:
-        os._exit(code)
 
 
 # ---------------------------------------------------------------- the parent
@@ -268,13 +220,10 @@ def _spare_cpus() -> int:
     return (cpus or 1) - max(running, 1)
 
 
-def _widen(fd: int) -> None:
-    """Linux: a 1 MiB pipe, so ~2 MB of items pass in 2-3 writes, not 35 of 64 KiB."""
-    import fcntl  # POSIX only, as fork
-
-    if hasattr(fcntl, "F_SETPIPE_SZ"):
-        with contextlib.suppress(OSError):  # above the system's limit: the default size
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+def _room(text: str) -> int:
+    """The shared map's size: room for the items (~0.13 of the text on kube-proxy's dumps)
+    and the answers after them; its pages are only ever made where written."""
+    return len(text) // 2 + (1 << 20)
 
 
 def _key(path: str | Path) -> tuple[int, ...]:
@@ -288,12 +237,25 @@ def _patience(text: str) -> float:
     return 2.0 + len(text) / 10e6
 
 
-def _receive(fd: int, seconds: float) -> bytes | None:
-    """The child's next message (its length first), or None when it is short or late.
-    Never a byte past it: the next message stays in the pipe."""
+def _receive(child: _Child, seconds: float) -> bytes | None:
+    """The child's next message (its header on the pipe, its body in the map or after
+    it), or None when it is short or late. Never a byte past it on the pipe."""
     deadline = time.monotonic() + seconds
+    head = _read(child.fd, HEADER, deadline)
+    if head is None:
+        return None
+    length, at = int.from_bytes(head[:8], "little"), int.from_bytes(head[8:], "little", signed=True)
+    if at < 0:
+        return _read(child.fd, length, deadline)
+    if at + length > len(child.shared):
+        return None
+    return child.shared[at : at + length]  # a copy: the map is closed when done with
+
+
+def _read(fd: int, want: int, deadline: float) -> bytes | None:
+    """``want`` bytes from the pipe, or None when they are not all there in time."""
     chunks: list[bytes] = []
-    have, want = 0, _HEADER
+    have = 0
     while have < want:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
@@ -303,9 +265,7 @@ def _receive(fd: int, seconds: float) -> bytes | None:
             return None  # gone before its message was whole
         chunks.append(chunk)
         have += len(chunk)
-        if want == _HEADER and have == _HEADER:
-            want += int.from_bytes(b"".join(chunks), "little")
-    return b"".join(chunks)[_HEADER:]
+    return b"".join(chunks)
 
 
 def _unpack(data: bytes, text: str) -> tuple[int, Runs] | None:
@@ -382,11 +342,12 @@ _MARKS, _TARGETS, _REPEATS = range(3)
 
 
 def _end(child: _Child) -> None:
-    """Close the pipe; kill the child unless it is already reaped; reap it (never a
-    zombie, never a stranger's pid: the pid is ours until reaped)."""
+    """Close the pipe and the map; kill the child unless it is already reaped; reap it
+    (never a zombie, never a stranger's pid: the pid is ours until reaped)."""
     if child.fd >= 0:
         os.close(child.fd)
         child.fd = -1
+    child.shared.close()  # (again: nothing)
     try:
         if os.waitpid(child.pid, os.WNOHANG) != (0, 0):
             return  # it had finished: reaped now
