@@ -134,6 +134,8 @@ def commands(
         kpsim = [*env, sys.executable, "-m", "kpsim"]
         out["trace" + label] = [*kpsim, "trace", str(path), "--port", str(port), "-o", "json"]
         out["show" + label] = [*kpsim, "show", str(path), "-o", "json"]
+    # the interpreter alone (its ``site`` and whatever ``.pth`` files the machine has)
+    out["floor: interpreter"] = [sys.executable, "-c", "pass"]
     out["floor: start, imports"] = [sys.executable, "-c", _FLOOR]
     out["floor: + read, vouch"] = [sys.executable, "-c", _FLOOR, str(path)]
     out["stage: + lazy load"] = [sys.executable, "-c", _FLOOR, str(path), "load"]
