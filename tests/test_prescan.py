@@ -500,3 +500,77 @@ def test_interrupted_while_starting(
     monkeypatch.setattr(sys, "argv", ["kpsim", "--debug", "trace", "x"])
     with pytest.raises(KeyboardInterrupt):
         entry.run()
+
+
+def _nowhere(dumps: dict[str, Path], folder: Path) -> Path:
+    """The big dump with a deferred jump to a chain it never declares (the whole reader
+    says the chain is not captured; the lazy reader cannot vouch for it)."""
+    text = dumps["big"].read_text()
+    at = text.index("\nCOMMIT", text.index("*nat"))
+    path = folder / "nowhere.txt"
+    path.write_text(text[:at] + "\n-A KUBE-SERVICES -j KUBE-NOWHERE" + text[at:])
+    return path
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: every check made at once")
+class TestConfirmLater:
+    """A trace's load leaves its jump check to the prescan's child and makes it after the
+    walk (``api.load``'s ``confirm_later``): the same answers as every check made at
+    once, the whole reader's when the check fails."""
+
+    def _request(self) -> object:
+        from kpsim.cli.main import trace_request
+
+        return trace_request(30000, None, "tcp", None, (), None, ())
+
+    def test_passes(self, dumps: dict[str, Path]) -> None:
+        from kpsim import api
+        from kpsim.render.json import trace_json
+
+        path = str(dumps["big"])
+        whole = trace_json(api.trace(api.load(path), self._request()), "x")  # type: ignore[arg-type]
+        assert prescan.start(path)
+        loaded = api.load(path, lazy=True, confirm_later=True)
+        assert loaded.unconfirmed is not None  # left to the child
+        assert api.confirmed(loaded) is loaded  # and it passes
+        report = api.trace(loaded, self._request())  # type: ignore[arg-type]
+        assert trace_json(report, "x") == whole
+
+    def test_fails(self, dumps: dict[str, Path], tmp_path: Path) -> None:
+        from kpsim import api
+        from kpsim.render.json import trace_json
+
+        path = str(_nowhere(dumps, tmp_path))
+        whole_loaded = api.load(path)
+        assert (
+            whole_loaded.nodes[0].primary.capture
+            != api.load(str(dumps["big"])).nodes[0].primary.capture
+        )  # the whole reader notes the chain not captured
+        whole = trace_json(api.trace(whole_loaded, self._request()), "x")  # type: ignore[arg-type]
+        assert prescan.start(path)
+        loaded = api.load(path, lazy=True, confirm_later=True)
+        assert loaded.unconfirmed is not None and not loaded.unconfirmed.passed()
+        assert trace_json(api.trace(loaded, self._request()), "x") == whole  # type: ignore[arg-type]
+        again = api.confirmed(loaded)
+        assert again is not loaded and again.unconfirmed is None
+        assert again.nodes[0].primary.capture == whole_loaded.nodes[0].primary.capture
+
+    def test_without_a_child(self, dumps: dict[str, Path]) -> None:
+        """No child finding the targets: every check made as the load reads."""
+        from kpsim import api
+
+        assert api.load(str(dumps["big"]), lazy=True, confirm_later=True).unconfirmed is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: nothing to start")
+def test_cli_check_fails_later(dumps: dict[str, Path], tmp_path: Path) -> None:
+    """The console entry on a capture whose jump check fails after the walk prints what
+    the CLI without a prescan prints."""
+    path = str(_nowhere(dumps, tmp_path))
+    for output in ("json", "text"):
+        args = ["trace", path, "--port", "30000", "-o", output]
+        done = _kpsim(*args, code=_WATCH)
+        expected = _kpsim(*args, entry="kpsim.cli.main")
+        assert (done.returncode, done.stdout) == (expected.returncode, expected.stdout)
+        assert "KUBE-NOWHERE" in done.stdout
+        assert done.stderr.splitlines()[-1] == "forked=1 alive=0"

@@ -25,11 +25,12 @@ from kpsim.api.commands import (
     trace,
     verify,
 )
-from kpsim.api.load import Loaded, LoadedNode, load, node
+from kpsim.api.load import Loaded, LoadedNode, confirmed, load, node
 
 __all__ = [
     "Loaded",
     "LoadedNode",
+    "confirmed",
     "counters",
     "diff",
     "diff_nodes",

@@ -8,7 +8,7 @@ from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from kpsim.api.load import Loaded, LoadedNode, collector_paused
+from kpsim.api.load import Loaded, LoadedNode, collector_paused, confirmed
 
 # Each stage imports its machinery when called: a notebook's (or `kpsim show`'s) import
 # of this module pulls in no trace, simulation or graph code (tests/test_cli_imports.py).
@@ -30,17 +30,33 @@ def show(loaded: Loaded) -> ShowReport:
     """Summaries of every capture of every node loaded."""
     from kpsim.kube.show import ShowReport, summarize
 
+    loaded = confirmed(loaded)
     with collector_paused(freeze=True):
         inputs = tuple(summarize(rs, node.name) for node in loaded.nodes for rs in node.rulesets)
     return ShowReport(loaded.fixture_set.label, loaded.fixture_set.origin, inputs)
 
 
 def trace(loaded: Loaded, request: TraceRequest) -> TraceReport:
-    """Trace one connection on every loaded node (their primary captures)."""
+    """Trace one connection on every loaded node (their primary captures). The checks a
+    load left (``load``'s ``confirm_later``) are made once the walk is done, while the
+    prescan's child finishes them; when one fails, the walk is made again on the model
+    the whole reader gives, and only that answer is returned."""
     from kpsim.kube.scenario import NodeInput, trace_nodes
 
-    inputs = [NodeInput(node.name, node.primary_for(request.dest)) for node in loaded.nodes]
-    return trace_nodes(inputs, request)
+    def walk(model: Loaded) -> TraceReport:
+        inputs = [NodeInput(node.name, node.primary_for(request.dest)) for node in model.nodes]
+        return trace_nodes(inputs, request)
+
+    unconfirmed = loaded.unconfirmed
+    if unconfirmed is None:
+        return walk(loaded)
+    try:
+        report = walk(loaded)
+    except Exception:  # on a model the checks may yet reject: the whole reader's answers
+        if unconfirmed.passed():
+            raise
+        return walk(unconfirmed.again())
+    return report if unconfirmed.passed() else walk(unconfirmed.again())
 
 
 def simulate(
@@ -53,6 +69,7 @@ def simulate(
     from kpsim.kube.scenario import NodeInput
     from kpsim.simulate.run import simulate as run
 
+    loaded = confirmed(loaded)
     inputs = [NodeInput(node.name, node.primary) for node in loaded.nodes]
     return run(inputs, request, rng, progress)
 
@@ -73,6 +90,10 @@ def graph(
     from kpsim.kube.scenario import TraceRequest
     from kpsim.render.capture import capture_text
 
+    fresh = confirmed(loaded)
+    if fresh is not loaded:  # loaded again: the same node in it
+        chosen = next(n for n in fresh.nodes if n.source == chosen.source)
+        loaded = fresh
     rs = chosen.primary
     selector: str | int | None = port if port is not None else service
     g = build.flow_graph(rs) if selector is None else build.service_subgraph(rs, selector)
@@ -121,6 +142,7 @@ def verify(loaded: Loaded, request: VerifyRequest, probe: Probe | None = None) -
     from kpsim.kube.scenario import NodeInput
     from kpsim.verify.run import verify as run
 
+    loaded = confirmed(loaded)
     inputs = [NodeInput(x.name, x.primary) for x in loaded.nodes]
     label = f"{loaded.fixture_set.label} ({loaded.fixture_set.origin})"
     return run(inputs, request, fixture_set=label, probe=probe)

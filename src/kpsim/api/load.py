@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +48,31 @@ class LoadedNode:
         return str(node) if node else self.source.name
 
 
+class Unconfirmed:
+    """The checks a load left to be made (``load``'s ``confirm_later``: each one, that a
+    capture read on demand has no jump out of it; True, passed), made once, and the load
+    again with every check made as it reads (the whole reader where one fails)."""
+
+    def __init__(self, checks: list[Callable[[], bool]], again: Callable[[], Loaded]) -> None:
+        self._checks, self._again = checks, again
+        self._passed: bool | None = None
+
+    def passed(self) -> bool:
+        if self._passed is None:
+            self._passed = all(check() for check in self._checks)
+        return self._passed
+
+    def again(self) -> Loaded:
+        return self._again()
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     fixture_set: FixtureSet
     nodes: tuple[LoadedNode, ...]
+    #: What ``load(confirm_later=True)`` left to check: ``confirmed`` (or ``trace``,
+    #: after its walk) makes the checks before an answer is trusted.
+    unconfirmed: Unconfirmed | None = None
 
 
 def load(
@@ -62,29 +83,56 @@ def load(
     strict: bool = False,
     all_files: bool = True,
     lazy: bool = False,
+    confirm_later: bool = False,
 ) -> Loaded:
     """Parse every capture of the chosen nodes (or only their primary files). ``paths``:
     one path (str or Path) or a list of them; none: the fixture set (``fixtures_dir``).
     ``lazy``: build a clean iptables-save's chains when first read (a trace reads a few
-    of them; the answers are the same, ``formats.iptables.lazy``)."""
+    of them; the answers are the same, ``formats.iptables.lazy``). ``confirm_later``
+    (with ``lazy``): a check the prescan's child is still making (that no jump leaves a
+    capture) is left in ``unconfirmed``, to be made once the answer is computed:
+    ``trace`` does, every other call first (``confirmed``)."""
     given = [paths] if isinstance(paths, (str, Path)) else list(paths)
     chosen = fixtures.select([str(p) for p in given], fixtures_dir)
+    later: list[Callable[[], bool]] | None = [] if lazy and confirm_later else None
     nodes = []
     with collector_paused(freeze=True):
         for src in chosen.nodes:
             files = src.files if all_files else (src.primary,)
-            rulesets = tuple(rs for f in files for rs in _captures(src, f, fmt, strict, lazy))
+            rulesets = tuple(
+                rs for f in files for rs in _captures(src, f, fmt, strict, lazy, later)
+            )
             nodes.append(LoadedNode(src, rulesets))
-    return Loaded(chosen, tuple(nodes))
+    if not later:
+        return Loaded(chosen, tuple(nodes))
+
+    def again() -> Loaded:
+        return load(given, fixtures_dir=fixtures_dir, fmt=fmt, strict=strict,
+                    all_files=all_files, lazy=lazy)  # fmt: skip
+
+    return Loaded(chosen, tuple(nodes), Unconfirmed(later, again))
+
+
+def confirmed(loaded: Loaded) -> Loaded:
+    """``loaded`` once every check it left has passed; else loaded again, every check
+    made as it reads (what a load without ``confirm_later`` gives)."""
+    if loaded.unconfirmed is None or loaded.unconfirmed.passed():
+        return loaded
+    return loaded.unconfirmed.again()
 
 
 def _captures(
-    src: NodeSource, file: Path, fmt: Format | None, strict: bool, lazy: bool = False
+    src: NodeSource,
+    file: Path,
+    fmt: Format | None,
+    strict: bool,
+    lazy: bool = False,
+    later: list[Callable[[], bool]] | None = None,
 ) -> tuple[Ruleset, ...]:
     """A file's captures; a stream's (stdin, a pipe) from the text read when chosen."""
     if src.text is not None and file == src.primary:
-        return parse_captures(src.text, str(file), fmt=fmt, strict=strict, lazy=lazy)
-    return load_captures(file, fmt=fmt, strict=strict, lazy=lazy)
+        return parse_captures(src.text, str(file), fmt=fmt, strict=strict, lazy=lazy, later=later)
+    return load_captures(file, fmt=fmt, strict=strict, lazy=lazy, later=later)
 
 
 @contextmanager

@@ -58,6 +58,7 @@ def load_inputs(
     *,
     all_files: bool = False,
     lazy: bool = False,
+    confirm_later: bool = False,
 ) -> Loaded:
     """``input_options`` → ``api.load``, the model kept until exit (``keep_until_exit``):
     what every reading command does first."""
@@ -70,6 +71,7 @@ def load_inputs(
         strict=strict,
         all_files=all_files,
         lazy=lazy,
+        confirm_later=confirm_later,
     )
     return keep_until_exit(loaded)
 

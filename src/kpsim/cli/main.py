@@ -224,8 +224,10 @@ def trace(
     """Follow a connection's first packet through each node's rules: every outcome,
     its exact probability, the rules on its path, and whether the client IP survives."""
     request = trace_request(port, dest, proto, source, node_ips, node, assumptions)
-    # a trace reads a few chains (lazy); the graph draws them all
-    loaded = load_inputs(paths, fixtures_dir, fmt, strict, lazy=output != "dot")
+    # a trace reads a few chains (lazy), its last check made after its walk (api.trace);
+    # the graph draws them all
+    lazy = output != "dot"
+    loaded = load_inputs(paths, fixtures_dir, fmt, strict, lazy=lazy, confirm_later=lazy)
     if output == "dot":
         from kpsim.render.dot import graph_dot
 

@@ -21,7 +21,12 @@ from kpsim.errors import ParseError, UsageError
 # (``iptables.prescan``) imports the scanner through this package and scans ~0.08 s
 # sooner without the model (measured), ~7 ms sooner without dataclasses (``-X importtime``).
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kpsim.model import Format, Ruleset
+
+    #: Checks a reader left to be made later (``parse_text``'s ``later``): True, passed.
+    Later = list[Callable[[], bool]]
 
 # Blanks at a line's start are ``[^\S\n]*``, never ``\s*``: with MULTILINE, ``^\s*`` runs
 # on over every blank line after it, from each line start (30 s on 40,000 blank lines).
@@ -84,11 +89,19 @@ def detect_format(text: str) -> Format:
 
 
 def parse_text(
-    text: str, path: str, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
+    text: str,
+    path: str,
+    *,
+    fmt: Format | None = None,
+    strict: bool = False,
+    lazy: bool = False,
+    later: Later | None = None,
 ) -> Ruleset:
     """Parse one capture. ``fmt`` overrides detection. ``lazy``: a clean iptables-save
     has its chains built when first read (``iptables.lazy``: a trace reads a few); any
-    other input is read whole, as without it.
+    other input is read whole, as without it. ``later``: where a lazy reader may leave
+    its check that no jump leaves the capture, to be made before an answer is trusted
+    (``iptables.lazy.lazy_save``); without it, every check is made now.
 
     The cyclic GC is off meanwhile: a reader builds acyclic objects by the million (a
     listing of a million junk lines: 9.4 s with it, 7.4 s without, measured); save.py
@@ -96,29 +109,33 @@ def parse_text(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_text(text, path, fmt, strict, lazy)
+        return _parse_text(text, path, fmt, strict, lazy, later)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _parse_text(text: str, path: str, fmt: Format | None, strict: bool, lazy: bool) -> Ruleset:
+def _parse_text(
+    text: str, path: str, fmt: Format | None, strict: bool, lazy: bool, later: Later | None
+) -> Ruleset:
     from kpsim.formats.ipset import split_ipset, with_sets
 
     text, sets = split_ipset(text)
     # with sets, every chain is rewritten (lazy chains would all be built, each slower
     # than by the whole reader): such captures are read whole
-    return with_sets(_parse_rules(text, path, fmt, strict, lazy and not sets), sets)
+    return with_sets(_parse_rules(text, path, fmt, strict, lazy and not sets, later), sets)
 
 
-def _parse_rules(text: str, path: str, fmt: Format | None, strict: bool, lazy: bool) -> Ruleset:
+def _parse_rules(
+    text: str, path: str, fmt: Format | None, strict: bool, lazy: bool, later: Later | None
+) -> Ruleset:
     from kpsim.model import Format
 
     chosen = fmt or detect_format(text)
     if lazy and chosen is Format.SAVE:
         from kpsim.formats.iptables.lazy import lazy_save
 
-        found = lazy_save(text, path)
+        found = lazy_save(text, path, later)
         if found is not None:
             return found
     if chosen in (Format.SAVE, Format.RULES):
@@ -176,7 +193,13 @@ def load_file(
 
 
 def parse_captures(
-    text: str, path: str, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
+    text: str,
+    path: str,
+    *,
+    fmt: Format | None = None,
+    strict: bool = False,
+    lazy: bool = False,
+    later: Later | None = None,
 ) -> tuple[Ruleset, ...]:
     """Every capture a text holds: one, or one per family when ``iptables-save`` and
     ``ip6tables-save`` output share the file (``sections.split_families``)."""
@@ -184,20 +207,26 @@ def parse_captures(
 
     sections = split_families(text)
     if not sections:
-        return (parse_text(text, path, fmt=fmt, strict=strict, lazy=lazy),)
+        return (parse_text(text, path, fmt=fmt, strict=strict, lazy=lazy, later=later),)
     from dataclasses import replace
 
     out = []
     for family, part in sections:
-        ruleset = parse_text(part, path, fmt=fmt, strict=strict, lazy=lazy)
+        ruleset = parse_text(part, path, fmt=fmt, strict=strict, lazy=lazy, later=later)
         out.append(replace(ruleset, family=family))
     return tuple(out)
 
 
 def load_captures(
-    path: Path, *, fmt: Format | None = None, strict: bool = False, lazy: bool = False
+    path: Path,
+    *,
+    fmt: Format | None = None,
+    strict: bool = False,
+    lazy: bool = False,
+    later: Later | None = None,
 ) -> tuple[Ruleset, ...]:
-    return parse_captures(read_text(path), str(path), fmt=fmt, strict=strict, lazy=lazy)
+    text = read_text(path)
+    return parse_captures(text, str(path), fmt=fmt, strict=strict, lazy=lazy, later=later)
 
 
 __all__ = [

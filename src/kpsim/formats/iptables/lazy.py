@@ -35,7 +35,7 @@ from kpsim.formats.iptables.construct import constructor, new_chain
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_scan import Lines, Runs, scan
 from kpsim.formats.iptables.lazy_source import Source
-from kpsim.formats.iptables.prescan import marks_ahead, taken, unruled_ahead
+from kpsim.formats.iptables.prescan import answering, marks_ahead, taken, unruled_ahead
 from kpsim.formats.iptables.save import _SaveParser
 from kpsim.formats.iptables.save_detect import declares_keyword, detect_save_format
 from kpsim.formats.iptables.sketch import Sketch
@@ -112,9 +112,15 @@ _ZERO = Counters(0, 0)
 # ---------------------------------------------------------------- the pass
 
 
-def lazy_save(text: str, path: str) -> Ruleset | None:
+def lazy_save(
+    text: str, path: str, later: list[Callable[[], bool]] | None = None
+) -> Ruleset | None:
     """The ruleset of a clean iptables-save, its chains built on demand; None when the
-    whole reader must answer (see the module's docstring)."""
+    whole reader must answer (see the module's docstring). ``later``: when the prescan's
+    child is finding the jump targets to check (``prescan.answering``), the check that
+    no jump leaves the capture is appended to it (True: passed) rather than made now;
+    until it has passed, the ruleset may not be the whole reader's (the caller answers
+    from the whole reader when it fails: ``api.load``'s ``confirm_later``)."""
     if not text.endswith("\n") or "\r" in text or "\n*" not in text or text.startswith("-"):
         return None
     # target keywords declared as chains: looked for by the pass (a search took 20 ms)
@@ -122,14 +128,17 @@ def lazy_save(text: str, path: str) -> Ruleset | None:
         return None
     parser = _SaveParser(path, Format.SAVE, Sink(path, False))
     try:
-        return _Pass(text, path, parser).run()
+        return _Pass(text, path, parser, later).run()
     except _NotClean:
         return None
 
 
 class _Pass:
-    def __init__(self, text: str, path: str, parser: _SaveParser) -> None:
+    def __init__(
+        self, text: str, path: str, parser: _SaveParser, later: list[Callable[[], bool]] | None
+    ) -> None:
         self.text = text
+        self.later = later
         self.path = path
         self.parser = parser
         self.builder: RulesetBuilder = parser.builder
@@ -253,8 +262,22 @@ class _Pass:
             tables=MappingProxyType(tables),
             metadata=MappingProxyType(dict(self.builder.metadata)),
         )
-        self._no_missing(ruleset)
+        for source in self.sources.values():
+            if source.runs is not None and source.first:
+                offsets, (first, end) = source.runs.offsets, source.items
+                source.bounds = (offsets[first], offsets[end] + 1)  # to the newline after
+        if self.later is not None and answering(self.text):  # made when the child has it
+            self.later.append(partial(self._passes, ruleset))
+        else:
+            self._no_missing(ruleset)
         return replace(ruleset, capture=assess(ruleset, facts, (), missing=[]))
+
+    def _passes(self, ruleset: Ruleset) -> bool:
+        try:
+            self._no_missing(ruleset)
+        except _NotClean:
+            return False
+        return True
 
     def _declared_first(self) -> None:
         """Every chain of a deferred run was known before its table's first run: declared
@@ -288,9 +311,7 @@ class _Pass:
         for tname, source in self.sources.items():
             chains = ruleset.tables[tname].chains
             if source.runs is not None and source.first:
-                offsets, (first, end) = source.runs.offsets, source.items
-                lo, hi = offsets[first], offsets[end] + 1  # to the newline after the last run
-                source.bounds = (lo, hi)
+                lo, hi = source.bounds
                 # the targets that name no chain of the table's runs, as the prescan found
                 # them: a few names where the findall and the set of all 115,000 cost ~30
                 # ms; the others are chains ``_declared_first`` found in ``order``

@@ -158,6 +158,14 @@ def repeats_ahead(runs: Runs) -> dict[str, list[int]] | None:
     return cast("dict[str, list[int]] | None", _later(_answers[0], _REPEATS))
 
 
+def answering(text: str) -> bool:
+    """Whether the child that scanned ``text`` is finding its jump targets to check
+    (``unruled_ahead`` will wait for them, not find them here)."""
+    if _answers is None or _answers[0] is not text:
+        return False
+    return len(_answers[1]) > _TARGETS or (_after is not None and _after.text is text)
+
+
 def unruled_ahead(text: str, lo: int, hi: int) -> list[str] | None:
     """``lazy_scan.unruled`` of ``text[lo:hi]`` and its table's runs, as the child found
     it, when ``text`` is the one it scanned and it looked in those very bounds (which
@@ -335,10 +343,10 @@ def _unpack_targets(data: bytes, text: str = "") -> Targets:
 #: The messages after the items, in the order the child sends them.
 _UNPACKERS: tuple[Callable[[bytes, str], object], ...] = (
     _unpack_marks,
-    _unpack_targets,
     _unpack_repeats,
+    _unpack_targets,
 )
-_MARKS, _TARGETS, _REPEATS = range(3)
+_MARKS, _REPEATS, _TARGETS = range(3)
 
 
 def _end(child: _Child) -> None:

@@ -79,17 +79,18 @@ def serve(text: str, reader: int, writer: int, shared: mmap.mmap) -> NoReturn:
         # asks: the line marks its first rule read at once past the first table needs
         # (~12 ms of counting there);
         out.send(marshal.dumps(marks(text)))
+        # the runs of each chain of several, which a trace's sketch of KUBE-SERVICES
+        # looked for among all 72,000 items (~13 ms);
+        out.send(marshal.dumps(repeats(runs.names)))
         # each table's jump targets that name no chain of its runs: what ``lazy``'s check
         # that no jump leaves the capture needs (a findall of 115,000 targets and their
-        # set, ~30 ms there), a few names;
+        # set, ~30 ms there), a few names; a trace makes that check last (``lazy_save``'s
+        # ``later``), the others at the end of their load
         found = [
             (lo, hi, unruled(text, runs, lo, hi, first, end))
             for lo, hi, first, end in table_spans(text, runs)
         ]
         out.send(marshal.dumps(found))
-        # the runs of each chain of several, which a trace's sketch of KUBE-SERVICES
-        # looked for among all 72,000 items (~13 ms)
-        out.send(marshal.dumps(repeats(runs.names)))
         code = 0
     finally:
         os._exit(code)
