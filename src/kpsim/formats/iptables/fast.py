@@ -29,8 +29,8 @@ from typing import cast
 from kpsim.formats.common import ChainDraft
 from kpsim.formats.iptables.construct import constructor, new_location, new_rule
 from kpsim.formats.iptables.lazynet import LazyIPv4Network
+from kpsim.formats.iptables.line_shapes import line_re
 from kpsim.formats.iptables.options import Loaded, port_range
-from kpsim.formats.iptables.patterns import IP, NAME, NET
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS, build_target
 from kpsim.formats.iptables.tokens import LineError, unescape
 from kpsim.formats.numbers import U32, BadNumber, decimal, probability
@@ -58,46 +58,10 @@ _pack = inet_pton
 _from_bytes = int.from_bytes  # big-endian, as inet_pton packs
 _INET = AF_INET
 
-# the shared words: in ``patterns``, which the scan's child imports without the model
-_IP, _NET, _NAME = IP, NET, NAME
+# the two shapes (``line_shapes``, which the scan's child reads a sketch with too)
 _COMMENT_LONGEST = 1024
-_PROTO = r"(tcp|udp|sctp)"
-_COMMENT = r' -m comment --comment ("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^ \t"!][^ \t"]*+)'
-_STATISTIC = r" -m statistic --mode random --probability ([0-9.]{1,32}+)"
-_TARGET = rf"(?: -j DNAT --to-destination ({_IP})(?::(\d{{1,5}}))?| -j ({_NAME}))"
-_SRC = rf"(?: (! )?-s ({_NET}))?"
-_DST = rf"(?: (! )?-d ({_NET}))?"
-
-#: Session affinity, kube-proxy's only ``-m recent`` shapes: ``--set`` in a KUBE-SEP
-#: chain, ``--rcheck --seconds N --reap`` in a KUBE-SVC chain; as saved, as written.
-_RECENT_COMMAND = r"(--set|--rcheck --seconds (\d{1,10}+) --reap)"
-_RECENT_SAVED = (
-    rf" -m recent {_RECENT_COMMAND} --name ({_NAME}) --mask 255\.255\.255\.255 --rsource"
-)
-_RECENT_WRITTEN = rf" -m recent --name ({_NAME}) {_RECENT_COMMAND}"
-#: ``-m addrtype --src-type LOCAL`` (KUBE-EXT masquerade, 668 lines of a 10,000-service dump)
-#: and ``--dst-type LOCAL`` (KUBE-EXTERNAL-SERVICES): the general path took ~50 µs a line.
-_ADDRTYPE = r"(?: -m addrtype --(src|dst)-type LOCAL)?"
-
-#: Each one a whole line: ``fullmatch`` of one line here, ``findall`` over lines joined by
-#: newlines in a big chain's sketch (``sketch.py``), one compiled pattern for both (each
-#: costs ~1.6 ms to compile, measured).
-_FLAGS = re.ASCII | re.MULTILINE
-#: iptables-save's order: core fields, then matches as loaded, then the target. ASCII:
-#: ``\d`` is [0-9] (Unicode digits, which ``int()`` reads and iptables does not, take the
-#: general path and its diagnostics).
-_SAVE_RE = re.compile(
-    rf"^-A ({_NAME}){_SRC}{_DST}(?: -p {_PROTO})?(?:{_COMMENT})?(?:{_RECENT_SAVED})?{_ADDRTYPE}"
-    rf"(?: -m {_PROTO}(?: --dport (\d{{1,5}}+))?)?(?:{_STATISTIC})?{_TARGET}$",
-    _FLAGS,
-)
-#: kube-proxy's restore input: comment, ``-m tcp -p tcp``, ``-d``, ``--dport``, ``-s``.
-_RESTORE_RE = re.compile(
-    rf"^-A ({_NAME})(?:{_COMMENT})?(?:{_RECENT_WRITTEN})?{_ADDRTYPE}(?: -m {_PROTO} -p {_PROTO})?"
-    rf"{_DST}"
-    rf"(?: --dport (\d{{1,5}}+))?{_SRC}(?:{_STATISTIC})?{_TARGET}$",
-    _FLAGS,
-)
+_RESTORE_RE = line_re(0)
+_SAVE_RE = line_re(1)
 
 #: What ``shape`` returns: chain, target, source, destination, protocol, matches.
 FastRule = tuple[str, Target, Address | None, Address | None, Protocol | None, tuple[Match, ...]]
