@@ -22,7 +22,14 @@ from _paths import REPO
 from kpsim.cli import entry
 from kpsim.cli.entry import SMALLEST, big_input
 from kpsim.formats import parse_captures, read_text
-from kpsim.formats.iptables import lazy, lazy_source, prescan
+from kpsim.formats.iptables import (
+    lazy,
+    lazy_source,
+    prescan,
+    prescan_child,
+    prescan_messages,
+    sketch,
+)
 from kpsim.formats.iptables.lazy_scan import (
     BLOCK,
     JUMP_TARGET,
@@ -34,7 +41,9 @@ from kpsim.formats.iptables.lazy_scan import (
     table_spans,
     unruled,
 )
-from kpsim.formats.iptables.prescan_child import header
+from kpsim.formats.iptables.line_shapes import columns
+from kpsim.formats.iptables.prescan_child import big_chains, header
+from kpsim.formats.iptables.sketch import run_texts
 from kpsim.formats.iptables.write import render_save
 from kpsim.inputs import synth
 from kpsim.model import Ruleset
@@ -236,6 +245,43 @@ class TestSameItems:
         assert own["nat"]._last is not None  # made alone
         assert _model(ahead) == _model(alone)
 
+    @pytest.mark.parametrize("name", ["restore", "save", "big"])
+    def test_sketches_ahead(
+        self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The child's columns of each big chain are the ones read here off the same runs
+        (``line_shapes.columns``); the reader's sketch of such a chain is made from them,
+        with the same columns and rules; a chain it did not sketch is not waited for."""
+        path = dumps[name]
+        alone, own = _read(read_text(path), str(path), monkeypatch)
+        monkeypatch.setattr(prescan_child, "BIG", 1 << 10)  # these dumps' KUBE-SERVICES too
+        assert prescan.start(str(path))
+        ahead, sources = _read(read_text(path), str(path), monkeypatch)
+        text = sources["nat"].text
+        runs = sources["nat"].runs
+        assert runs is not None
+        big = big_chains(text, runs, repeats(runs.names), table_spans(text, runs))
+        assert "KUBE-SERVICES" in {n for *_, n, _ in big}
+        read = 0
+        for lo, hi, chain, _ in big:
+            tname = next(t for t, s in sources.items() if s.bounds == (lo, hi))
+            found = prescan.sketch_ahead(text, (lo, hi), chain)
+            spans = own[tname].spans(chain)
+            joined = "\n".join(run_texts(text, spans))
+            assert found == columns(joined, joined.count("\n") + 1, own[tname].order)
+            with monkeypatch.context() as patched:  # made from the child's columns
+                patched.setattr(sketch, "columns", _no_columns)
+                made = sources[tname].sketch(chain)
+            other = own[tname].sketch(chain)
+            assert made is not None and other is not None
+            for field in ("jumps", "dsts", "protos", "dports", "modules", "stateful", "comments"):
+                assert list(getattr(made, field)) == list(getattr(other, field)), field
+            assert made.rule(len(made.jumps) - 1) == other.rule(len(other.jumps) - 1)
+            read += 1
+        assert read
+        assert prescan.sketch_ahead(text, sources["nat"].bounds, "KUBE-MARK-MASQ") is None
+        assert _model(ahead) == _model(alone)
+
     def test_later_messages_lost(
         self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -252,6 +298,10 @@ class TestSameItems:
         assert alone is not None and ahead is not None
         assert prescan.marks_ahead(text) is None and prescan.unruled_ahead(text, 0, 1) is None
         assert _model(ahead) == _model(alone)
+
+
+def _no_columns(*args: object) -> None:
+    raise AssertionError("read a sketch's columns although the child had")
 
 
 def _read(
@@ -300,10 +350,10 @@ class TestFallbacks:
 
     def test_garbled_message(self, dumps: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
         """Bytes that do not unmarshal, and a well-formed answer of the wrong shape."""
-        real = prescan.marshal.dumps
+        real = marshal.dumps
         for garbled in (b"\x07not marshal", real((0, ["A"], [0], []))):
             with monkeypatch.context() as patched:  # the child's marshal only
-                patched.setattr(prescan.marshal, "dumps", lambda _, g=garbled: g)
+                patched.setattr(marshal, "dumps", lambda _, g=garbled: g)
                 assert prescan.start(str(dumps["restore"]))
             self._same_model(dumps["restore"])
 
@@ -312,19 +362,30 @@ class TestFallbacks:
         shapes = ({"a": 1}, [(1, 2)], [(1, 2, ["KUBE-X", 3])], [(1, 2, "KUBE-X")],
                   [("1", 2, [])], [(1, 2, [0], [])])  # fmt: skip
         for body in (b"junk", *map(marshal.dumps, shapes)):
-            assert prescan._unpack_targets(body) == {}
+            assert prescan_messages.unpack_targets(body) == {}
         good = marshal.dumps([(1, 2, ["KUBE-X"])])
-        assert prescan._unpack_targets(good) == {(1, 2): ["KUBE-X"]}
+        assert prescan_messages.unpack_targets(good) == {(1, 2): ["KUBE-X"]}
 
     def test_garbled_marks_and_repeats(self) -> None:
         """Later messages without their shape give nothing: the reader makes its own."""
         text = "x" * (2 * BLOCK + 5)
         for body in (b"junk", *map(marshal.dumps, ([0, 1], [0, 1, 2, 3], [1, 1, 2], [0, 1, "2"]))):
-            assert prescan._unpack_marks(body, text) is None
-        assert prescan._unpack_marks(marshal.dumps([0, 1, 2]), text) == [0, 1, 2]
-        for shape in ([("A", [1])], {"A": [1, "2"]}, {"A": (1, 2)}, {1: [1]}):
-            assert prescan._unpack_repeats(marshal.dumps(shape), text) is None
-        assert prescan._unpack_repeats(marshal.dumps({"A": [1, 5]}), text) == {"A": [1, 5]}
+            assert prescan_messages.unpack_marks(body, text) is None
+        assert prescan_messages.unpack_marks(marshal.dumps([0, 1, 2]), text) == [0, 1, 2]
+        shapes = ({"A": [1]}, ([("A", [1])], []), ({"A": [1, "2"]}, []), ({"A": (1, 2)}, []),
+                  ({1: [1]}, []), ({"A": [1]}, [(1, 2)]), ({"A": [1]}, {}))  # fmt: skip
+        for shape in shapes:
+            assert prescan_messages.unpack_repeats(marshal.dumps(shape), text) is None
+        good = marshal.dumps(({"A": [1, 5]}, [(0, 9, "A")]))
+        assert prescan_messages.unpack_repeats(good, text) == ({"A": [1, 5]}, {(0, 9, "A")})
+        col: list[object] = ["x"]
+        bad = ([(0, 9, "A")], [(0, 9, "A", (col,) * 6)], [(0, 9, "A", (col,) * 6 + (["x", "y"],))],
+               [(0, 9, "A", (col,) * 6 + (("x",),))], [("0", 9, "A", (col,) * 7)], {})  # fmt: skip
+        for shape in bad:
+            assert prescan_messages.unpack_sketches(marshal.dumps(shape), text) == {}
+        cols = (["KUBE-X"], ["10.0.0.1/32"], ["tcp"], ["80"], ["tcp"], [False], ["a/b"])
+        sketches = marshal.dumps([(0, 9, "A", cols)])
+        assert prescan_messages.unpack_sketches(sketches, text) == {(0, 9, "A"): cols}
 
     def test_short_or_late_message(self) -> None:
         """A message shorter than its header says, none in time, or one said to be past

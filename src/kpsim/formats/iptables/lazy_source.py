@@ -15,7 +15,7 @@ from kpsim.formats.iptables.construct import new_location
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
 from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs
-from kpsim.formats.iptables.prescan import repeats_ahead
+from kpsim.formats.iptables.prescan import repeats_ahead, sketch_ahead
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
 from kpsim.model import Rule, SourceLocation
 
@@ -104,7 +104,8 @@ class Source:
         if size >= SKETCH_MIN_RULES and not (name in self.eager and self.eager[name].rules):
             assert self.lines is not None
             build = builder(self.fast, self.table, name, self.path)
-            found = sketch_runs(self.text, spans, self.lines.at, build, self.order)
+            ahead = sketch_ahead(self.text, self.bounds, name)  # the prescan's, if any
+            found = sketch_runs(self.text, spans, self.lines.at, build, self.order, ahead)
         self.sketches[name] = found
         return found
 

@@ -55,6 +55,9 @@ def line_re(order: int) -> re.Pattern[str]:
     return re.compile(_SHAPES[order], re.ASCII | re.MULTILINE)
 
 
+#: Chains of this many rules or more are sketched rather than built for a trace's questions
+#: (as many as ``engine.prepare`` indexes: a walk reads shorter chains rule by rule).
+SKETCH_MIN_RULES = 32
 #: The group of each field in each order's shape: dneg, dst, proto, module, dport,
 #: recent, jump, comment; and how many groups a shape has.
 FIELDS = {0: (8, 9, 7, 6, 10, 3, 16, 1), 1: (3, 4, 5, 11, 12, 7, 16, 6)}

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import marshal
 import mmap
 import os
 import select
@@ -46,11 +45,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from kpsim.formats.iptables.lazy_scan import BLOCK, Runs
+from kpsim.formats.iptables.lazy_scan import Runs
+from kpsim.formats.iptables.line_shapes import Columns
 from kpsim.formats.iptables.prescan_child import HEADER, serve
-
-#: Jump targets that name no run's chain, by table bounds (a later message).
-Targets = dict[tuple[int, int], list[str]]
+from kpsim.formats.iptables.prescan_messages import (
+    Targets,
+    unpack_items,
+    unpack_marks,
+    unpack_repeats,
+    unpack_sketches,
+    unpack_targets,
+)
 
 
 class _Child:
@@ -131,7 +136,7 @@ def taken(text: str) -> tuple[int, Runs] | None:
     found = None
     try:
         data = _receive(child, _patience(text))
-        found = None if data is None else _unpack(data, text)
+        found = None if data is None else unpack_items(data, text)
     except (OSError, ValueError):  # a pipe that broke; select's descriptor limit
         pass
     finally:
@@ -155,7 +160,8 @@ def repeats_ahead(runs: Runs) -> dict[str, list[int]] | None:
     items taken from it; else None."""
     if _runs is not runs or _answers is None:
         return None
-    return cast("dict[str, list[int]] | None", _later(_answers[0], _REPEATS))
+    found = cast("tuple[dict[str, list[int]], object] | None", _later(_answers[0], _REPEATS))
+    return None if found is None else found[0]
 
 
 def answering(text: str) -> bool:
@@ -166,6 +172,18 @@ def answering(text: str) -> bool:
     return len(_answers[1]) > _TARGETS or (_after is not None and _after.text is text)
 
 
+def sketch_ahead(text: str, bounds: tuple[int, int], name: str) -> Columns | None:
+    """``line_shapes.columns`` of the chain ``name``'s lines in the table of those very
+    bounds, as the child read them (``prescan_child.sketched``: the big chains), when
+    ``text`` is the one it scanned and they are there within ~20 ms (a trace reads them
+    here in ~25 ms); else None."""
+    announced = cast("tuple[object, set[tuple[int, int, str]]] | None", _later(text, _REPEATS))
+    if announced is None or (*bounds, name) not in announced[1]:
+        return None  # not one the child sketches: nothing to wait for
+    found = cast("dict[tuple[int, int, str], Columns] | None", _later(text, _SKETCHES, 0.02))
+    return None if found is None else found.get((*bounds, name))
+
+
 def unruled_ahead(text: str, lo: int, hi: int) -> list[str] | None:
     """``lazy_scan.unruled`` of ``text[lo:hi]`` and its table's runs, as the child found
     it, when ``text`` is the one it scanned and it looked in those very bounds (which
@@ -174,14 +192,18 @@ def unruled_ahead(text: str, lo: int, hi: int) -> list[str] | None:
     return None if found is None else found.get((lo, hi))
 
 
-def _later(text: str, kind: int) -> object | None:
+def _later(text: str, kind: int, wait: float | None = None) -> object | None:
     """The child's ``kind``-th message after its items (``_UNPACKERS``), unpacked, when
-    ``text`` is the one it scanned; read in order, each once (an earlier one is kept)."""
+    ``text`` is the one it scanned; read in order, each once (an earlier one is kept).
+    ``wait``: how long a message not there yet is waited for (then None, the child
+    left to answer later); else up to ``_patience``."""
     global _after
     if _answers is None or _answers[0] is not text:
         return None
     got, child = _answers[1], _after
     while len(got) <= kind and child is not None and child.text is text:
+        if wait is not None and not select.select([child.fd], [], [], wait)[0]:
+            return None  # not yet: a header is written whole (16 bytes), so none is read
         data = None
         with contextlib.suppress(OSError, ValueError):  # a broken pipe; select's limit
             data = _receive(child, _patience(text))
@@ -276,77 +298,14 @@ def _read(fd: int, want: int, deadline: float) -> bytes | None:
     return b"".join(chunks)
 
 
-def _unpack(data: bytes, text: str) -> tuple[int, Runs] | None:
-    """The message as ``scan``'s answer, when it has its shape (items that cover the text
-    from its first newline to its end); else None."""
-    try:
-        order, names, offsets, blocks = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    if order not in (0, 1) or not all(type(x) is list for x in (names, offsets, blocks)):
-        return None
-    if len(offsets) != len(names) + 1 or offsets[0] != text.index("\n"):
-        return None
-    if offsets[-1] != len(text) or not all(
-        type(at) is int and 0 <= at < len(names) and names[at] is None for at in blocks
-    ):
-        return None
-    return order, Runs(names, offsets, frozenset(blocks))
-
-
-def _unpack_marks(data: bytes, text: str) -> list[int] | None:
-    """A message as ``marks_ahead`` gives it; None when not in its shape."""
-    try:
-        found = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    if type(found) is not list or len(found) != len(text) // BLOCK + 1 or found[:1] != [0]:
-        return None
-    return found if set(map(type, found)) <= {int} else None
-
-
-def _unpack_repeats(data: bytes, text: str) -> dict[str, list[int]] | None:
-    """A message as ``repeats_ahead`` gives it; None when not in its shape."""
-    try:
-        found = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    if type(found) is not dict:
-        return None
-    for name, items in found.items():
-        if type(name) is not str or type(items) is not list or not set(map(type, items)) <= {int}:
-            return None
-    return found
-
-
-def _unpack_targets(data: bytes, text: str = "") -> Targets:
-    """A message as ``unruled_ahead`` keeps it; empty when not in its shape."""
-    try:
-        found = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return {}
-    out: Targets = {}
-    if type(found) is not list:
-        return {}
-    for item in found:
-        if not (type(item) is tuple and len(item) == 3):
-            return {}
-        lo, hi, names = item
-        if type(lo) is not int or type(hi) is not int:
-            return {}
-        if type(names) is not list or not set(map(type, names)) <= {str}:
-            return {}
-        out[lo, hi] = names
-    return out
-
-
 #: The messages after the items, in the order the child sends them.
 _UNPACKERS: tuple[Callable[[bytes, str], object], ...] = (
-    _unpack_marks,
-    _unpack_repeats,
-    _unpack_targets,
+    unpack_marks,
+    unpack_repeats,
+    unpack_sketches,
+    unpack_targets,
 )
-_MARKS, _REPEATS, _TARGETS = range(3)
+_MARKS, _REPEATS, _SKETCHES, _TARGETS = range(4)
 
 
 def _end(child: _Child) -> None:

@@ -22,13 +22,10 @@ from operator import add, itemgetter
 
 from kpsim.formats.common import ChainDraft
 from kpsim.formats.iptables import fast
+from kpsim.formats.iptables.line_shapes import SKETCH_MIN_RULES as SKETCH_MIN_RULES
 from kpsim.formats.iptables.line_shapes import Columns, columns
 from kpsim.formats.iptables.targets import TARGET_KEYWORDS
 from kpsim.model import Rule
-
-#: Chains of this many rules or more are sketched rather than built for a trace's questions
-#: (as many as ``engine.prepare`` indexes: a walk reads shorter chains rule by rule).
-SKETCH_MIN_RULES = 32
 
 
 class Sketch:
