@@ -15,7 +15,9 @@ reads now, a table without COMMIT, no newline at the end, ``-I``/``-N``/``-X``/`
 ``-P`` commands, a target keyword declared as a chain, a jump to a chain not captured, rules
 of a chain never declared or a declaration after its table's rules — gives None, and the
 caller reads it whole (``tests/test_lazy_load.py`` compares the two on every shipped
-capture).
+capture). The one exception is asked for: with ``later``, the jump check can be left to be
+made once the prescan's child has the targets, and its caller reads the capture whole
+when it fails (``api.load``'s ``confirm_later``, ``api.trace``).
 """
 
 from __future__ import annotations

@@ -1,35 +1,38 @@
 """The lazy reader's one pass over a big iptables-save, made in a second process while
-this one is still starting (the machine's second CPU).
+this one is still starting (the machine's second CPU), and what the reader and a trace
+ask next, made there too.
 
     cli.entry ─ start(path): read it (formats.read_text), fork ─▶ child (prescan_child):
       │ imports kpsim, parses the options (~0.13 s)                 │ lazy_scan.scan
-    read_text(path) ─ early_text: the text read at start            │ (0.13 s), then
+    read_text(path) ─ early_text: the text read at start            │ (~0.12 s), then, as
     lazy._Pass.run ─ taken(text) ─ the child's items ◀──────────────┤ marshal's bytes in
-    lazy_scan.Lines.at ─ marks_ahead(text) ◀────────────────────────┤ a shared map, a
-    lazy._Pass._no_missing ─ unruled_ahead(text, lo, hi) ◀──────────┤ header each on the
-    lazy_source.Source.spans ─ repeats_ahead(runs) ◀────────────────┘ pipe: the items,
-                                                                      line marks, jump
+    lazy_scan.Lines.at ─ marks_ahead(text) ◀────────────────────────┤ a map both share,
+    lazy_source.Source.spans ─ repeats_ahead(runs) ◀────────────────┤ a header each on
+    lazy_source.Source.sketch ─ sketch_ahead(text, bounds, name) ◀──┤ the pipe: items,
+    lazy._Pass._no_missing ─ unruled_ahead(text, lo, hi) ◀──────────┘ line marks, chains
+      (a trace's: after its walk, ``api.trace``)                      of several runs,
+                                                                      big chains' sketch
+                                                                      columns, jump
                                                                       targets that name
-                                                                      no run's chain,
-                                                                      chains of several
-                                                                      runs
+                                                                      no run's chain
 
 Why: ``kpsim trace`` on a 10,000-service dump spent ~0.15 s in that pass after ~0.13 s
 of imports that need one CPU; now the two overlap. The child, idle once its items are
-sent, then answers what the parent asks next while it indexes the items, in the order it
-asks: where the lines are (~12 ms of counting), which jump targets its check must look
-up (a ~30 ms ``findall`` and set, answered in a few names), where KUBE-SERVICES' runs are.
+sent, then answers what the parent asks next while it indexes the items and walks, in
+the order a trace asks: where the lines are (~12 ms of counting), where KUBE-SERVICES'
+runs are, its sketch's columns (a ~25 ms ``findall``), which jump targets the capture's
+check must look up (a ~30 ms ``findall`` and set, answered in a few names).
 
 Same answers by construction: the child scans the very ``str`` the parent read (fork
 shares it), ``read_text`` hands that ``str`` on only for the same file, unchanged, and
 ``taken`` gives the items, and the later answers, only for that object (``is``; the
-targets only for the very bounds the reader has, the runs only for the very items taken).
-Anything else — no fork (not POSIX), a child that died, is late (``_patience``) or sent a
-message that does not unpack — gives None, and the reader does the work in process as it
-always did. The child never writes but to its pipe and the map and leaves with
-``os._exit`` (no exit handlers, no inherited buffers flushed); the parent reaps it at
-exit (``stop``, an exit handler), killing it first unless it answered, and at once when
-an answer is short or late.
+targets and columns only for the very bounds the reader has, the runs only for the very
+items taken). Anything else — no fork (not POSIX), a child that died, is late
+(``_patience``; a sketch's columns: ~20 ms) or sent a message that does not unpack —
+gives None, and the reader does the work in process as it always did. The child never
+writes but to its pipe and the map and leaves with ``os._exit`` (no exit handlers, no
+inherited buffers flushed); the parent reaps it at exit (``stop``, an exit handler),
+killing it first unless it answered, and at once when an answer is short or late.
 """
 
 from __future__ import annotations
@@ -95,9 +98,13 @@ def start(path: str) -> bool:
         if key != _key(path) or "\n" not in text:
             return False  # changed while read; no line to scan
         shared = mmap.mmap(-1, _room(text))
+    except Exception:  # an unreadable file, no memory: the loader will say
+        return False
+    try:
         reader, writer = os.pipe()
-    except Exception:  # an unreadable file, no more descriptors or memory: the loader
-        return False  # will say
+    except OSError:  # no more descriptors
+        shared.close()
+        return False
     try:
         pid = os.fork()
     except OSError:
