@@ -36,17 +36,21 @@ if TYPE_CHECKING:
 
 
 class _Lines:
-    """The lines that begin with ``shape`` (which never matches a newline)."""
+    """The lines that begin with ``shape`` (which never matches a newline): after each
+    newline, and the first line as if one came before it."""
 
     def __init__(self, shape: str) -> None:
-        self.first = re.compile(shape, re.M)
         self.after = re.compile("\n" + shape, re.M)
 
     def count(self, text: str) -> int:
-        return len(self.after.findall(text)) + (self.first.match(text) is not None)
+        return len(self.after.findall(text)) + self._first(text)
 
     def any(self, text: str) -> bool:
-        return self.first.match(text) is not None or self.after.search(text) is not None
+        return self._first(text) or self.after.search(text) is not None
+
+    def _first(self, text: str) -> bool:
+        end = text.find("\n")
+        return self.after.match("\n" + (text if end < 0 else text[:end])) is not None
 
 
 _LIST_HEADER = _Lines(r"[^\S\n]*Chain \S+ \((?:policy \S+|[0-9]+ references)")
