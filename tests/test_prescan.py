@@ -229,8 +229,9 @@ class TestSameItems:
     def test_reader_uses_marks_and_repeats(
         self, dumps: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The reader counts no line the child counted and makes no table of every
-        chain's last run; each chain's runs are those it finds alone."""
+        """The reader counts no line the child counted and finds no chain's runs itself
+        (its own ``repeats`` patched to fail); each chain's runs are those it finds
+        alone."""
         path = dumps[name]
         alone, own = _read(read_text(path), str(path), monkeypatch)
         assert prescan.start(str(path))
@@ -239,10 +240,11 @@ class TestSameItems:
         for tname, source in sources.items():
             assert source.lines is not None and source.lines.ahead is None
             assert source.lines.marks == marks(source.text)
-            for chain in ahead.tables[tname].chains:
-                assert source.spans(chain) == own[tname].spans(chain), chain
-            assert source._last is None  # never made
-        assert own["nat"]._last is not None  # made alone
+            with monkeypatch.context() as patched:
+                patched.setattr(lazy_source, "repeats", _no_repeats)
+                spans = {chain: source.spans(chain) for chain in ahead.tables[tname].chains}
+            for chain, found in spans.items():
+                assert found == own[tname].spans(chain), chain
         assert _model(ahead) == _model(alone)
 
     @pytest.mark.parametrize("name", ["restore", "save", "big"])
@@ -298,6 +300,10 @@ class TestSameItems:
         assert alone is not None and ahead is not None
         assert prescan.marks_ahead(text) is None and prescan.unruled_ahead(text, 0, 1) is None
         assert _model(ahead) == _model(alone)
+
+
+def _no_repeats(*args: object) -> None:
+    raise AssertionError("found the chains of several runs although the child had")
 
 
 def _no_columns(*args: object) -> None:
@@ -418,7 +424,10 @@ class TestFallbacks:
         alone, _ = _read(read_text(path), str(path), monkeypatch)
         assert prescan.start(str(path))
         ahead, sources = _read(read_text(path), str(path), monkeypatch)
-        assert sources["nat"]._last is None and sources["nat"].lines.ahead is None
+        assert sources["nat"].lines.ahead is None
+        with monkeypatch.context() as patched:  # the child's runs, through the pipe
+            patched.setattr(lazy_source, "repeats", _no_repeats)
+            assert sources["nat"].spans("KUBE-SERVICES")
         assert prescan.marks_ahead(sources["nat"].text) == marks(sources["nat"].text)
         assert _model(ahead) == _model(alone)
 
@@ -615,6 +624,9 @@ class TestConfirmLater:
         again = api.confirmed(loaded)
         assert again is not loaded and again.unconfirmed is None
         assert again.nodes[0].primary.capture == whole_loaded.nodes[0].primary.capture
+        # every other call confirms first: the whole reader's answers
+        assert api.show(loaded) == api.show(whole_loaded)
+        assert api.diff_nodes(loaded) == api.diff_nodes(whole_loaded)
 
     def test_without_a_child(self, dumps: dict[str, Path]) -> None:
         """No child finding the targets: every check made as the load reads."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from kpsim.api.load import Loaded, node, raw_text
+from kpsim.api.load import Loaded, confirmed, node, raw_text
 
 # Each stage imports its machinery when called: a notebook's (or `kpsim show`'s) import
 # of this module pulls in no trace, simulation or graph code (tests/test_cli_imports.py).
@@ -28,6 +28,7 @@ def lint(loaded: Loaded, wanted: str | None = None, node_ips: Sequence[str] = ()
     NodePorts that do not answer on the node's addresses (``node_ips`` add to metadata)."""
     from kpsim.lint import LintInput, lint_nodes
 
+    loaded = confirmed(loaded)
     nodes = loaded.nodes if wanted is None else (node(loaded, wanted),)
     ips = tuple(node_ips)
     inputs = [
@@ -45,6 +46,7 @@ def diff(before: Loaded, after: Loaded) -> DiffReport:
     fleet, matched node by node), by service, frontend and endpoint."""
     from kpsim.diff import DiffReport, compare, node_state, pair_nodes
 
+    before, after = confirmed(before), confirmed(after)
     left = [node_state(n.name, n.primary) for n in before.nodes]
     right = [node_state(n.name, n.primary) for n in after.nodes]
     pairs, only_left, only_right = pair_nodes(left, right)
@@ -64,6 +66,7 @@ def diff_nodes(loaded: Loaded) -> DiffReport:
     """Where the nodes of one snapshot disagree about a service (a node lagging behind)."""
     from kpsim.diff import DiffReport, disagreements, node_state
 
+    loaded = confirmed(loaded)
     states = [node_state(n.name, n.primary) for n in loaded.nodes]
     label = loaded.fixture_set.label
     return DiffReport("nodes", label, label, tuple(disagreements(states)), inputs=tuple(states))
@@ -81,6 +84,7 @@ def counters(
     from kpsim.errors import UsageError
     from kpsim.explain.counters import CountersReport, count
 
+    loaded = confirmed(loaded)
     if later is None:  # a node without the service says so; none with it is an error
         reports, missing = [], []
         for n in loaded.nodes:
@@ -94,7 +98,7 @@ def counters(
         return reports
     if len(loaded.nodes) != 1 or len(later.nodes) != 1:
         raise UsageError("two captures to subtract must each be one node's capture (a file)")
-    a, b = loaded.nodes[0], later.nodes[0]
+    a, b = loaded.nodes[0], confirmed(later).nodes[0]
     return [count([a.primary, b.primary], b.name, port=port, service=service)]
 
 
@@ -112,6 +116,7 @@ def why(
     """What explains uneven load on one service, ranked, judged against the captures."""
     from kpsim.explain.why import why as run
 
+    loaded = confirmed(loaded)
     nodes = [(x.name, x.primary) for x in loaded.nodes]
     return run(nodes, rng, port=port, service=service, observed=observed, n=n,
                connections=connections, requests=requests)  # fmt: skip

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import replace
-from itertools import compress, repeat
-from operator import add, eq
+from itertools import repeat
+from operator import add
 from typing import cast
 
 from kpsim.formats.common import ChainDraft
 from kpsim.formats.iptables.construct import new_location
 from kpsim.formats.iptables.fast import FastRules
 from kpsim.formats.iptables.lazy_places import Places
-from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs
+from kpsim.formats.iptables.lazy_scan import JUMP_TARGET, Lines, Runs, repeats
 from kpsim.formats.iptables.prescan import repeats_ahead, sketch_ahead
 from kpsim.formats.iptables.sketch import SKETCH_MIN_RULES, Sketch, builder, sketch_runs
 from kpsim.model import Rule, SourceLocation
@@ -28,9 +28,7 @@ class Source:
         self.runs: Runs | None = None
         self.first: dict[str, int] = {}  # chain → its first run (an index in ``runs``)
         self.ranges: list[tuple[int, int]] = []  # the items of its runs, a range a segment
-        self._last: dict[str, int] | None = None  # chain → its last run, made if needed
-        self._repeats: dict[str, list[int]] | None = None  # the prescan's (``_runs_of``)
-        self._asked = False  # for them
+        self._repeats: dict[str, list[int]] | None = None  # chains of several runs, found once
         self.declared: dict[str, int] = {}  # chain → the offset of its declaration block
         self.eager: dict[str, ChainDraft] = {}  # rules read at once, by chain
         self.lines: Lines | None = None
@@ -74,25 +72,18 @@ class Source:
         return list(zip(map(offsets.__getitem__, found), ends, strict=True))
 
     def _runs_of(self, name: str, at: int) -> list[int]:
-        """The items of ``name``'s runs (``at``: its first): as the prescan's child found
-        each chain of several runs, a chain not among them having one; else picked
-        among the items in C from its first run to its last (a dict of every chain's
-        last run, made once: 9 ms on 10,000 services that a trace no longer spends)."""
+        """The items of ``name``'s runs (``at``: its first): from the chains of several
+        runs (``lazy_scan.repeats``, as the prescan's child found them, else found here
+        once), a chain not among them having one."""
         assert self.runs is not None
-        if not self._asked:
-            self._repeats, self._asked = repeats_ahead(self.runs), True
-        if self._repeats is not None:
-            several = self._repeats.get(name)
-            if several is None:
-                return [at]
-            lo, hi = self.items  # the chain's runs in this table (a name may be in two)
-            return several[bisect_left(several, lo) : bisect_left(several, hi)]
-        if self._last is None:
-            names, self._last = self.runs.names, {}
-            for lo, hi in self.ranges:
-                self._last.update(zip(cast(list[str], names[lo:hi]), range(lo, hi), strict=True))
-        names, last = self.runs.names, self._last[name] + 1
-        return list(compress(range(at, last), map(eq, names[at:last], repeat(name))))
+        if self._repeats is None:
+            ahead = repeats_ahead(self.runs)
+            self._repeats = repeats(self.runs.names) if ahead is None else ahead
+        several = self._repeats.get(name)
+        if several is None:
+            return [at]
+        lo, hi = self.items  # the chain's runs in this table (a name may be in two)
+        return several[bisect_left(several, lo) : bisect_left(several, hi)]
 
     def sketch(self, name: str) -> Sketch | None:
         """A big chain whose every line is deferred, sketched (``sketch.py``); else None.
